@@ -1,0 +1,293 @@
+"""The run config: everything one lifecycle run needs, as YAML validated by pydantic.
+
+Unknown keys are refused (``extra="forbid"``) so that a typo fails loudly with its key path
+instead of silently falling back to a default; YAML is read with ``yaml.safe_load``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tuneline.errors import ConfigError
+from tuneline.records import RecordFormat
+
+__all__ = [
+    "ApprovalMode",
+    "ApprovalPolicy",
+    "BedrockTuneConfig",
+    "ColumnMapping",
+    "DataConfig",
+    "DedupeConfig",
+    "EvaluationConfig",
+    "GenerationConfig",
+    "LocalTuneConfig",
+    "LoraConfig",
+    "MetricCheck",
+    "PiiAction",
+    "PiiPolicy",
+    "PromotionConfig",
+    "RunConfig",
+    "SplitConfig",
+    "SuiteConfig",
+    "SuiteKind",
+    "Target",
+    "TuneConfig",
+    "load_run_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(StrEnum):
+    """Where the prepared data will be trained: decides format and limits."""
+
+    LOCAL = "local"
+    BEDROCK_CLAUDE_HAIKU = "bedrock-claude-haiku"
+    BEDROCK_NOVA = "bedrock-nova"
+
+
+# ------------------------------------------------------------------------------------------
+# prepare
+# ------------------------------------------------------------------------------------------
+class PiiAction(StrEnum):
+    REDACT = "redact"  # replace with a typed placeholder such as [EMAIL]
+    REJECT = "reject"  # reject the whole record
+    ALLOW = "allow"  # keep as is (still counted)
+
+
+class PiiPolicy(_Strict):
+    email: PiiAction = PiiAction.REDACT
+    phone: PiiAction = PiiAction.REDACT
+    credit_card: PiiAction = PiiAction.REDACT
+    ssn: PiiAction = PiiAction.REDACT
+    ip_address: PiiAction = PiiAction.REDACT
+    aws_access_key: PiiAction = PiiAction.REJECT
+
+
+class DedupeConfig(_Strict):
+    normalize_whitespace: bool = True
+    case_insensitive: bool = False
+    near_duplicate_threshold: float | None = Field(
+        default=None, ge=0.5, le=1.0, description="Jaccard similarity above which records are near-duplicates (MinHash); off when unset."
+    )
+
+
+class SplitConfig(_Strict):
+    train: float = Field(default=0.8, ge=0, le=1)
+    validation: float = Field(default=0.1, ge=0, le=1)
+    test: float = Field(default=0.1, ge=0, le=1)
+    max_train: int | None = Field(default=None, ge=1)
+    max_validation: int | None = Field(default=None, ge=1)
+    max_test: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _ratios_sum_to_one(self) -> SplitConfig:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split ratios must sum to 1, got {total:g}")
+        return self
+
+
+class ColumnMapping(_Strict):
+    """Column names for prompt/completion inputs (JSONL, CSV, Parquet)."""
+
+    prompt: str = "prompt"
+    completion: str = "completion"
+    system: str | None = None
+
+
+class DataConfig(_Strict):
+    source: str = Field(description="Local file, glob, directory, or s3://bucket/prefix.")
+    name: str | None = Field(default=None, description="Dataset name; the run's name when unset.")
+    format: RecordFormat | Literal["auto"] = "auto"
+    columns: ColumnMapping = ColumnMapping()
+    target: Target | None = Field(default=None, description="Defaults to the tune backend's target.")
+    pii: PiiPolicy = PiiPolicy()
+    dedupe: DedupeConfig = DedupeConfig()
+    split: SplitConfig = SplitConfig()
+
+
+# ------------------------------------------------------------------------------------------
+# tune
+# ------------------------------------------------------------------------------------------
+class LoraConfig(_Strict):
+    r: int = Field(default=8, ge=1, le=512)
+    alpha: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class LocalTuneConfig(_Strict):
+    backend: Literal["local"] = "local"
+    base_model: str = Field(description="Hugging Face model directory (local path or s3:// prefix).")
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = LoraConfig()
+    epochs: float = Field(default=1.0, gt=0, le=100)
+    max_steps: int | None = Field(default=None, ge=1, description="Overrides epochs when set.")
+    learning_rate: float = Field(default=2e-4, gt=0, le=1)
+    batch_size: int = Field(default=8, ge=1, le=1024)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    max_seq_length: int = Field(default=512, ge=8, le=131072)
+    packing: bool = True
+    seed: int = 0
+    eval_every_steps: int = Field(default=50, ge=1)
+    checkpoint_every_steps: int = Field(default=100, ge=1)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    early_stopping_threshold: float = Field(default=0.0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    trust_remote_code: bool = False
+    merge_adapter: bool = False
+
+    @property
+    def target(self) -> Target:
+        return Target.LOCAL
+
+
+class BedrockTuneConfig(_Strict):
+    backend: Literal["bedrock"] = "bedrock"
+    base_model: str = Field(description="Bedrock base model identifier, e.g. amazon.nova-micro-v1:0:128k.")
+    role_arn: str = Field(pattern=r"^arn:aws(-[^:]+)?:iam::\d{12}:role/.+$")
+    customization_type: Literal["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"] = "FINE_TUNING"
+    hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
+    output_s3_uri: str | None = Field(default=None, description="Where Bedrock writes job output; defaults under the bucket.")
+    kms_key_id: str | None = None
+    vpc_subnet_ids: list[str] = Field(default_factory=list)
+    vpc_security_group_ids: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    poll_interval_seconds: float = Field(default=60.0, gt=0)
+    max_poll_interval_seconds: float = Field(default=600.0, gt=0)
+
+    @property
+    def target(self) -> Target:
+        return Target.BEDROCK_NOVA if ".nova" in self.base_model else Target.BEDROCK_CLAUDE_HAIKU
+
+
+TuneConfig = Annotated[LocalTuneConfig | BedrockTuneConfig, Field(discriminator="backend")]
+
+
+# ------------------------------------------------------------------------------------------
+# evaluate
+# ------------------------------------------------------------------------------------------
+class GenerationConfig(_Strict):
+    max_new_tokens: int = Field(default=128, ge=1, le=32768)
+    temperature: float = Field(default=0.0, ge=0, le=2, description="0 means greedy decoding.")
+    stop: list[str] = Field(default_factory=list)
+    batch_size: int = Field(default=16, ge=1, le=1024)
+
+
+class SuiteKind(StrEnum):
+    TASK = "task"  # the held-out test split from prepare
+    SAFETY = "safety"  # prompts that must be refused
+    GENERAL = "general"  # capabilities the base had, to catch forgetting
+
+
+class SuiteConfig(_Strict):
+    name: str
+    kind: SuiteKind
+    source: str | None = Field(default=None, description="JSONL of chat records; the test split for 'task' when unset.")
+    metrics: list[str] = Field(default_factory=lambda: ["exact_match", "rouge_l"])
+    json_schema: dict | None = Field(default=None, description="JSON Schema answers must conform to.")
+
+
+class EvaluationConfig(_Strict):
+    generation: GenerationConfig = GenerationConfig()
+    suites: list[SuiteConfig] = Field(default_factory=lambda: [SuiteConfig(name="task", kind=SuiteKind.TASK)])
+    compare_with_champion: bool = True
+    bootstrap_samples: int = Field(default=1000, ge=100)
+    min_examples: int = Field(default=10, ge=1, description="Fewer examples: no difference is called.")
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------
+# approve, promote
+# ------------------------------------------------------------------------------------------
+class ApprovalMode(StrEnum):
+    AUTO = "auto"  # promote when the policy passes
+    HUMAN = "human"  # a person must approve even when it passes
+    HUMAN_ON_DOUBT = "human-on-doubt"  # a person only when a check is borderline
+
+
+class MetricCheck(_Strict):
+    suite: str
+    metric: str
+    min_value: float | None = None
+    min_gain: float | None = Field(default=None, description="Minimum candidate - baseline.")
+    require_significant: bool = Field(default=False, description="The gain's 95% CI must exclude zero.")
+    max_regression: float | None = Field(default=None, ge=0, description="Largest allowed baseline - candidate.")
+
+
+class ApprovalPolicy(_Strict):
+    mode: ApprovalMode = ApprovalMode.AUTO
+    checks: list[MetricCheck] = Field(default_factory=list)
+    reviewers: list[str] | None = Field(default=None, description="Who may approve; anyone when unset.")
+    timeout_seconds: int = Field(default=3600, ge=1)
+    doubt_margin: float = Field(default=0.02, ge=0, description="A check within this of its threshold is borderline.")
+
+
+class PromotionConfig(_Strict):
+    intended_use: str = "Not stated."
+    limitations: str = "Not stated."
+    serving: Literal["none", "provisioned-throughput", "on-demand-deployment"] = "none"
+    provisioned_model_units: int = Field(default=1, ge=1)
+
+
+# ------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------
+class RunConfig(_Strict):
+    """One lifecycle run: what to train on, how, how to judge it, and who decides."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="Registered model name.")
+    description: str = ""
+    data: DataConfig
+    tune: TuneConfig
+    evaluation: EvaluationConfig = EvaluationConfig()
+    approval: ApprovalPolicy = ApprovalPolicy()
+    promotion: PromotionConfig = PromotionConfig()
+
+    @property
+    def target(self) -> Target:
+        return self.data.target or self.tune.target
+
+    @property
+    def dataset_name(self) -> str:
+        return self.data.name or self.name
+
+    def config_hash(self) -> str:
+        """A short content hash of the whole config, for lineage tags."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a run config from YAML; errors name the key path and the allowed values."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"run config not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(raw).__name__}")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"- {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path} has invalid settings:\n{problems}") from exc

@@ -1,0 +1,90 @@
+"""Where Tuneline's services live: one ``Settings`` object, read from the environment.
+
+Every field can be set with a ``TUNELINE_``-prefixed environment variable or in a ``.env`` file.
+The local stack writes the credentials it generates to ``<home>/stack.env``, which is read too, so
+that ``tuneline stack up`` followed by any command needs no exports. Pointing Tuneline at AWS S3,
+a remote MLflow or Prefect Cloud is a matter of these variables, never of code.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+_DEFAULT_HOME = Path(".tuneline")
+
+
+class Settings(BaseSettings):
+    """Endpoints, bucket, credentials and paths. Secrets are ``SecretStr`` and never logged."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TUNELINE_",
+        env_file=(str(_DEFAULT_HOME / "stack.env"), ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    home: Path = Field(
+        default=_DEFAULT_HOME,
+        description="Folder for the local stack's state, logs and data, and local caches.",
+    )
+
+    # --- S3 -------------------------------------------------------------------------------
+    s3_endpoint_url: str | None = Field(
+        default="http://127.0.0.1:8333",
+        description="S3 endpoint; empty for AWS S3 itself.",
+    )
+    s3_bucket: str = Field(default="tuneline", description="Bucket for datasets, models, audit.")
+    aws_region: str = Field(default="us-east-1")
+    aws_access_key_id: SecretStr | None = Field(
+        default=None, description="Unset to use the default AWS credential chain (profile, role)."
+    )
+    aws_secret_access_key: SecretStr | None = None
+    s3_server_side_encryption: str | None = Field(
+        default=None,
+        description="'aws:kms' or 'AES256' to request SSE on every write (AWS); none locally.",
+    )
+
+    # --- MLflow ---------------------------------------------------------------------------
+    mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5000")
+    mlflow_username: str | None = None
+    mlflow_password: SecretStr | None = None
+
+    # --- Prefect --------------------------------------------------------------------------
+    prefect_api_url: str = Field(default="http://127.0.0.1:4200/api")
+
+    # --- Local stack ports ----------------------------------------------------------------
+    s3_port: int = 8333
+    weed_master_port: int = 9333
+    weed_volume_port: int = 8080
+    weed_filer_port: int = 8888
+    mlflow_port: int = 5000
+    prefect_port: int = 4200
+
+    # --- Bedrock --------------------------------------------------------------------------
+    bedrock_region: str = Field(default="us-west-2")
+    bedrock_endpoint_url: str | None = None
+
+    @field_validator("s3_endpoint_url", "bedrock_endpoint_url", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @cached_property
+    def prefect_ui_url(self) -> str:
+        return self.prefect_api_url.removesuffix("/api")
+
+    def secret_values(self) -> list[str]:
+        """The secret strings in these settings, for scanners that prove none leaked."""
+        secrets = [self.aws_secret_access_key, self.mlflow_password]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+
+def get_settings() -> Settings:
+    """Read the settings now (not cached: tests and the stack change the environment)."""
+    return Settings()

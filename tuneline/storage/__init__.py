@@ -1,0 +1,1 @@
+"""Storage: S3 objects (``s3``) and MLflow tracking (``tracking``)."""

@@ -1,0 +1,197 @@
+"""S3 object storage through boto3: the same code for SeaweedFS locally and AWS S3.
+
+``ObjectStore`` is the only place Tuneline talks to S3. It knows the bucket, the optional
+endpoint, and the server-side-encryption setting, and it validates every URI it is given.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from tuneline.errors import ConfigError, ServiceUnavailableError
+from tuneline.settings import Settings
+
+__all__ = ["ObjectStore", "S3Uri", "local_path_or_none", "make_s3_client"]
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Uri:
+        if not uri.startswith("s3://"):
+            raise ConfigError(f"expected an s3:// URI, got {uri!r}")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ConfigError(f"S3 URI has no bucket: {uri!r}")
+        parts = PurePosixPath(key).parts if key else ()
+        if any(part in ("..", ".") for part in parts):
+            raise ConfigError(f"S3 URI must not contain '.' or '..' segments: {uri!r}")
+        return cls(bucket, key)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def join(self, *parts: str) -> S3Uri:
+        key = "/".join([self.key.rstrip("/"), *(p.strip("/") for p in parts)]).lstrip("/")
+        return S3Uri(self.bucket, key)
+
+
+def make_s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client for the configured endpoint (none: AWS) and credentials."""
+    kwargs: dict[str, Any] = {
+        "region_name": settings.aws_region,
+        "config": Config(
+            retries={"max_attempts": 5, "mode": "adaptive"},
+            connect_timeout=5,
+            read_timeout=60,
+            s3={"addressing_style": "path"} if settings.s3_endpoint_url else {},
+        ),
+    }
+    if settings.s3_endpoint_url:
+        kwargs["endpoint_url"] = settings.s3_endpoint_url
+    if settings.aws_access_key_id and settings.aws_secret_access_key:
+        kwargs["aws_access_key_id"] = settings.aws_access_key_id.get_secret_value()
+        kwargs["aws_secret_access_key"] = settings.aws_secret_access_key.get_secret_value()
+    return boto3.client("s3", **kwargs)
+
+
+class ObjectStore:
+    """Read and write objects in the configured bucket (or any bucket by full URI)."""
+
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        self.settings = settings
+        self.bucket = settings.s3_bucket
+        self.client = client or make_s3_client(settings)
+
+    # --- URIs ------------------------------------------------------------------------------
+    def uri(self, key: str) -> str:
+        return str(S3Uri(self.bucket, key.lstrip("/")))
+
+    # --- writes ----------------------------------------------------------------------------
+    def _put_extra(self) -> dict[str, str]:
+        sse = self.settings.s3_server_side_encryption
+        return {"ServerSideEncryption": sse} if sse else {}
+
+    def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        loc = S3Uri.parse(uri)
+        with _service_errors():
+            self.client.put_object(
+                Bucket=loc.bucket, Key=loc.key, Body=data, ContentType=content_type, **self._put_extra()
+            )
+        return uri
+
+    def put_file(self, uri: str, path: Path) -> str:
+        loc = S3Uri.parse(uri)
+        with _service_errors():
+            self.client.upload_file(str(path), loc.bucket, loc.key, ExtraArgs=self._put_extra() or None)
+        return uri
+
+    def put_dir(self, prefix_uri: str, directory: Path) -> list[str]:
+        """Upload every file below ``directory`` under ``prefix_uri``, keeping relative paths."""
+        base = S3Uri.parse(prefix_uri)
+        written = []
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            written.append(self.put_file(str(base.join(path.relative_to(directory).as_posix())), path))
+        return written
+
+    def copy(self, src_uri: str, dst_uri: str) -> None:
+        src, dst = S3Uri.parse(src_uri), S3Uri.parse(dst_uri)
+        with _service_errors():
+            self.client.copy_object(
+                Bucket=dst.bucket,
+                Key=dst.key,
+                CopySource={"Bucket": src.bucket, "Key": src.key},
+                **self._put_extra(),
+            )
+
+    def delete_prefix(self, prefix_uri: str) -> int:
+        loc = S3Uri.parse(prefix_uri)
+        keys = [{"Key": k} for k in self.list_keys(prefix_uri)]
+        with _service_errors():
+            for start in range(0, len(keys), 1000):
+                self.client.delete_objects(Bucket=loc.bucket, Delete={"Objects": keys[start : start + 1000]})
+        return len(keys)
+
+    # --- reads -----------------------------------------------------------------------------
+    def get_bytes(self, uri: str) -> bytes:
+        loc = S3Uri.parse(uri)
+        with _service_errors():
+            return self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+
+    def download_file(self, uri: str, path: Path) -> Path:
+        loc = S3Uri.parse(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _service_errors():
+            self.client.download_file(loc.bucket, loc.key, str(path))
+        return path
+
+    def download_prefix(self, prefix_uri: str, directory: Path) -> Path:
+        """Mirror every object under ``prefix_uri`` into ``directory``; refuses keys escaping it."""
+        base = S3Uri.parse(prefix_uri)
+        root = directory.resolve()
+        prefix = base.key.rstrip("/") + "/" if base.key else ""
+        for key in self.list_keys(prefix_uri):
+            target = (root / key[len(prefix) :]).resolve()
+            if not target.is_relative_to(root):
+                raise ConfigError(f"object key {key!r} would escape {root}")
+            self.download_file(str(S3Uri(base.bucket, key)), target)
+        return directory
+
+    def exists(self, uri: str) -> bool:
+        loc = S3Uri.parse(uri)
+        try:
+            self.client.head_object(Bucket=loc.bucket, Key=loc.key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        except (EndpointConnectionError, BotoCoreError) as exc:
+            raise ServiceUnavailableError("S3", str(exc)) from exc
+
+    def list_keys(self, prefix_uri: str) -> Iterator[str]:
+        loc = S3Uri.parse(prefix_uri)
+        with _service_errors():
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key):
+                for obj in page.get("Contents", []):
+                    yield obj["Key"]
+
+    def ensure_bucket(self) -> None:
+        with _service_errors():
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError:
+                self.client.create_bucket(Bucket=self.bucket)
+
+
+class _service_errors:
+    """Turn connection failures into ``ServiceUnavailableError('S3', ...)`` naming the service."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is not None and isinstance(exc, (EndpointConnectionError, BotoCoreError)) and not isinstance(exc, ClientError):
+            raise ServiceUnavailableError("S3", str(exc)) from exc
+        return False
+
+
+def local_path_or_none(source: str) -> Path | None:
+    """``source`` as a local path, or None for s3:// sources; refuses other URL schemes."""
+    if source.startswith("s3://"):
+        return None
+    if "://" in source:
+        raise ConfigError(f"unsupported location {source!r}: use a local path or s3://bucket/prefix")
+    return Path(os.path.expanduser(source))
