@@ -19,6 +19,7 @@ __all__ = [
     "Decision",
     "EvaluationReport",
     "JobState",
+    "LifecycleSummary",
     "MetricComparison",
     "ModelVersionRef",
     "PolicyResult",
@@ -133,3 +134,19 @@ class ModelVersionRef(_Record):
     aliases: list[str] = Field(default_factory=list)
     promoted: bool = False
     previous_champion: str | None = None
+
+
+class LifecycleSummary(_Record):
+    """What one lifecycle run produced, with the addresses a person opens to look at it."""
+
+    model_name: str
+    flow_run_id: str | None
+    flow_run_url: str | None
+    mlflow_run_id: str
+    mlflow_run_url: str
+    dataset: DatasetVersion
+    model: TrainedModel
+    decision: Decision
+    version: ModelVersionRef
+    model_version_url: str
+    metrics: dict[str, dict[str, float]] = Field(description="suite/metric -> model label -> value")

@@ -1,0 +1,290 @@
+"""``tuneline``: run the lifecycle or any stage, manage the local stack, approve, roll back, audit."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from tuneline.config import ApprovalMode, Target, load_run_config
+from tuneline.errors import TunelineError
+from tuneline.settings import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+stack_app = typer.Typer(no_args_is_help=True, help="The embedded local stack: SeaweedFS (S3), MLflow, Prefect.")
+app.add_typer(stack_app, name="stack")
+
+
+def _use_prefect(settings: Settings) -> None:
+    """Point Prefect at the configured server before it is first imported."""
+    os.environ.setdefault("PREFECT_API_URL", settings.prefect_api_url)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_UI_URL", settings.prefect_ui_url)
+
+
+def _fail(exc: Exception, code: int = 1) -> None:
+    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _emit_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, default=str))
+
+
+# --------------------------------------------------------------------------------------------
+# stack
+# --------------------------------------------------------------------------------------------
+def _print_services(services: list[Any]) -> None:
+    for s in services:
+        mark = typer.style("healthy", fg=typer.colors.GREEN) if s.healthy else typer.style("down", fg=typer.colors.RED)
+        typer.echo(f"{s.name:<8} {mark:<18} {s.url:<32} pid={s.pid or '-'}  log={s.log_path}")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start SeaweedFS, MLflow and Prefect (reusing any already healthy)."""
+    from tuneline import stack
+
+    try:
+        _print_services(stack.up(get_settings()))
+    except TunelineError as exc:
+        _fail(exc)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the services this stack started (by pid)."""
+    from tuneline import stack
+
+    _print_services(stack.down(get_settings()))
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each service, its URL and health."""
+    from tuneline import stack
+
+    services = stack.status(get_settings())
+    _print_services(services)
+    if not all(s.healthy for s in services):
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------------------------
+# the lifecycle
+# --------------------------------------------------------------------------------------------
+@app.command("run")
+def run(
+    config_path: Annotated[Path, typer.Argument(help="Run config YAML.", exists=True, dir_okay=False)],
+    approval: Annotated[Optional[ApprovalMode], typer.Option(help="Override the policy's approval mode.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
+) -> None:
+    """Run the whole lifecycle (prepare, tune, evaluate, approve, promote) as a Prefect flow."""
+    settings = get_settings()
+    try:
+        config = load_run_config(config_path)
+    except TunelineError as exc:
+        _fail(exc, 2)
+    _use_prefect(settings)
+    from flows.lifecycle import customize_model
+
+    try:
+        summary = customize_model(config, approval)
+    except TunelineError as exc:
+        _fail(exc)
+    if as_json:
+        _emit_json(summary.model_dump(mode="json"))
+        return
+    _print_summary(summary, settings)
+
+
+def _print_summary(summary: Any, settings: Settings) -> None:
+    d, v = summary.dataset, summary.version
+    typer.echo("")
+    typer.secho(f"Tuneline lifecycle for {summary.model_name}: done", bold=True)
+    typer.echo(f"  Prefect flow run : {summary.flow_run_url}")
+    typer.echo(f"  MLflow run       : {summary.mlflow_run_url}")
+    typer.echo(f"  Registered model : {summary.model_version_url}")
+    typer.echo(f"  Dataset version  : {d.uri}  ({d.accepted} accepted, {d.rejected} rejected, {d.duplicates} duplicates)")
+    typer.echo(f"  Model weights    : {summary.model.model_uri}")
+    decision = summary.decision
+    verdict = "APPROVED" if decision.approved else "REJECTED"
+    typer.echo(f"  Decision         : {verdict} by {decision.decided_by}: {'; '.join(decision.reasons)}")
+    typer.echo(f"  Version          : v{v.version} aliases={v.aliases} (previous champion: {v.previous_champion})")
+    typer.echo("  Metrics (before -> after):")
+    for key, values in summary.metrics.items():
+        before = values.get("champion", values.get("base"))
+        after = values.get("candidate")
+        label = "champion" if "champion" in values else "base"
+        typer.echo(f"    {key:<32} {label} {before:.3f} -> candidate {after:.3f}")
+    typer.echo(f"  S3 browse        : aws --endpoint-url {settings.s3_endpoint_url} s3 ls {d.uri}")
+
+
+# --------------------------------------------------------------------------------------------
+# approval, rollback, audit
+# --------------------------------------------------------------------------------------------
+def _resume(flow_run_id: str, decision: str, reviewer: str, comment: str) -> None:
+    from uuid import UUID
+
+    _use_prefect(get_settings())
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        resume_flow_run(UUID(flow_run_id), run_input={"decision": decision, "reviewer": reviewer, "comment": comment})
+    except (RuntimeError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"{decision} sent for flow run {flow_run_id} by {reviewer}")
+
+
+def _paused_run_id(flow_run_id: str) -> str:
+    """The paused run is the approve subflow; accept its parent's id too, as the UI shows both."""
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        if run.state and run.state.type is StateType.PAUSED:
+            return flow_run_id
+        # subflows are linked through a task run in the parent
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(flow_run_id)]),
+                state=FlowRunFilterStateType(any_=[StateType.PAUSED]),
+            )
+        )
+    if not children:
+        _fail(ValueError(f"flow run {flow_run_id} is not waiting for approval"))
+    return str(children[0].id)
+
+
+@app.command("approve")
+def approve(
+    flow_run_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who approves; recorded in the audit log.")],
+    comment: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Approve a run that is waiting for a human decision."""
+    _use_prefect(get_settings())
+    _resume(_paused_run_id(flow_run_id), "approve", reviewer, comment)
+
+
+@app.command("reject")
+def reject(
+    flow_run_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who rejects; recorded in the audit log.")],
+    comment: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Reject a run that is waiting for a human decision."""
+    _use_prefect(get_settings())
+    _resume(_paused_run_id(flow_run_id), "reject", reviewer, comment)
+
+
+@app.command("rollback")
+def rollback(
+    model_name: str,
+    to_version: Annotated[Optional[str], typer.Option(help="Version to restore; default: alias 'previous'.")] = None,
+    reason: Annotated[str, typer.Option()] = "manual rollback",
+    actor: Annotated[str, typer.Option()] = os.environ.get("USER", "unknown"),
+) -> None:
+    """Move the champion alias back (to 'previous' by default) and record why."""
+    _use_prefect(get_settings())
+    from flows.rollback import rollback as rollback_flow
+
+    try:
+        ref = rollback_flow(model_name, to_version, actor, reason)
+    except TunelineError as exc:
+        _fail(exc)
+    typer.echo(f"{model_name}: champion is now v{ref.version} (was v{ref.previous_champion})")
+
+
+@app.command("audit")
+def audit(
+    model: Annotated[Optional[str], typer.Option(help="Only this model's records.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print the audit log: every approval, promotion and rollback."""
+    from tuneline.governance.audit import AuditLog
+    from tuneline.storage.s3 import ObjectStore
+
+    records = AuditLog(ObjectStore(get_settings())).records(model)
+    for r in records:
+        if as_json:
+            _emit_json(r.model_dump(mode="json"))
+        else:
+            typer.echo(
+                f"{r.recorded_at:%Y-%m-%d %H:%M:%S} {r.kind:<9} {r.model_name} v{r.model_version or '-'} "
+                f"by {r.actor} approved={r.approved} {'; '.join(r.reasons)}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# single stages
+# --------------------------------------------------------------------------------------------
+def _data_config(input_: str, format_: str, target: Target | None) -> Any:
+    from tuneline.config import DataConfig
+
+    return DataConfig(source=input_, format=format_, target=target)
+
+
+@app.command("validate")
+def validate(
+    input_: Annotated[str, typer.Option("--input", help="File, glob, directory or s3:// prefix.")],
+    format_: Annotated[str, typer.Option("--format")] = "auto",
+    target: Annotated[Target, typer.Option()] = Target.LOCAL,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check data against the target's rules without writing anything."""
+    from tuneline.data.prepare import validate as validate_data
+    from tuneline.storage.s3 import ObjectStore
+
+    settings = get_settings()
+    try:
+        store = ObjectStore(settings) if input_.startswith("s3://") else None
+        summary = validate_data(_data_config(input_, format_, target), target, store=store)
+    except TunelineError as exc:
+        _fail(exc, 2)
+    if as_json:
+        _emit_json(summary.model_dump(mode="json"))
+    else:
+        typer.echo(summary.model_dump_json(indent=2))
+
+
+@app.command("prepare")
+def prepare(
+    input_: Annotated[str, typer.Option("--input", help="File, glob, directory or s3:// prefix.")],
+    format_: Annotated[str, typer.Option("--format")] = "auto",
+    target: Annotated[Target, typer.Option()] = Target.LOCAL,
+    name: Annotated[str, typer.Option(help="Dataset name.")] = "dataset",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Validate, clean, split and write a versioned dataset to S3."""
+    from tuneline.data.prepare import prepare as prepare_data
+    from tuneline.storage.s3 import ObjectStore
+
+    settings = get_settings()
+    try:
+        prepared = prepare_data(_data_config(input_, format_, target), target, name=name, store=ObjectStore(settings))
+    except TunelineError as exc:
+        _fail(exc, 2)
+    out = {**prepared.summary.model_dump(mode="json"), "version": prepared.version.version, "uri": prepared.version.uri}
+    if as_json:
+        _emit_json(out)
+    else:
+        typer.echo(prepared.report_markdown)
+        typer.echo(f"\nversion {prepared.version.version} at {prepared.version.uri}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except TunelineError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(1)

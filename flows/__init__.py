@@ -1,0 +1,1 @@
+"""Prefect flows: the lifecycle and one subflow per stage, composed from ``tasks``."""

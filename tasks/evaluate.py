@@ -1,0 +1,29 @@
+"""The evaluate task: the comparison table a reviewer decides from, as a Prefect artifact."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from tasks._retry import RETRY_DELAYS, transient_only
+from tuneline.config import RunConfig
+from tuneline.lineage import DatasetVersion, TrainedModel
+from tuneline.settings import get_settings
+from tuneline.stages.context import StageContext
+from tuneline.stages.evaluate import EvaluateOutcome, run_evaluate
+
+__all__ = ["evaluate_candidate"]
+
+
+@task(name="evaluate-candidate", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+      retry_jitter_factor=0.5, retry_condition_fn=transient_only)
+def evaluate_candidate(
+    config: RunConfig, dataset: DatasetVersion, model: TrainedModel, mlflow_run_id: str | None = None
+) -> EvaluateOutcome:
+    outcome = run_evaluate(StageContext(get_settings(), run_id=mlflow_run_id), config, dataset, model)
+    logger = get_run_logger()
+    for c in outcome.report.comparisons:
+        logger.info("%s/%s: %s (delta %+.4f vs %s)", c.suite, c.metric,
+                    ", ".join(f"{k}={v:.4f}" for k, v in c.values.items()), c.delta, c.baseline)
+    create_markdown_artifact(outcome.report_markdown, key="evaluation-report")
+    return outcome

@@ -1,0 +1,66 @@
+"""Promotion tasks: register and move aliases under a per-model lock; roll back."""
+
+from __future__ import annotations
+
+from prefect import get_client, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.concurrency.sync import concurrency
+
+from tuneline.config import RunConfig
+from tuneline.lineage import DatasetVersion, Decision, EvaluationReport, ModelVersionRef, TrainedModel
+from tuneline.settings import get_settings
+from tuneline.stages.context import StageContext
+from tuneline.stages.promote import run_promote, run_rollback
+from tuneline.storage.tracking import model_version_url
+
+__all__ = ["promote_model", "promotion_lock_name", "rollback_model"]
+
+
+def promotion_lock_name(model_name: str) -> str:
+    return f"tuneline-promote-{model_name}"
+
+
+def _ensure_lock(name: str) -> None:
+    # strict=True below turns a missing limit into an error instead of a silent no-op, so the
+    # limit is created first (idempotently).
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+
+
+@task(name="promote-model")
+def promote_model(
+    config: RunConfig,
+    dataset: DatasetVersion,
+    model: TrainedModel,
+    report: EvaluationReport,
+    decision: Decision,
+    evaluation_summary: dict[str, dict[str, float]],
+    mlflow_run_id: str | None = None,
+    flow_run_id: str | None = None,
+) -> ModelVersionRef:
+    settings = get_settings()
+    ctx = StageContext(settings, run_id=mlflow_run_id)
+    lock = promotion_lock_name(config.name)
+    _ensure_lock(lock)
+    with concurrency(lock, occupy=1, strict=True):
+        ref = run_promote(ctx, config, dataset, model, report, decision, evaluation_summary, flow_run_id)
+    url = model_version_url(settings, ref.name, ref.version)
+    verb = "promoted to champion" if ref.promoted else "registered, not promoted"
+    get_run_logger().info("%s v%s %s (previous champion: %s) %s", ref.name, ref.version, verb, ref.previous_champion, url)
+    create_markdown_artifact(
+        f"## {ref.name} v{ref.version}: {verb}\n\n- aliases: {', '.join(ref.aliases) or 'none'}\n"
+        f"- previous champion: {ref.previous_champion or 'none'}\n- [open in MLflow]({url})\n",
+        key="promotion",
+    )
+    return ref
+
+
+@task(name="rollback-model")
+def rollback_model(model_name: str, to_version: str | None, actor: str, reason: str) -> ModelVersionRef:
+    ctx = StageContext(get_settings())
+    lock = promotion_lock_name(model_name)
+    _ensure_lock(lock)
+    with concurrency(lock, occupy=1, strict=True):
+        ref = run_rollback(ctx, model_name, to_version, actor, reason)
+    get_run_logger().info("%s champion rolled back from v%s to v%s", model_name, ref.previous_champion, ref.version)
+    return ref

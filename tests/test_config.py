@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuneline.config import BedrockTuneConfig, LocalTuneConfig, RunConfig, Target, load_run_config
+from tuneline.errors import ConfigError
+
+MINIMAL = """
+name: support-tickets
+data:
+  source: data.jsonl
+tune:
+  backend: local
+  base_model: models/tiny
+"""
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    def write(text: str) -> Path:
+        path = tmp_path / "run.yaml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def test_minimal_config_gets_defaults(write_config) -> None:
+    config = load_run_config(write_config(MINIMAL))
+    assert isinstance(config.tune, LocalTuneConfig)
+    assert config.target is Target.LOCAL
+    assert config.evaluation.suites[0].name == "task"
+    assert config.dataset_name == "support-tickets"
+
+
+def test_config_hash_is_stable_and_sensitive(write_config) -> None:
+    a = load_run_config(write_config(MINIMAL))
+    b = load_run_config(write_config(MINIMAL))
+    c = load_run_config(write_config(MINIMAL.replace("models/tiny", "models/other")))
+    assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (MINIMAL + "  learning_rat: 0.1\n", "tune.local.learning_rat: Extra inputs are not permitted"),
+        (MINIMAL + "  batch_size: lots\n", "tune.local.batch_size"),
+        (MINIMAL + "  learning_rate: 5\n", "less than or equal to 1"),
+        (MINIMAL.replace("source: data.jsonl", "source: d.jsonl\n  split: {train: 0.9, validation: 0.2, test: 0.1}"), "sum to 1"),
+        (MINIMAL.replace("name: support-tickets", "name: 'bad name!'"), "name: String should match pattern"),
+        ("- just\n- a list\n", "must hold a mapping"),
+        ("name: [unclosed", "not valid YAML"),
+        ("!!python/object/apply:os.system ['echo pwned']", "not valid YAML"),
+    ],
+    ids=["unknown-key", "wrong-type", "out-of-range", "split-sum", "bad-name", "not-a-mapping", "bad-yaml", "unsafe-yaml-tag"],
+)
+def test_bad_configs_name_the_key(write_config, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_run_config(write_config(text))
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_run_config(tmp_path / "nope.yaml")
+
+
+def test_bedrock_target_follows_the_base_model() -> None:
+    role = "arn:aws:iam::123456789012:role/bedrock-ft"
+    nova = BedrockTuneConfig(base_model="amazon.nova-micro-v1:0:128k", role_arn=role)
+    haiku = BedrockTuneConfig(base_model="anthropic.claude-3-haiku-20240307-v1:0:200k", role_arn=role)
+    assert (nova.target, haiku.target) == (Target.BEDROCK_NOVA, Target.BEDROCK_CLAUDE_HAIKU)
+    config = RunConfig(name="x", data={"source": "d.jsonl"}, tune=nova)
+    assert config.target is Target.BEDROCK_NOVA

@@ -1,0 +1,164 @@
+"""Stage 5, promote: register the candidate with its lineage and move the aliases, all or nothing.
+
+The caller must serialise promotions per model name (the Prefect layer holds a strict global
+concurrency limit); within that, promotion is compare-then-set against the champion that was
+evaluated, and every failure after the alias move puts the registry back as it was.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from tuneline.config import RunConfig
+from tuneline.governance.approval import ApprovalRecord
+from tuneline.governance.audit import AuditLog
+from tuneline.governance.model_card import render_model_card
+from tuneline.governance.registry import CHALLENGER, PREVIOUS, ModelRegistry
+from tuneline.lineage import DatasetVersion, Decision, EvaluationReport, ModelVersionRef, TrainedModel
+from tuneline.stages.context import StageContext
+from tuneline.stages.evaluate import BACKEND_TAG, BASE_MODEL_TAG, MODEL_URI_TAG
+
+__all__ = ["lineage_tags", "run_promote", "run_rollback"]
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def lineage_tags(
+    config: RunConfig, dataset: DatasetVersion, model: TrainedModel, flow_run_id: str | None
+) -> dict[str, str]:
+    return {
+        "tuneline.dataset_version": dataset.version,
+        "tuneline.dataset_uri": dataset.uri,
+        BASE_MODEL_TAG: model.base_model,
+        BACKEND_TAG: model.backend,
+        MODEL_URI_TAG: model.model_uri,
+        "tuneline.config_hash": config.config_hash(),
+        "tuneline.git_commit": _git_commit(),
+        "tuneline.flow_run_id": flow_run_id or "",
+    }
+
+
+def run_promote(
+    ctx: StageContext,
+    config: RunConfig,
+    dataset: DatasetVersion,
+    model: TrainedModel,
+    report: EvaluationReport,
+    decision: Decision,
+    evaluation_summary: dict[str, dict[str, float]],
+    flow_run_id: str | None = None,
+    serve: Callable[[ModelVersionRef], str | None] | None = None,
+) -> ModelVersionRef:
+    """Register the candidate; when approved, make it champion (old champion becomes ``previous``).
+
+    ``serve`` (Bedrock serving, optional) runs after the alias move; if it or any later step fails
+    the aliases are restored and the error propagates.
+    """
+    registry = ModelRegistry(ctx.mlflow)
+    source = model.mlflow_model_uri or model.model_uri
+    version = registry.register(
+        config.name, source, model.job_id, lineage_tags(config, dataset, model, flow_run_id), run_id=ctx.run_id
+    )
+    number = str(version.version)
+    summary_tags = {f"tuneline.eval.{k}": f"{v.get('candidate', float('nan')):.4f}" for k, v in evaluation_summary.items()}
+    registry.set_tags(
+        config.name,
+        number,
+        {
+            **summary_tags,
+            "tuneline.approved": str(decision.approved).lower(),
+            "tuneline.decided_by": decision.decided_by,
+            "tuneline.decided_at": decision.decided_at.isoformat(),
+            "tuneline.decision_reasons": "; ".join(decision.reasons)[:5000],
+        },
+    )
+    if not decision.approved:
+        return registry.ref(config.name, number, promoted=False)
+
+    registry.set_alias(config.name, CHALLENGER, number)
+    before_champion = report.champion_version
+    before_previous = registry.alias_version(config.name, PREVIOUS)
+    before_previous_version = str(before_previous.version) if before_previous is not None else None
+    old = registry.promote(config.name, number, expected_champion=before_champion)
+    audit = AuditLog(ctx.store)
+    try:
+        card = render_model_card(config, number, dataset, model, report, decision)
+        card_uri = ctx.store.put_bytes(
+            ctx.store.uri(f"models/{config.name}/v{number}/MODEL_CARD.md"), card.encode(), "text/markdown"
+        )
+        serving_arn = serve(registry.ref(config.name, number)) if serve is not None else None
+        record_uri = audit.append(
+            ApprovalRecord(
+                kind="promotion",
+                model_name=config.name,
+                model_version=number,
+                recorded_at=datetime.now(UTC),
+                actor=decision.decided_by,
+                approved=True,
+                reasons=decision.reasons,
+                comment=decision.comment,
+                decision=decision,
+                evaluation_summary=evaluation_summary,
+                flow_run_id=flow_run_id,
+                mlflow_run_id=ctx.run_id,
+                previous_champion=old,
+                new_champion=number,
+            )
+        )
+        tags = {"tuneline.model_card_uri": card_uri, "tuneline.audit_record_uri": record_uri}
+        if serving_arn:
+            tags["tuneline.serving_arn"] = serving_arn
+        registry.set_tags(config.name, number, tags)
+        ctx.mlflow.update_model_version(config.name, number, description=card)
+        if ctx.run_id:
+            ctx.mlflow.log_text(ctx.run_id, card, "promote/MODEL_CARD.md")
+    except BaseException:
+        registry.restore(config.name, champion=before_champion, previous=before_previous_version)
+        raise
+    return registry.ref(config.name, number, promoted=True, previous=old)
+
+
+def run_rollback(
+    ctx: StageContext,
+    model_name: str,
+    to_version: str | None,
+    actor: str,
+    reason: str,
+    serve: Callable[[ModelVersionRef], str | None] | None = None,
+) -> ModelVersionRef:
+    registry = ModelRegistry(ctx.mlflow)
+    before_champion = registry.champion(model_name)
+    before_previous = registry.alias_version(model_name, PREVIOUS)
+    old, new = registry.rollback(model_name, to_version)
+    try:
+        if serve is not None:
+            serve(registry.ref(model_name, new))
+        AuditLog(ctx.store).append(
+            ApprovalRecord(
+                kind="rollback",
+                model_name=model_name,
+                model_version=new,
+                recorded_at=datetime.now(UTC),
+                actor=actor,
+                reasons=[reason],
+                previous_champion=old,
+                new_champion=new,
+            )
+        )
+    except BaseException:
+        registry.restore(
+            model_name,
+            champion=str(before_champion.version) if before_champion else None,
+            previous=str(before_previous.version) if before_previous else None,
+        )
+        raise
+    return registry.ref(model_name, new, promoted=True, previous=old)

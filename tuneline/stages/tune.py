@@ -1,0 +1,116 @@
+"""Stage 2, tune: one backend-agnostic path from a dataset version to a candidate model.
+
+Whatever the backend, the same things land in MLflow: hyperparameters, step-wise metrics (batched),
+the final losses, a loss-curve figure, and the model itself.
+"""
+
+from __future__ import annotations
+
+import io
+
+from tuneline.backends.base import JobSpec, JobStatus, ProgressCallback, TuningBackend
+from tuneline.config import BedrockTuneConfig, LocalTuneConfig, RunConfig
+from tuneline.errors import JobFailedError
+from tuneline.lineage import DatasetVersion, JobState, TrainedModel
+from tuneline.stages.context import StageContext
+from tuneline.storage.tracking import BatchedMetricsLogger
+
+__all__ = ["job_spec", "make_backend", "run_tune"]
+
+
+def make_backend(ctx: StageContext, config: RunConfig) -> TuningBackend:
+    if isinstance(config.tune, LocalTuneConfig):
+        from tuneline.backends.local_hf import LocalBackend
+
+        return LocalBackend(ctx.settings, ctx.store)
+    if isinstance(config.tune, BedrockTuneConfig):
+        from tuneline.backends.bedrock import BedrockBackend
+
+        return BedrockBackend(ctx.settings, store=ctx.store)
+    raise TypeError(f"no backend for {type(config.tune).__name__}")
+
+
+def job_spec(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -> JobSpec:
+    spec = JobSpec(name=config.name, dataset=dataset, tune=config.tune, output_uri="s3://placeholder/")
+    return spec.model_copy(update={"output_uri": ctx.store.uri(f"runs/{config.name}/{spec.identity}/")})
+
+
+def run_tune(
+    ctx: StageContext,
+    config: RunConfig,
+    dataset: DatasetVersion,
+    on_progress: ProgressCallback | None = None,
+) -> TrainedModel:
+    backend = make_backend(ctx, config)
+    spec = job_spec(ctx, config, dataset)
+    backend.validate(spec)
+    job_id = backend.submit(spec)
+    if ctx.run_id:
+        ctx.mlflow.set_tag(ctx.run_id, "tuneline.job_id", job_id)
+        ctx.mlflow.set_tag(ctx.run_id, "tuneline.job_identity", spec.identity)
+    if ctx.run_id:
+        with BatchedMetricsLogger(ctx.mlflow, ctx.run_id) as sink:
+            status = backend.wait(spec, job_id, sink=sink, on_progress=on_progress)
+    else:
+        status = backend.wait(spec, job_id, on_progress=on_progress)
+    if status.state is not JobState.COMPLETED:
+        raise JobFailedError(f"tuning job {job_id} ended {status.state}: {status.message}")
+    model = backend.fetch_model(spec, job_id)
+    if ctx.run_id:
+        model = _log_model(ctx, config, model, backend, job_id, status)
+    return model
+
+
+def _log_model(
+    ctx: StageContext, config: RunConfig, model: TrainedModel, backend: TuningBackend, job_id: str, status: JobStatus
+) -> TrainedModel:
+    run_id = ctx.run_id
+    assert run_id is not None
+    final = {
+        "tune.final_train_loss": model.final_train_loss,
+        "tune.final_validation_loss": model.final_validation_loss,
+        "tune.steps": float(model.steps),
+        "tune.tokens_per_second": model.tokens_per_second,
+    }
+    for key, value in final.items():
+        if value is not None:
+            ctx.mlflow.log_metric(run_id, key, float(value))
+    ctx.mlflow.log_dict(run_id, model.model_dump(mode="json"), "tune/trained_model.json")
+    points = backend.metrics(job_id)
+    if points:
+        ctx.mlflow.log_image(run_id, _loss_curve_png(points), "tune/loss_curve.png")
+    mlflow_model_uri = None
+    if isinstance(config.tune, LocalTuneConfig):
+        from tuneline.backends.local_pyfunc import log_local_model
+
+        mlflow_model_uri = log_local_model(ctx, model, run_id)
+    else:
+        mlflow_model_uri = model.model_uri  # a Bedrock custom model ARN is its own reference
+    return model.model_copy(update={"mlflow_model_uri": mlflow_model_uri})
+
+
+def _loss_curve_png(points):  # -> PIL.Image.Image
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for p in points:
+        if p.name.endswith("loss"):
+            series.setdefault(p.name, []).append((p.step, p.value))
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for name, values in sorted(series.items()):
+        steps, losses = zip(*sorted(values), strict=True)
+        ax.plot(steps, losses, label=name, marker="." if len(values) < 30 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("Training and validation loss")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    buf.seek(0)
+    return Image.open(buf)
