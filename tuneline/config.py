@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tuneline.backends.bedrock_models import BedrockModelSpec
 from tuneline.errors import ConfigError
 from tuneline.records import RecordFormat
 
@@ -27,6 +28,7 @@ __all__ = [
     "DedupeConfig",
     "EvaluationConfig",
     "GenerationConfig",
+    "JudgeConfig",
     "LocalTuneConfig",
     "LoraConfig",
     "MetricCheck",
@@ -170,10 +172,18 @@ class BedrockTuneConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     max_poll_interval_seconds: float = Field(default=600.0, gt=0)
+    model_limits: BedrockModelSpec | None = Field(
+        default=None,
+        description="Limits of a base model missing from Tuneline's table (tuneline.backends.bedrock_models).",
+    )
 
     @property
     def target(self) -> Target:
-        return Target.BEDROCK_NOVA if ".nova" in self.base_model else Target.BEDROCK_CLAUDE_HAIKU
+        if self.model_limits is not None:
+            nova = self.model_limits.record_format == "nova"
+        else:
+            nova = ".nova" in self.base_model
+        return Target.BEDROCK_NOVA if nova else Target.BEDROCK_CLAUDE_HAIKU
 
 
 TuneConfig = Annotated[LocalTuneConfig | BedrockTuneConfig, Field(discriminator="backend")]
@@ -203,8 +213,26 @@ class SuiteConfig(_Strict):
     json_schema: dict | None = Field(default=None, description="JSON Schema answers must conform to.")
 
 
+class JudgeConfig(_Strict):
+    """LLM-as-judge through Bedrock Runtime. Off unless ``evaluation.judge`` is set."""
+
+    model_id: str = Field(description="Bedrock model (or inference profile) that grades the answers.")
+    rubric: str = Field(min_length=1, description="What a good answer is; the judge scores against it.")
+    min_score: int = 1
+    max_score: int = Field(default=5, description="Scores are normalised to 0..1 from this scale.")
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+    cache: bool = Field(default=True, description="Reuse earlier verdicts for the same (judge, rubric, prompt, answer).")
+
+    @model_validator(mode="after")
+    def _scale(self) -> JudgeConfig:
+        if self.min_score >= self.max_score:
+            raise ValueError(f"min_score ({self.min_score}) must be below max_score ({self.max_score})")
+        return self
+
+
 class EvaluationConfig(_Strict):
     generation: GenerationConfig = GenerationConfig()
+    judge: JudgeConfig | None = Field(default=None, description="LLM-as-judge; off when unset.")
     suites: list[SuiteConfig] = Field(default_factory=lambda: [SuiteConfig(name="task", kind=SuiteKind.TASK)])
     compare_with_champion: bool = True
     bootstrap_samples: int = Field(default=1000, ge=100)

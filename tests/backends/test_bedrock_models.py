@@ -1,0 +1,151 @@
+"""Per-model hyperparameter limits: every bound of every hyperparameter of every model in the table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from tuneline.backends.bedrock_models import (
+    BEDROCK_MODELS,
+    BedrockModelSpec,
+    HyperparameterLimit,
+    bedrock_model_spec,
+    hyperparameter_strings,
+)
+from tuneline.config import BedrockTuneConfig, Target
+from tuneline.errors import ConfigError, ValidationFailedError
+
+ROLE = "arn:aws:iam::123456789012:role/BedrockTuning"
+
+
+def _outside(limit: HyperparameterLimit, side: str) -> int | float:
+    if side == "below":
+        return (
+            int(limit.minimum) - 1
+            if limit.kind == "integer"
+            else (limit.minimum / 2 if limit.minimum > 0 else -1e-3)
+        )
+    return int(limit.maximum) + 1 if limit.kind == "integer" else limit.maximum * 1.5
+
+
+_BOUNDS = [
+    pytest.param(model_id, name, side, id=f"{model_id}-{name}-{side}")
+    for model_id, spec in BEDROCK_MODELS.items()
+    for name in spec.hyperparameters
+    for side in ("below", "above")
+]
+
+
+@pytest.mark.parametrize(("model_id", "name", "side"), _BOUNDS)
+def test_every_bound_is_enforced_with_a_message_naming_value_and_range(
+    model_id: str, name: str, side: str
+) -> None:
+    spec = BEDROCK_MODELS[model_id]
+    limit = spec.hyperparameters[name]
+    value = _outside(limit, side)
+    with pytest.raises(ValidationFailedError) as err:
+        spec.validate_hyperparameters({name: value})
+    assert len(err.value.problems) == 1
+    problem = err.value.problems[0]
+    assert f"tune.hyperparameters.{name}={value!r}" in problem
+    assert f"{model_id} allows {limit.describe()}" in problem
+
+
+@pytest.mark.parametrize(
+    ("model_id", "name", "side"), [p for p in _BOUNDS if p.values[2] == "below"], ids=lambda v: str(v)
+)
+def test_both_bounds_themselves_are_accepted(model_id: str, name: str, side: str) -> None:
+    spec = BEDROCK_MODELS[model_id]
+    limit = spec.hyperparameters[name]
+    kind = int if limit.kind == "integer" else float
+    for edge in (limit.minimum, limit.maximum):
+        assert spec.validate_hyperparameters({name: kind(edge)})[name] == kind(edge)
+        # the API takes strings, and config files may give them as strings too
+        assert spec.validate_hyperparameters({name: str(kind(edge))})[name] == kind(edge)
+
+
+def test_published_limits_are_the_ones_in_the_table() -> None:
+    haiku = BEDROCK_MODELS["anthropic.claude-3-haiku-20240307-v1:0:200k"].hyperparameters
+    assert {k: (v.minimum, v.maximum, v.default) for k, v in haiku.items()} == {
+        "epochCount": (1, 10, 2),
+        "batchSize": (4, 256, 32),
+        "learningRateMultiplier": (0.1, 2, 1),
+        "earlyStoppingThreshold": (0, 0.1, 0.001),
+        "earlyStoppingPatience": (1, 10, 2),
+    }
+    for model_id in (
+        "amazon.nova-micro-v1:0:128k",
+        "amazon.nova-lite-v1:0:300k",
+        "amazon.nova-pro-v1:0:300k",
+    ):
+        nova = BEDROCK_MODELS[model_id]
+        assert nova.record_format == "nova"
+        assert {k: (v.minimum, v.maximum, v.default) for k, v in nova.hyperparameters.items()} == {
+            "epochCount": (1, 5, 2),
+            "learningRate": (1e-6, 1e-4, 1e-5),
+            "learningRateWarmupSteps": (0, 100, 10),
+        }
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"epochCount": 2.5}, "fractional part"),
+        ({"epochCount": "two"}, "valid integer"),
+        ({"learningRateMultiplier": float("nan")}, "finite number"),
+        ({"learningRate": 1e-5}, "has no hyperparameter 'learningRate'; allowed: batchSize"),
+    ],
+    ids=["fractional-integer", "word", "nan", "other-models-name"],
+)
+def test_wrong_types_and_unknown_names_are_refused(values: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValidationFailedError, match=fragment):
+        BEDROCK_MODELS["anthropic.claude-3-haiku-20240307-v1:0:200k"].validate_hyperparameters(values)
+
+
+def test_every_bad_value_is_reported_at_once() -> None:
+    with pytest.raises(ValidationFailedError) as err:
+        BEDROCK_MODELS["amazon.nova-lite-v1:0:300k"].validate_hyperparameters(
+            {"epochCount": 6, "learningRate": 1, "batchSize": 8}
+        )
+    assert len(err.value.problems) == 3
+
+
+def test_defaults_fill_unset_values_and_everything_is_sent_as_strings() -> None:
+    checked = BEDROCK_MODELS["amazon.nova-pro-v1:0:300k"].validate_hyperparameters({"epochCount": "3"})
+    assert hyperparameter_strings(checked) == {
+        "epochCount": "3",
+        "learningRate": "1e-05",
+        "learningRateWarmupSteps": "10",
+    }
+
+
+def test_limits_for_another_model_come_from_config() -> None:
+    limits = {
+        "model_id": "meta.llama3-1-8b-instruct-v1:0:128k",
+        "record_format": "bedrock",
+        "hyperparameters": {"epochCount": {"kind": "integer", "minimum": 1, "maximum": 5, "default": 2}},
+    }
+    tune = BedrockTuneConfig.model_validate(
+        {"base_model": "meta.llama3-1-8b-instruct-v1:0:128k", "role_arn": ROLE, "model_limits": limits}
+    )
+    assert tune.target is Target.BEDROCK_CLAUDE_HAIKU
+    spec = bedrock_model_spec(tune.base_model, tune.model_limits)
+    assert spec.validate_hyperparameters({"epochCount": 5}) == {"epochCount": 5}
+    with pytest.raises(ValidationFailedError, match="integer from 1 to 5"):
+        spec.validate_hyperparameters({"epochCount": 6})
+
+
+def test_config_limits_must_name_the_base_model_and_be_consistent() -> None:
+    other = BEDROCK_MODELS["amazon.nova-micro-v1:0:128k"]
+    with pytest.raises(ConfigError, match="must name the same model"):
+        bedrock_model_spec("amazon.nova-lite-v1:0:300k", other)
+    with pytest.raises(ConfigError, match="tune.model_limits"):
+        bedrock_model_spec("no.such-model-v1:0")
+    with pytest.raises(ValidationError, match="default 11 must lie within"):
+        BedrockModelSpec(
+            model_id="x.y",
+            record_format="nova",
+            hyperparameters={"epochCount": {"kind": "integer", "minimum": 1, "maximum": 10, "default": 11}},
+        )
