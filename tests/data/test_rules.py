@@ -1,0 +1,219 @@
+"""Every error code from a minimal bad record; the real datasets pass; counts always reconcile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tuneline.config import DataConfig, Target
+from tuneline.data.codes import ErrorCode
+from tuneline.data.prepare import build_dataset, validate
+from tuneline.errors import DataError
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+
+
+def _msgs(*pairs: tuple[str, str]) -> dict:
+    return {"messages": [{"role": r, "content": c} for r, c in pairs]}
+
+
+CASES = [
+    # (id, bad line, code, field, target)
+    (
+        "not_utf8",
+        b'{"messages": [{"role": "user", "content": "\xff"}]}',
+        ErrorCode.NOT_UTF8,
+        None,
+        Target.LOCAL,
+    ),
+    ("invalid_json", '{"messages": [', ErrorCode.INVALID_JSON, None, Target.LOCAL),
+    ("not_an_object", "[1, 2]", ErrorCode.UNKNOWN_FORMAT, None, Target.LOCAL),
+    ("missing_messages", {"system": "s"}, ErrorCode.MISSING_MESSAGES, "messages", Target.LOCAL),
+    ("empty_messages", {"messages": []}, ErrorCode.EMPTY_MESSAGES, "messages", Target.LOCAL),
+    ("messages_not_list", {"messages": "hi"}, ErrorCode.WRONG_TYPE, "messages", Target.LOCAL),
+    (
+        "content_not_string",
+        {"messages": [{"role": "user", "content": 1}, {"role": "assistant", "content": "a"}]},
+        ErrorCode.WRONG_TYPE,
+        "messages[0].content",
+        Target.LOCAL,
+    ),
+    (
+        "unknown_role",
+        _msgs(("user", "q"), ("bot", "x"), ("assistant", "a")),
+        ErrorCode.UNKNOWN_ROLE,
+        "messages[1].role",
+        Target.LOCAL,
+    ),
+    (
+        "roles_not_alternating",
+        _msgs(("user", "q"), ("user", "q2"), ("assistant", "a")),
+        ErrorCode.ROLES_NOT_ALTERNATING,
+        "messages[1].role",
+        Target.LOCAL,
+    ),
+    (
+        "first_not_user",
+        _msgs(("assistant", "a"), ("user", "q"), ("assistant", "a")),
+        ErrorCode.FIRST_NOT_USER,
+        "messages[0].role",
+        Target.LOCAL,
+    ),
+    (
+        "last_not_assistant",
+        _msgs(("user", "q"), ("assistant", "a"), ("user", "q")),
+        ErrorCode.LAST_NOT_ASSISTANT,
+        "messages[2].role",
+        Target.LOCAL,
+    ),
+    (
+        "empty_content",
+        _msgs(("user", "  "), ("assistant", "a")),
+        ErrorCode.EMPTY_CONTENT,
+        "messages[0].content",
+        Target.LOCAL,
+    ),
+    ("unexpected_key", {**GOOD, "id": 7}, ErrorCode.UNEXPECTED_KEY, "id", Target.LOCAL),
+    (
+        "unexpected_message_key",
+        {"messages": [{"role": "user", "content": "q", "name": "x"}, GOOD["messages"][1]]},
+        ErrorCode.UNEXPECTED_KEY,
+        "messages[0].name",
+        Target.LOCAL,
+    ),
+    (
+        "reserved_string",
+        _msgs(("user", "a\nHuman: b"), ("assistant", "a")),
+        ErrorCode.RESERVED_STRING,
+        "messages[0].content",
+        Target.BEDROCK_CLAUDE_HAIKU,
+    ),
+    (
+        "too_many_tokens",
+        _msgs(("user", "x" * 96_003), ("assistant", "a")),
+        ErrorCode.TOO_MANY_TOKENS,
+        None,
+        Target.BEDROCK_CLAUDE_HAIKU,
+    ),
+    (
+        "pii_reject",
+        _msgs(("user", "my key is AKIAIOSFODNN7EXAMPLE"), ("assistant", "a")),
+        ErrorCode.PII,
+        "messages[0].content",
+        Target.LOCAL,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("bad", "code", "field", "target"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_each_error_code_names_line_field_and_fix(write_lines, chat, tmp_path, bad, code, field, target):
+    # Enough good records for Bedrock's minimum, all in train (no undersized validation split).
+    path = write_lines([*(chat(i) for i in range(40)), bad])
+    config = DataConfig(source=str(path), split={"train": 1, "validation": 0, "test": 0})
+    built = build_dataset(config, target, tmp_path / "work")
+
+    s = built.summary
+    assert s.problems == []
+    assert s.errors == {code.value: 1}
+    assert (s.total, s.rejected, s.accepted) == (41, 1, 40)
+    rejected = [
+        json.loads(x) for x in (tmp_path / "work" / "out" / "rejected.jsonl").read_text().splitlines()
+    ]
+    assert len(rejected) == 1 and rejected[0]["line"] == 41 and rejected[0]["file"] == path.name
+    (error,) = rejected[0]["errors"]
+    assert error["code"] == code.value and error["field"] == field
+    assert len(error["message"]) > 20  # says what is wrong and what to do
+
+
+def test_a_file_without_any_known_format_is_unknown_format(write_lines):
+    summary = validate(DataConfig(source=str(write_lines([{"foo": 1}, {"bar": 2}]))), Target.LOCAL)
+    assert summary.errors == {"unknown_format": 2}
+    assert summary.problems == ["no record passed the checks (2 read): see the errors in the report"]
+
+
+def test_blank_lines_are_not_records(write_lines):
+    summary = validate(DataConfig(source=str(write_lines(["", GOOD, "   ", ""]))), Target.LOCAL)
+    assert (summary.total, summary.accepted) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("n", "split", "problem"),
+    [
+        (10, {}, "too_few_records: the train split"),
+        (200, {"train": 0.5, "validation": 0.5, "test": 0}, "too_many_records"),
+    ],
+    ids=["too_few", "too_many"],
+)
+def test_file_level_limits_are_reported(write_lines, chat, n, split, problem, monkeypatch):
+    from tuneline.data import targets
+
+    if problem == "too_many_records":
+        limits = targets.limits_for(Target.BEDROCK_CLAUDE_HAIKU).model_copy(
+            update={"max_validation_records": 50}
+        )
+        monkeypatch.setitem(targets._LIMITS, Target.BEDROCK_CLAUDE_HAIKU, limits)
+    config = DataConfig(
+        source=str(write_lines([chat(i) for i in range(n)])), **({"split": split} if split else {})
+    )
+    summary = validate(config, Target.BEDROCK_CLAUDE_HAIKU)
+    assert any(p.startswith(problem) for p in summary.problems), summary.problems
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"the shared datasets folder {SHARED_DATA} is absent")
+@pytest.mark.parametrize("name", ["json_mode_dataset.jsonl", "tooluse_train.jsonl", "tooluse_test.jsonl"])
+@pytest.mark.parametrize("target", [Target.LOCAL, Target.BEDROCK_CLAUDE_HAIKU, Target.BEDROCK_NOVA])
+def test_real_datasets_pass_unchanged(name, target):
+    summary = validate(DataConfig(source=str(SHARED_DATA / name)), target)
+    assert summary.rejected == 0 and summary.errors == {}
+    assert summary.accepted + summary.duplicates == summary.total > 100
+    assert summary.formats == {name: "bedrock"}
+
+
+def test_missing_source_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="no input files"):
+        validate(DataConfig(source=str(tmp_path / "nope-*.jsonl")), Target.LOCAL)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["role", "content", "messages", "system", "text", "x"]), inner, max_size=3
+        )
+    ),
+    max_leaves=8,
+)
+_lines = st.one_of(
+    st.binary(max_size=30).map(lambda b: b.replace(b"\n", b" ")),
+    st.text(max_size=30).map(lambda t: t.replace("\n", " ").encode("utf-8")),
+    _json_values.map(lambda v: json.dumps(v).encode()),
+    st.just(json.dumps(GOOD).encode()),
+    st.builds(
+        lambda roles, texts: json.dumps(
+            {"messages": [{"role": r, "content": t} for r, t in zip(roles, texts, strict=False)]}
+        ).encode(),
+        st.lists(st.sampled_from(["user", "assistant", "system", "bot"]), max_size=4),
+        st.lists(st.text(max_size=6), min_size=4, max_size=4),
+    ),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_lines, max_size=12))
+def test_random_lines_never_crash_and_counts_reconcile(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("prop") / "in.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    summary = validate(DataConfig(source=str(path)), Target.LOCAL)
+    assert summary.total == sum(1 for line in lines if line.strip(b" \t\r"))
+    assert summary.total == summary.accepted + summary.rejected + summary.duplicates + summary.filtered
+    assert summary.accepted == sum(summary.splits.values())
+    assert summary.rejected <= sum(summary.errors.values())

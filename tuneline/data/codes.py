@@ -1,0 +1,28 @@
+"""Stable error codes for rejected records. Codes are part of the public interface: never rename one."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ErrorCode"]
+
+
+class ErrorCode(StrEnum):
+    NOT_UTF8 = "not_utf8"
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_FORMAT = "unknown_format"
+    MISSING_MESSAGES = "missing_messages"
+    EMPTY_MESSAGES = "empty_messages"
+    WRONG_TYPE = "wrong_type"
+    UNKNOWN_ROLE = "unknown_role"
+    ROLES_NOT_ALTERNATING = "roles_not_alternating"
+    FIRST_NOT_USER = "first_not_user"
+    LAST_NOT_ASSISTANT = "last_not_assistant"
+    EMPTY_CONTENT = "empty_content"
+    UNEXPECTED_KEY = "unexpected_key"
+    RESERVED_STRING = "reserved_string"
+    TOO_MANY_TOKENS = "too_many_tokens"
+    PII = "pii"
+    # file-level: raised as DataError before anything is uploaded
+    TOO_FEW_RECORDS = "too_few_records"
+    TOO_MANY_RECORDS = "too_many_records"

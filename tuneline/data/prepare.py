@@ -1,0 +1,523 @@
+"""The prepare stage: any supported input in, a validated, cleaned, split, versioned dataset out.
+
+``validate`` runs every check and reports; ``prepare`` also writes the dataset version. Both load
+the input into DuckDB and apply the rules there (see ``rules.py``); every input record ends in
+exactly one of accepted / rejected / duplicate / filtered, and the counts are asserted to add up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuneline.config import DataConfig, Target
+from tuneline.data import rules
+from tuneline.data.codes import ErrorCode
+from tuneline.data.dedupe import conversation_keys, find_near_duplicates, near_duplicate_table
+from tuneline.data.report import render_report
+from tuneline.data.sources import load_raw, resolve_source
+from tuneline.data.split import SPLITS, split_sql
+from tuneline.data.targets import PRICES_TAKEN_ON, TargetLimits, estimate_cost_usd, limits_for
+from tuneline.data.tokens import CharEstimateCounter, TokenCounter
+from tuneline.data.versions import check_dataset_name, publish_version
+from tuneline.errors import DataError
+from tuneline.lineage import DatasetVersion
+from tuneline.records import NOVA_SCHEMA_VERSION, RecordFormat
+from tuneline.storage.s3 import ObjectStore, S3Uri
+
+__all__ = [
+    "DatasetLimitError",
+    "PrepareSummary",
+    "PreparedDataset",
+    "build_dataset",
+    "prepare",
+    "validate",
+]
+
+# Bump when a rule changes what gets written, so old versions are not mistaken for new output.
+_PIPELINE_REVISION = "1"
+_MEMORY_LIMIT = os.environ.get("TUNELINE_DUCKDB_MEMORY_LIMIT", "3GB")
+_TOKEN_BATCH = 4096
+_EXAMPLES_PER_CODE = 3
+
+
+class PrepareSummary(BaseModel):
+    """The counts of one prepare/validate run; ``total = accepted + rejected + duplicates + filtered``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target: Target
+    total: int
+    accepted: int
+    rejected: int
+    duplicates: int
+    filtered: int
+    errors: dict[str, int] = Field(description="error code -> records with it")
+    pii: dict[str, int] = Field(description="PII type -> occurrences found")
+    splits: dict[str, int]
+    tokens: int = Field(description="tokens in accepted records")
+    estimated_cost_usd: float | None
+    formats: dict[str, str] = Field(default_factory=dict, description="input file -> detected format")
+    problems: list[str] = Field(
+        default_factory=list, description="file-level problems (too few/many records)"
+    )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class PreparedDataset(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: DatasetVersion
+    summary: PrepareSummary
+    report_markdown: str
+    written: bool = Field(description="False when the version already existed and was reused as is.")
+
+
+class DatasetLimitError(DataError):
+    """The input as a whole breaks the target's limits; ``summary`` has the full counts."""
+
+    def __init__(self, summary: PrepareSummary) -> None:
+        super().__init__("; ".join(summary.problems))
+        self.summary = summary
+        self.problems = summary.problems
+
+
+@dataclass
+class BuiltDataset:
+    """What :func:`build_dataset` leaves in its output folder, before any upload."""
+
+    summary: PrepareSummary
+    profile: dict[str, Any]
+    files_dir: Path | None
+    content_digest: str | None = None
+    split_tokens: dict[str, int] = field(default_factory=dict)
+
+
+def validate(
+    config: DataConfig,
+    target: Target,
+    store: ObjectStore | None = None,
+    token_counter: TokenCounter | None = None,
+) -> PrepareSummary:
+    """Every check, PII scan and dedupe of ``prepare``, writing nothing. File-level problems are
+    reported in ``summary.problems`` (``prepare`` raises :class:`DatasetLimitError` for them)."""
+    with tempfile.TemporaryDirectory(prefix="tuneline-validate-") as tmp:
+        return build_dataset(config, target, Path(tmp), store, token_counter, write=False).summary
+
+
+def prepare(
+    config: DataConfig,
+    target: Target,
+    name: str,
+    store: ObjectStore,
+    token_counter: TokenCounter | None = None,
+) -> PreparedDataset:
+    """Validate, clean, split and publish ``config.source`` as a version of dataset ``name``.
+
+    Raises :class:`DatasetLimitError` (a ``DataError``) before uploading anything when the data as a
+    whole breaks the target's limits. The same input and config always give the same version, and
+    an existing complete version is reused without rewriting it.
+    """
+    check_dataset_name(name)
+    with tempfile.TemporaryDirectory(prefix="tuneline-prepare-") as tmp:
+        built = build_dataset(config, target, Path(tmp), store, token_counter, write=True)
+        if built.summary.problems:
+            raise DatasetLimitError(built.summary)
+        assert built.files_dir is not None and built.content_digest is not None
+        version = _version_id(config, target, token_counter, built.content_digest)
+        built.profile["name"], built.profile["version"] = name, version
+        (built.files_dir / "profile.json").write_text(json.dumps(built.profile, indent=2), encoding="utf-8")
+        summary = built.summary
+
+        def describe(uri: str) -> DatasetVersion:
+            base = S3Uri.parse(uri)
+            return DatasetVersion(
+                name=name,
+                version=version,
+                uri=uri,
+                target=target,
+                total=summary.total,
+                accepted=summary.accepted,
+                rejected=summary.rejected,
+                duplicates=summary.duplicates,
+                filtered=summary.filtered,
+                splits=summary.splits,
+                split_uris={s: str(base.join(f"{s}.jsonl")) for s in SPLITS},
+                tokens=summary.tokens,
+                errors=summary.errors,
+                pii=summary.pii,
+                estimated_cost_usd=summary.estimated_cost_usd,
+            )
+
+        dataset_version, written = publish_version(store, name, version, built.files_dir, describe)
+    return PreparedDataset(
+        version=dataset_version,
+        summary=summary,
+        report_markdown=render_report(built.profile),
+        written=written,
+    )
+
+
+def _version_id(config: DataConfig, target: Target, counter: TokenCounter | None, digest: str) -> str:
+    # The source location is left out on purpose: the same bytes read from a local copy or from
+    # S3 are the same dataset.
+    identity = {
+        "pipeline": _PIPELINE_REVISION,
+        "target": str(target),
+        "config": config.model_dump(mode="json", exclude={"source", "name", "target"}),
+        "token_counter": _counter(counter, limits_for(target)).name,
+        "content": digest,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _counter(counter: TokenCounter | None, limits: TargetLimits) -> TokenCounter:
+    return counter if counter is not None else CharEstimateCounter(limits.chars_per_token)
+
+
+def _connect(workdir: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    (workdir / "duckdb-tmp").mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET temp_directory = '{workdir / 'duckdb-tmp'}'")
+    con.execute(f"SET memory_limit = '{_MEMORY_LIMIT}'")
+    # Output order is always imposed with ORDER BY, so DuckDB may scan in parallel freely.
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def build_dataset(
+    config: DataConfig,
+    target: Target,
+    workdir: Path,
+    store: ObjectStore | None = None,
+    token_counter: TokenCounter | None = None,
+    write: bool = True,
+) -> BuiltDataset:
+    """Run every rule; with ``write``, leave the version's files in ``workdir/out`` (no upload)."""
+    limits = limits_for(target)
+    counter = _counter(token_counter, limits)
+    files = resolve_source(config.source, store, workdir / "source")
+    con = _connect(workdir)
+    try:
+        load_raw(con, files, config.columns)
+        rules.check_structure(con, config)
+        rules.build_texts(con)
+        rules.check_records(con, limits)
+        rules.apply_pii(con, config.pii)
+        _count_tokens(con, counter)
+        if limits.max_tokens_per_record is not None:
+            con.execute(
+                f"""
+                INSERT INTO errs
+                SELECT rid, '{ErrorCode.TOO_MANY_TOKENS}', NULL,
+                       format('the record has {{}} tokens ({counter.name}); {target.value} allows at most '
+                              || '{limits.max_tokens_per_record}: shorten it or split the conversation', tokens)
+                FROM tok WHERE tokens > {limits.max_tokens_per_record}
+                """
+            )
+        _dedupe_and_split(con, config)
+        summary, profile, split_tokens = _summarize(con, config, target, limits, counter)
+        built = BuiltDataset(summary=summary, profile=profile, files_dir=None, split_tokens=split_tokens)
+        if write and not summary.problems:
+            out = workdir / "out"
+            out.mkdir(parents=True)
+            _write_outputs(con, limits, out)
+            built.files_dir = out
+            built.content_digest = _digest(out)
+        return built
+    finally:
+        con.close()
+
+
+def _count_tokens(con: duckdb.DuckDBPyConnection, counter: TokenCounter) -> None:
+    if isinstance(counter, CharEstimateCounter):
+        con.execute(
+            f"CREATE TABLE tok AS SELECT rid, ceil(sum(length(text)) / {counter.chars_per_token!r})::BIGINT AS tokens "
+            "FROM texts GROUP BY rid"
+        )
+        return
+    rids: list[int] = []
+    counts: list[int] = []
+    reader = con.sql("SELECT rid, text FROM texts ORDER BY rid, idx").to_arrow_reader(_TOKEN_BATCH)
+    for batch in reader:
+        rids.extend(batch.column(0).to_pylist())
+        counts.extend(counter.count(batch.column(1).to_pylist()))
+    per_text = pa.table({"rid": pa.array(rids, pa.int64()), "n": pa.array(counts, pa.int64())})
+    con.register("_per_text", per_text)
+    con.execute("CREATE TABLE tok AS SELECT rid, sum(n)::BIGINT AS tokens FROM _per_text GROUP BY rid")
+    con.unregister("_per_text")
+
+
+def _dedupe_and_split(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
+    conversation_keys(con, config.dedupe, "SELECT rid FROM tok ANTI JOIN errs USING (rid)")
+    con.execute("CREATE TABLE firsts AS SELECT min(rid) AS rid, key FROM keys GROUP BY key")
+    near = set()
+    if config.dedupe.near_duplicate_threshold is not None:
+        near = find_near_duplicates(con, config.dedupe.near_duplicate_threshold, "SELECT rid FROM firsts")
+    con.register("_near", near_duplicate_table(near))
+    con.execute("CREATE TABLE near AS SELECT rid FROM _near")
+    con.unregister("_near")
+    split = config.split
+    caps = {"train": split.max_train, "validation": split.max_validation, "test": split.max_test}
+    cap_sql = (
+        "CASE split "
+        + " ".join(f"WHEN '{s}' THEN {c if c is not None else 'NULL'}" for s, c in caps.items())
+        + " END"
+    )
+    con.execute(
+        f"""
+        CREATE TABLE assigned AS
+        SELECT rid, split,
+               ({cap_sql}) IS NOT NULL AND row_number() OVER (PARTITION BY split ORDER BY key, rid) > ({cap_sql}) AS over_cap
+        FROM (SELECT rid, key, {split_sql("key", split)} AS split FROM firsts ANTI JOIN near USING (rid))
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE status AS
+        SELECT r.rid, r.file_id, r.line,
+               CASE WHEN e.rid IS NOT NULL THEN 'rejected'
+                    WHEN a.rid IS NULL THEN 'duplicate'
+                    WHEN a.over_cap THEN 'filtered'
+                    ELSE 'accepted' END AS status,
+               CASE WHEN e.rid IS NULL AND NOT a.over_cap THEN a.split END AS split
+        FROM raw r
+        LEFT JOIN (SELECT DISTINCT rid FROM errs) e USING (rid)
+        LEFT JOIN assigned a USING (rid)
+        """
+    )
+
+
+def _summarize(
+    con: duckdb.DuckDBPyConnection,
+    config: DataConfig,
+    target: Target,
+    limits: TargetLimits,
+    counter: TokenCounter,
+) -> tuple[PrepareSummary, dict[str, Any], dict[str, int]]:
+    counts = dict(con.execute("SELECT status, count(*) FROM status GROUP BY status").fetchall())
+    total = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    splits = {s: 0 for s in SPLITS}
+    split_tokens = {s: 0 for s in SPLITS}
+    for split, n, tokens in con.execute(
+        "SELECT split, count(*), coalesce(sum(t.tokens), 0) FROM status s JOIN tok t USING (rid) "
+        "WHERE status = 'accepted' GROUP BY split"
+    ).fetchall():
+        splits[split], split_tokens[split] = n, int(tokens)
+    accepted, rejected = counts.get("accepted", 0), counts.get("rejected", 0)
+    duplicates, filtered = counts.get("duplicate", 0), counts.get("filtered", 0)
+    # Nothing may be lost or counted twice; a failure here is a bug in the rules, not in the data.
+    assert total == accepted + rejected + duplicates + filtered, (total, counts)
+    assert accepted == sum(splits.values()), (accepted, splits)
+    errors = dict(
+        con.execute("SELECT code, count(DISTINCT rid) FROM errs GROUP BY code ORDER BY code").fetchall()
+    )
+    pii = dict(
+        con.execute("SELECT type, sum(n)::BIGINT FROM pii_found GROUP BY type ORDER BY type").fetchall()
+    )
+    formats = dict(
+        con.execute(
+            "SELECT f.name, coalesce(ff.fmt, 'unknown') FROM files f LEFT JOIN file_fmt ff USING (file_id) ORDER BY f.file_id"
+        ).fetchall()
+    )
+    tokens = sum(split_tokens.values())
+    cost = estimate_cost_usd(target, split_tokens["train"])
+    problems = _limit_problems(total, accepted, splits, limits)
+    summary = PrepareSummary(
+        target=target,
+        total=total,
+        accepted=accepted,
+        rejected=rejected,
+        duplicates=duplicates,
+        filtered=filtered,
+        errors=errors,
+        pii=pii,
+        splits=splits,
+        tokens=tokens,
+        estimated_cost_usd=cost,
+        formats=formats,
+        problems=problems,
+    )
+    return summary, _profile(con, config, summary, limits, counter, split_tokens), split_tokens
+
+
+def _limit_problems(total: int, accepted: int, splits: dict[str, int], limits: TargetLimits) -> list[str]:
+    t = limits.target.value
+    problems = []
+    if total == 0:
+        return ["the input holds no records"]
+    if accepted == 0:
+        return [f"no record passed the checks ({total} read): see the errors in the report"]
+    train, val = splits["train"], splits["validation"]
+    if train < limits.min_train_records:
+        problems.append(
+            f"{ErrorCode.TOO_FEW_RECORDS}: the train split has {train} records; {t} needs at least "
+            f"{limits.min_train_records}: add records or raise data.split.train"
+        )
+    if limits.max_train_records is not None and train > limits.max_train_records:
+        problems.append(
+            f"{ErrorCode.TOO_MANY_RECORDS}: the train split has {train} records; {t} allows at most "
+            f"{limits.max_train_records}: set data.split.max_train"
+        )
+    if val and limits.min_validation_records is not None and val < limits.min_validation_records:
+        problems.append(
+            f"{ErrorCode.TOO_FEW_RECORDS}: the validation split has {val} records; {t} needs at least "
+            f"{limits.min_validation_records} when there is one: add records, raise data.split.validation, "
+            "or set it to 0"
+        )
+    if limits.max_validation_records is not None and val > limits.max_validation_records:
+        problems.append(
+            f"{ErrorCode.TOO_MANY_RECORDS}: the validation split has {val} records; {t} allows at most "
+            f"{limits.max_validation_records}: set data.split.max_validation"
+        )
+    if limits.max_total_records is not None and train + val > limits.max_total_records:
+        problems.append(
+            f"{ErrorCode.TOO_MANY_RECORDS}: train and validation hold {train + val} records together; {t} allows "
+            f"at most {limits.max_total_records}: set data.split.max_train / max_validation"
+        )
+    return problems
+
+
+def _profile(
+    con: duckdb.DuckDBPyConnection,
+    config: DataConfig,
+    summary: PrepareSummary,
+    limits: TargetLimits,
+    counter: TokenCounter,
+    split_tokens: dict[str, int],
+) -> dict[str, Any]:
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for code, file, line, fld, message in con.execute(
+        f"""
+        SELECT code, f.name, r.line, e.field, e.message
+        FROM (SELECT *, row_number() OVER (PARTITION BY code ORDER BY rid, field) AS k FROM errs) e
+        JOIN raw r USING (rid) JOIN files f USING (file_id)
+        WHERE k <= {_EXAMPLES_PER_CODE} ORDER BY code, k
+        """
+    ).fetchall():
+        examples.setdefault(code, []).append({"file": file, "line": line, "field": fld, "message": message})
+    histogram = [
+        {"bucket": f"{lo}-{hi - 1}", "records": n}
+        for lo, hi, n in con.execute(
+            """
+            SELECT lo, lo * 2, count(*) FROM (
+                SELECT CASE WHEN tokens < 16 THEN 0 ELSE (2 ** floor(log2(tokens)))::BIGINT END AS lo
+                FROM tok JOIN status USING (rid) WHERE status = 'accepted')
+            GROUP BY lo ORDER BY lo
+            """
+        ).fetchall()
+    ]
+    for h in histogram:
+        if h["bucket"].startswith("0-"):
+            h["bucket"] = "0-15"
+    turns = [
+        {"turns": t, "records": n}
+        for t, n in con.execute(
+            """
+            SELECT turns, count(*) FROM (
+                SELECT rid, count(*) FILTER (WHERE idx > 0) AS turns FROM texts
+                SEMI JOIN (SELECT rid FROM status WHERE status = 'accepted') USING (rid) GROUP BY rid)
+            GROUP BY turns ORDER BY turns
+            """
+        ).fetchall()
+    ]
+    roles = [
+        {"role": r, "messages": n, "mean_chars": round(m, 1)}
+        for r, n, m in con.execute(
+            """
+            SELECT role, count(*), avg(length(text)) FROM texts
+            SEMI JOIN (SELECT rid FROM status WHERE status = 'accepted') USING (rid)
+            GROUP BY role ORDER BY role
+            """
+        ).fetchall()
+    ]
+    return {
+        "summary": summary.to_json_dict(),
+        "source": config.source,
+        "config": config.model_dump(mode="json"),
+        "limits": limits.model_dump(mode="json"),
+        "token_counter": counter.name,
+        "split_tokens": split_tokens,
+        "error_examples": examples,
+        "pii_policy": config.pii.model_dump(mode="json"),
+        "token_histogram": histogram,
+        "turns": turns,
+        "roles": roles,
+        "cost": {
+            "training_tokens": split_tokens["train"],
+            "epochs": limits.default_epochs,
+            "price_per_1k_tokens_usd": limits.price_per_1k_training_tokens_usd,
+            "note": limits.price_note,
+            "prices_taken_on": PRICES_TAKEN_ON,
+        },
+    }
+
+
+def _write_outputs(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Path) -> None:
+    con.execute(
+        """
+        CREATE TABLE outrec AS
+        SELECT t.rid, s.split,
+               max(text) FILTER (WHERE idx = 0) AS system,
+               list({'role': role, 'content': text} ORDER BY idx) FILTER (WHERE idx > 0) AS messages
+        FROM texts t JOIN status s USING (rid) WHERE s.status = 'accepted'
+        GROUP BY t.rid, s.split
+        """
+    )
+    if limits.output_format is RecordFormat.NOVA:
+        msgs = (
+            "to_json(list_transform(messages, lambda m: {'role': m.role, 'content': [{'text': m.content}]}))"
+        )
+        line = (
+            f"CASE WHEN system IS NULL THEN json_object('schemaVersion', '{NOVA_SCHEMA_VERSION}', 'messages', {msgs}) "
+            f"ELSE json_object('schemaVersion', '{NOVA_SCHEMA_VERSION}', 'system', json_array(json_object('text', system)), "
+            f"'messages', {msgs}) END"
+        )
+    else:
+        line = (
+            "CASE WHEN system IS NULL THEN json_object('messages', to_json(messages)) "
+            "ELSE json_object('system', system, 'messages', to_json(messages)) END"
+        )
+    for split in SPLITS:
+        # One JSON document per line, written as single-column CSV with quoting off: the JSON
+        # encoder already escapes every newline and control character.
+        con.execute(
+            f"""
+            COPY (SELECT CAST({line} AS VARCHAR) FROM outrec WHERE split = '{split}' ORDER BY rid)
+            TO '{out / f"{split}.jsonl"}' (FORMAT CSV, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')
+            """
+        )
+        con.execute(
+            f"COPY (SELECT system, messages FROM outrec WHERE split = '{split}' ORDER BY rid) "
+            f"TO '{out / f'{split}.parquet'}' (FORMAT PARQUET)"
+        )
+    rejected = """
+        SELECT f.name AS file, r.line, e.errors, r.text AS original
+        FROM (SELECT rid, list({'code': code, 'field': field, 'message': message} ORDER BY code, field) AS errors
+              FROM errs GROUP BY rid) e
+        JOIN raw r USING (rid) JOIN files f USING (file_id)
+        ORDER BY r.rid
+    """
+    con.execute(f"COPY ({rejected}) TO '{out / 'rejected.jsonl'}' (FORMAT JSON)")
+    con.execute(f"COPY ({rejected}) TO '{out / 'rejected.parquet'}' (FORMAT PARQUET)")
+
+
+def _digest(out: Path) -> str:
+    h = hashlib.sha256()
+    for name in [*(f"{s}.jsonl" for s in SPLITS), "rejected.jsonl"]:
+        h.update(name.encode() + b"\0")
+        with (out / name).open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,423 @@
+"""The record rules, as DuckDB SQL over the ``raw`` table (see ``sources.py``).
+
+Each step materialises one table so that every rule reads parsed JSON once:
+
+``doc``    one row per readable JSON line: its top-level parts and detected format
+``msg``    one row per message of a chat/Nova record, with its role, text and type checks
+``texts``  the conversation of every structurally valid record: (rid, idx, role, text), idx 0 = system
+``errs``   (rid, code, field, message): every problem found; a record with any row is rejected
+
+Python takes over only where SQL cannot express a rule: token counts from a real tokenizer and
+MinHash near-duplicates (see ``dedupe.py``).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from tuneline.config import DataConfig, PiiAction, PiiPolicy
+from tuneline.data.codes import ErrorCode as E
+from tuneline.data.pii import PII_TYPES, placeholder
+from tuneline.data.targets import TargetLimits
+from tuneline.records import RecordFormat
+
+__all__ = ["apply_pii", "build_texts", "check_records", "check_structure"]
+
+_CHAT = (RecordFormat.BEDROCK.value, RecordFormat.OPENAI.value)
+_NOVA_BLOCK = 'a list of {"text": ...} blocks'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
+    """Parse, detect formats, check shape and roles; build ``doc``, ``msg``, ``texts``, ``errs``."""
+    cols = config.columns
+    con.execute("CREATE TABLE errs (rid BIGINT, code VARCHAR, field VARCHAR, message VARCHAR)")
+    con.execute(
+        f"""
+        INSERT INTO errs
+        SELECT rid, '{E.NOT_UTF8}', NULL,
+               'the line is not valid UTF-8: re-save the file as UTF-8'
+        FROM raw WHERE NOT utf8
+        UNION ALL
+        SELECT rid, '{E.INVALID_JSON}', NULL,
+               'the line is not one valid JSON object: check quotes, commas and brackets (one record per line)'
+        FROM raw WHERE utf8 AND NOT json_valid(text)
+        """
+    )
+    sys_path = f'$."{cols.system}"' if cols.system else "$.__tuneline_no_system_column__"
+    con.execute(
+        f"""
+        CREATE TABLE doc0 AS
+        SELECT rid, file_id, json_type(text) AS jtype,
+               CASE WHEN json_type(text) = 'OBJECT' THEN json_keys(text) END AS keys,
+               json_extract(text, ['$.messages', '$.system', '$.schemaVersion',
+                                   {_lit(f'$."{cols.prompt}"')}, {_lit(f'$."{cols.completion}"')},
+                                   {_lit(sys_path)}]) AS p
+        FROM raw WHERE utf8 AND json_valid(text)
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE doc1 AS
+        SELECT *, CASE
+            WHEN jtype <> 'OBJECT' THEN NULL
+            WHEN p[3] IS NOT NULL OR json_type(p[2]) = 'ARRAY'
+                 OR json_type(json_extract(p[1], '$[0].content')) = 'ARRAY' THEN 'nova'
+            WHEN p[1] IS NOT NULL AND json_type(p[1]) = 'ARRAY'
+                 AND list_contains(json_extract_string(p[1], '$[*].role'), 'system') THEN 'openai'
+            WHEN p[1] IS NOT NULL THEN 'bedrock'
+            WHEN p[4] IS NOT NULL OR p[5] IS NOT NULL THEN 'prompt-completion'
+        END AS kind
+        FROM doc0
+        """
+    )
+    con.execute("DROP TABLE doc0")
+    if config.format == "auto":
+        # One format per file: the most common record shape (ties broken by name, so stable);
+        # records of another shape in that file then fail that format's rules with a reason.
+        con.execute(
+            """
+            CREATE TABLE file_fmt AS
+            WITH c AS (
+                SELECT file_id, CASE WHEN kind IN ('bedrock', 'openai') THEN 'chat' ELSE kind END AS fam,
+                       count(*) AS n, bool_or(kind = 'openai') AS has_openai
+                FROM doc1 WHERE kind IS NOT NULL GROUP BY ALL
+            )
+            SELECT file_id,
+                   CASE WHEN fam = 'chat' THEN (CASE WHEN bool_or(has_openai) THEN 'openai' ELSE 'bedrock' END)
+                        ELSE fam END AS fmt,
+                   false AS strict
+            FROM (SELECT file_id, first(fam ORDER BY n DESC, fam) AS fam, bool_or(has_openai) AS has_openai
+                  FROM c GROUP BY file_id)
+            GROUP BY file_id, fam
+            """
+        )
+    else:
+        con.execute(
+            "CREATE TABLE file_fmt AS SELECT file_id, ? AS fmt, true AS strict FROM files",
+            [str(config.format)],
+        )
+    con.execute(
+        """
+        CREATE TABLE doc AS
+        SELECT d.rid, d.jtype, d.keys, d.p, f.fmt, coalesce(f.strict, false) AS strict
+        FROM doc1 d LEFT JOIN file_fmt f USING (file_id)
+        """
+    )
+    con.execute("DROP TABLE doc1")
+
+    allowed = {
+        "bedrock": ["system", "messages"],
+        "openai": ["system", "messages"],
+        "nova": ["schemaVersion", "system", "messages"],
+        "prompt-completion": [c for c in (cols.prompt, cols.completion, cols.system) if c],
+    }
+    allowed_sql = "MAP {" + ", ".join(f"{_lit(k)}: {[*v]!r}" for k, v in allowed.items()) + "}"
+    con.execute(
+        f"""
+        INSERT INTO errs
+        SELECT rid, '{E.UNKNOWN_FORMAT}', NULL,
+               'the line is JSON but not an object: each line must be one record such as {{"messages": [...]}}'
+        FROM doc WHERE jtype <> 'OBJECT'
+        UNION ALL
+        SELECT rid, '{E.UNKNOWN_FORMAT}', NULL,
+               'no known record format in this file (Bedrock/OpenAI chat, Nova, prompt/completion): '
+               || 'give records a "messages" list, or set data.columns for prompt/completion data'
+        FROM doc WHERE jtype = 'OBJECT' AND fmt IS NULL
+        UNION ALL
+        SELECT rid, '{E.UNEXPECTED_KEY}', k,
+               format('key "{{}}" is not allowed in {{}} records (allowed: {{}}): remove it', k, fmt,
+                      array_to_string({allowed_sql}[fmt], ', '))
+        FROM (SELECT rid, fmt, unnest(keys) AS k FROM doc WHERE jtype = 'OBJECT' AND fmt IS NOT NULL)
+        WHERE NOT list_contains({allowed_sql}[fmt], k)
+        """
+    )
+    _check_messages(con)
+    _check_prompt_completion(con)
+    con.execute("CREATE INDEX IF NOT EXISTS errs_rid ON errs (rid)")
+
+
+def _check_messages(con: duckdb.DuckDBPyConnection) -> None:
+    chat = ", ".join(_lit(f) for f in _CHAT)
+    con.execute(
+        f"""
+        INSERT INTO errs
+        SELECT rid, '{E.MISSING_MESSAGES}', 'messages',
+               'the record has no "messages" list: add the conversation as "messages": [{{"role": "user", ...}}, ...]'
+        FROM doc WHERE fmt IN ({chat}, 'nova') AND jtype = 'OBJECT' AND p[1] IS NULL
+        UNION ALL
+        SELECT rid, '{E.WRONG_TYPE}', 'messages',
+               format('"messages" must be a list, not {{}}', lower(json_type(p[1])))
+        FROM doc WHERE fmt IN ({chat}, 'nova') AND p[1] IS NOT NULL AND json_type(p[1]) <> 'ARRAY'
+        UNION ALL
+        SELECT rid, '{E.EMPTY_MESSAGES}', 'messages',
+               '"messages" is empty: a record needs at least a user turn and an assistant answer'
+        FROM doc WHERE fmt IN ({chat}, 'nova') AND json_type(p[1]) = 'ARRAY' AND json_array_length(p[1]) = 0
+        UNION ALL
+        SELECT rid, '{E.WRONG_TYPE}', 'system',
+               CASE WHEN fmt = 'nova' THEN '"system" must be {_NOVA_BLOCK}'
+                    ELSE '"system" must be a string' END
+        FROM doc WHERE fmt IN ({chat}, 'nova') AND p[2] IS NOT NULL AND json_type(p[2]) <> 'NULL'
+              AND json_type(p[2]) <> CASE WHEN fmt = 'nova' THEN 'ARRAY' ELSE 'VARCHAR' END
+        UNION ALL
+        SELECT rid, '{E.WRONG_TYPE}', 'schemaVersion',
+               '"schemaVersion" must be "bedrock-conversation-2024"'
+        FROM doc WHERE fmt = 'nova' AND p[3] IS NOT NULL AND json_extract_string(p[3], '$') <> 'bedrock-conversation-2024'
+        """
+    )
+    # One row per message, with its text already extracted (Nova: the text blocks joined).
+    con.execute(
+        """
+        CREATE TABLE msg0 AS
+        SELECT rid, fmt, strict, unnest(json_extract(p[1], '$[*]')) AS m,
+               unnest(generate_series(0, json_array_length(p[1])::BIGINT - 1)) AS pos
+        FROM doc WHERE fmt IN ('bedrock', 'openai', 'nova') AND json_type(p[1]) = 'ARRAY'
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE msg AS
+        SELECT rid, fmt, strict, pos, mtype, mkeys, types[1] AS role_type, strs[1] AS role, types[2] AS ctype,
+               CASE WHEN fmt = 'nova' AND types[2] = 'ARRAY' THEN json_extract(m, '$.content[*]') END AS blocks,
+               CASE WHEN fmt <> 'nova' AND types[2] = 'VARCHAR' THEN strs[2] END AS ctext
+        FROM (
+            SELECT rid, fmt, strict, pos, m, json_type(m) AS mtype,
+                   CASE WHEN json_type(m) = 'OBJECT' THEN json_keys(m) END AS mkeys,
+                   json_type(m, ['$.role', '$.content']) AS types,
+                   json_extract_string(m, ['$.role', '$.content']) AS strs
+            FROM msg0
+        )
+        """
+    )
+    con.execute("DROP TABLE msg0")
+    con.execute(
+        """
+        UPDATE msg SET ctext = array_to_string(list_transform(blocks, lambda b: json_extract_string(b, '$.text')), '')
+        WHERE blocks IS NOT NULL
+          AND list_bool_and(list_transform(blocks, lambda b: json_type(b, '$.text') = 'VARCHAR'))
+        """
+    )
+    # A leading "system" message is OpenAI's way to give the system prompt; Bedrock has a key.
+    con.execute(
+        """
+        ALTER TABLE msg ADD COLUMN is_system BOOLEAN;
+        UPDATE msg SET is_system = (pos = 0 AND role = 'system' AND NOT (strict AND fmt = 'bedrock'));
+        """
+    )
+    field = "format('messages[{}]', pos)"
+    con.execute(
+        f"""
+        INSERT INTO errs
+        SELECT rid, '{E.WRONG_TYPE}', {field}, {field} || ' must be an object with "role" and "content"'
+        FROM msg WHERE mtype <> 'OBJECT'
+        UNION ALL
+        SELECT rid, '{E.UNEXPECTED_KEY}', {field} || '.' || k,
+               format('key "{{}}" is not allowed in a message (only "role" and "content"): remove it', k)
+        FROM (SELECT rid, pos, unnest(mkeys) AS k FROM msg) WHERE k NOT IN ('role', 'content')
+        UNION ALL
+        SELECT rid, '{E.UNEXPECTED_KEY}', {field} || '.content',
+               'Nova content blocks may only hold "text": remove other block types (images, tools)'
+        FROM msg WHERE blocks IS NOT NULL
+          AND NOT list_bool_and(list_transform(blocks, lambda b: json_type(b) = 'OBJECT'
+                                AND json_keys(b) = ['text']))
+          AND list_bool_and(list_transform(blocks, lambda b: json_type(b, '$.text') = 'VARCHAR'))
+        UNION ALL
+        SELECT rid, '{E.UNKNOWN_ROLE}', {field} || '.role',
+               CASE WHEN role_type IS NULL THEN {field} || ' has no "role": set it to "user" or "assistant"'
+                    WHEN role_type <> 'VARCHAR' THEN {field} || '.role must be the string "user" or "assistant"'
+                    WHEN role = 'system' THEN 'a "system" turn is only allowed first (OpenAI) or as the "system" key: move it there'
+                    ELSE format('role "{{}}" is not allowed: use "user" or "assistant"', role) END
+        FROM msg WHERE mtype = 'OBJECT' AND NOT is_system
+          AND (role_type IS DISTINCT FROM 'VARCHAR' OR role NOT IN ('user', 'assistant'))
+        UNION ALL
+        SELECT rid, '{E.WRONG_TYPE}', {field} || '.content',
+               CASE WHEN ctype IS NULL THEN {field} || ' has no "content": add the text of the turn'
+                    WHEN fmt = 'nova' THEN {field} || '.content must be {_NOVA_BLOCK}'
+                    ELSE {field} || '.content must be a string' END
+        FROM msg WHERE mtype = 'OBJECT' AND ctext IS NULL
+        UNION ALL
+        SELECT rid, '{E.EMPTY_CONTENT}', {field} || '.content',
+               {field} || ' has empty content: write the turn''s text or drop the record'
+        FROM msg WHERE ctext IS NOT NULL AND trim(ctext) = ''
+        """
+    )
+    # Turn order over the conversation proper (without an OpenAI system turn).
+    con.execute(
+        f"""
+        INSERT INTO errs
+        WITH conv AS (
+            SELECT rid, pos, role,
+                   lag(role) OVER (PARTITION BY rid ORDER BY pos) AS prev,
+                   row_number() OVER (PARTITION BY rid ORDER BY pos) AS k,
+                   row_number() OVER (PARTITION BY rid ORDER BY pos DESC) AS k_rev
+            FROM msg WHERE mtype = 'OBJECT' AND NOT is_system
+        )
+        SELECT rid, '{E.FIRST_NOT_USER}', format('messages[{{}}].role', pos),
+               format('the conversation starts with "{{}}": the first turn must be "user"', role)
+        FROM conv WHERE k = 1 AND role IS DISTINCT FROM 'user'
+        UNION ALL
+        SELECT rid, '{E.LAST_NOT_ASSISTANT}', format('messages[{{}}].role', pos),
+               format('the conversation ends with "{{}}": the last turn must be the "assistant" answer '
+                      || 'to learn (drop the trailing turn or add the answer)', role)
+        FROM conv WHERE k_rev = 1 AND role IS DISTINCT FROM 'assistant'
+        UNION ALL
+        SELECT rid, '{E.ROLES_NOT_ALTERNATING}', format('messages[{{}}].role', pos),
+               format('two "{{}}" turns in a row at messages[{{}}]: merge them, so that user and assistant alternate',
+                      role, pos)
+        FROM conv WHERE k > 1 AND role = prev AND role IN ('user', 'assistant')
+        UNION ALL
+        SELECT rid, '{E.EMPTY_MESSAGES}', 'messages',
+               'the record has only a system prompt: add a user turn and an assistant answer'
+        FROM (SELECT rid FROM msg GROUP BY rid HAVING bool_and(is_system))
+        """
+    )
+    con.execute(
+        f"""
+        INSERT INTO errs
+        SELECT rid, '{E.UNEXPECTED_KEY}', 'system',
+               'the record has both a "system" key and a leading system message: keep only one'
+        FROM doc WHERE fmt = 'openai' AND p[2] IS NOT NULL AND json_type(p[2]) <> 'NULL'
+          AND rid IN (SELECT rid FROM msg WHERE is_system)
+        """
+    )
+
+
+def _check_prompt_completion(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"""
+        INSERT INTO errs
+        SELECT rid, CASE WHEN p[i] IS NULL OR json_type(p[i]) = 'NULL' THEN '{E.MISSING_MESSAGES}'
+                         WHEN json_type(p[i]) <> 'VARCHAR' THEN '{E.WRONG_TYPE}'
+                         ELSE '{E.EMPTY_CONTENT}' END,
+               field,
+               CASE WHEN p[i] IS NULL OR json_type(p[i]) = 'NULL'
+                        THEN format('the record has no "{{}}": add it, or map the right column in data.columns', field)
+                    WHEN json_type(p[i]) <> 'VARCHAR' THEN format('"{{}}" must be a string', field)
+                    ELSE format('"{{}}" is empty: write its text or drop the record', field) END
+        FROM (SELECT rid, p, unnest([4, 5]) AS i, unnest(['prompt', 'completion']) AS field
+              FROM doc WHERE fmt = 'prompt-completion')
+        WHERE p[i] IS NULL OR json_type(p[i]) <> 'VARCHAR' OR trim(json_extract_string(p[i], '$')) = ''
+        UNION ALL
+        SELECT rid, '{E.WRONG_TYPE}', 'system', '"system" must be a string'
+        FROM doc WHERE fmt = 'prompt-completion' AND p[6] IS NOT NULL
+          AND json_type(p[6]) NOT IN ('VARCHAR', 'NULL')
+        """
+    )
+
+
+def build_texts(con: duckdb.DuckDBPyConnection) -> None:
+    """``texts``: the conversation of every record without errors so far; idx 0 is the system prompt."""
+    con.execute(
+        """
+        CREATE TABLE texts AS
+        WITH ok AS (SELECT rid, fmt, p FROM doc ANTI JOIN errs USING (rid))
+        SELECT rid, 0 AS idx, 'system' AS role,
+               CASE WHEN fmt = 'nova'
+                    THEN array_to_string(list_transform(json_extract(p[2], '$[*]'),
+                                                        lambda b: json_extract_string(b, '$.text')), '')
+                    ELSE json_extract_string(p[2], '$') END AS text
+        FROM ok WHERE fmt IN ('bedrock', 'openai', 'nova') AND json_type(p[2]) IN ('VARCHAR', 'ARRAY')
+        UNION ALL
+        SELECT m.rid, CASE WHEN m.is_system THEN 0 ELSE m.pos + 1 END, m.role, m.ctext
+        FROM msg m SEMI JOIN ok USING (rid)
+        UNION ALL
+        SELECT rid, 0, 'system', json_extract_string(p[6], '$') FROM ok
+        WHERE fmt = 'prompt-completion' AND json_type(p[6]) = 'VARCHAR'
+        UNION ALL
+        SELECT rid, 1, 'user', json_extract_string(p[4], '$') FROM ok WHERE fmt = 'prompt-completion'
+        UNION ALL
+        SELECT rid, 2, 'assistant', json_extract_string(p[5], '$') FROM ok WHERE fmt = 'prompt-completion'
+        """
+    )
+
+
+def check_records(con: duckdb.DuckDBPyConnection, limits: TargetLimits) -> None:
+    """Target rules on the texts: reserved strings (token limits are checked by the caller)."""
+    if not limits.reserved_strings:
+        return
+    hits = " OR ".join(f"contains(text, {_lit(s)})" for s in limits.reserved_strings)
+    shown = " or ".join(repr(s).replace("'", '"') for s in limits.reserved_strings)
+    con.execute(
+        f"""
+        INSERT INTO errs
+        SELECT rid, '{E.RESERVED_STRING}', CASE WHEN idx = 0 THEN 'system' ELSE format('messages[{{}}].content', idx - 1) END,
+               {_lit(f"the text contains {shown}, which {limits.target.value} refuses in training data: reword it")}
+        FROM texts WHERE {hits}
+        """
+    )
+
+
+def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
+    """Count PII per type in ``texts``, redact in place, and reject records per the policy.
+
+    Creates ``pii_found(rid, idx, type, n)``. A cheap combined pattern picks the few texts that
+    can hold PII at all; only those go through the per-type passes.
+    """
+    combined = "|".join(f"(?:{t.pattern})" for t in PII_TYPES)
+    con.execute(
+        """
+        CREATE MACRO _luhn(s) AS (
+            length(s) BETWEEN 13 AND 19 AND list_sum(list_transform(range(length(s)), lambda i:
+                CASE WHEN i % 2 = 0 THEN CAST(s[length(s) - i] AS INTEGER)
+                     WHEN CAST(s[length(s) - i] AS INTEGER) > 4 THEN CAST(s[length(s) - i] AS INTEGER) * 2 - 9
+                     ELSE CAST(s[length(s) - i] AS INTEGER) * 2 END)) % 10 = 0)
+        """
+    )
+    con.execute(
+        f"CREATE TABLE pii_cand AS SELECT rid, idx, text FROM texts WHERE regexp_matches(text, {_lit(combined)})"
+    )
+    steps, counts = [], []
+    prev = "text"
+    for i, t in enumerate(PII_TYPES):
+        found = f"regexp_extract_all({prev}, {_lit(t.pattern)})"
+        if t.luhn:
+            found = f"list_filter({found}, lambda c: _luhn(regexp_replace(c, '[^0-9]', '', 'g')))"
+        counts.append(f"len(f{i}) AS n{i}")
+        if getattr(policy, t.name) is PiiAction.REDACT:
+            if t.luhn:
+                out = f"list_reduce(list_prepend({prev}, f{i}), lambda acc, c: replace(acc, c, {_lit(placeholder(t.name))}))"
+            else:
+                out = f"regexp_replace({prev}, {_lit(t.pattern)}, {_lit(placeholder(t.name))}, 'g')"
+        else:
+            out = prev
+        steps.append((f"f{i}", found, f"t{i}", out))
+        prev = f"t{i}"
+    # Each type's pass sees the previous type's output, so one span is never counted twice.
+    selects = "SELECT rid, idx, text FROM pii_cand"
+    carried = ["rid", "idx", "text"]
+    for found_name, found, out_name, out in steps:
+        selects = (
+            f"SELECT {', '.join(carried)}, {found} AS {found_name}, {out} AS {out_name} FROM ({selects})"
+        )
+        carried += [found_name, out_name]
+    con.execute(
+        f"CREATE TABLE pii_scan AS SELECT rid, idx, {prev} AS redacted, {', '.join(counts)} FROM ({selects})"
+    )
+    unions = " UNION ALL ".join(
+        f"SELECT rid, idx, {_lit(t.name)} AS type, n{i} AS n FROM pii_scan WHERE n{i} > 0"
+        for i, t in enumerate(PII_TYPES)
+    )
+    con.execute(
+        f"CREATE TABLE pii_found AS SELECT rid, idx, type, sum(n)::BIGINT AS n FROM ({unions}) GROUP BY ALL"
+    )
+    con.execute(
+        "UPDATE texts SET text = s.redacted FROM pii_scan s WHERE texts.rid = s.rid AND texts.idx = s.idx "
+        "AND texts.text IS DISTINCT FROM s.redacted"
+    )
+    rejecting = [
+        name for name in dict.fromkeys(t.name for t in PII_TYPES) if getattr(policy, name) is PiiAction.REJECT
+    ]
+    if rejecting:
+        names = ", ".join(_lit(n) for n in rejecting)
+        con.execute(
+            f"""
+            INSERT INTO errs
+            SELECT rid, '{E.PII}', CASE WHEN idx = 0 THEN 'system' ELSE format('messages[{{}}].content', idx - 1) END,
+                   format('contains {{}} ({{}}), which the PII policy rejects: remove it, or set data.pii.{{}} to "redact"',
+                          replace(type, '_', ' '), n, type)
+            FROM pii_found WHERE type IN ({names})
+            """
+        )

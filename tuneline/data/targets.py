@@ -1,0 +1,102 @@
+"""Every tuning target's data limits and training prices, declared in one place.
+
+The prepare stage checks records and files against these numbers so that a job never fails hours
+in on a limit that could have been checked in seconds. Sources: the AWS Bedrock user guide's
+"Prepare your training datasets" pages (Claude 3 Haiku, Amazon Nova) and the Bedrock pricing page;
+see ``PRICES_TAKEN_ON`` for when the prices were copied. Check them before relying on an estimate.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuneline.config import Target
+from tuneline.records import RecordFormat
+
+__all__ = ["PRICES_TAKEN_ON", "TargetLimits", "estimate_cost_usd", "limits_for"]
+
+PRICES_TAKEN_ON = "2025-06-01"
+
+
+class TargetLimits(BaseModel):
+    """What one target accepts. ``None`` means no limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target: Target
+    output_format: RecordFormat
+    min_train_records: int = 1
+    max_train_records: int | None = None
+    min_validation_records: int | None = Field(
+        default=None, description="When a validation split is written at all, it needs this many."
+    )
+    max_validation_records: int | None = None
+    max_total_records: int | None = Field(default=None, description="train + validation together")
+    max_tokens_per_record: int | None = None
+    chars_per_token: float = Field(default=3.0, description="Token estimate where no tokenizer is local.")
+    reserved_strings: tuple[str, ...] = ()
+    default_epochs: float = 1.0
+    price_per_1k_training_tokens_usd: float | None = None
+    price_note: str = ""
+
+
+_LIMITS: dict[Target, TargetLimits] = {
+    Target.BEDROCK_CLAUDE_HAIKU: TargetLimits(
+        target=Target.BEDROCK_CLAUDE_HAIKU,
+        output_format=RecordFormat.BEDROCK,
+        min_train_records=32,
+        max_train_records=10_000,
+        min_validation_records=32,
+        max_validation_records=1_000,
+        max_total_records=10_000,
+        max_tokens_per_record=32_000,
+        # AWS's own data validator for Claude 3 Haiku estimates 3 characters per token.
+        chars_per_token=3.0,
+        # Claude's legacy prompt markers: Bedrock refuses training data containing them.
+        reserved_strings=("\nHuman:", "\nAssistant:"),
+        default_epochs=2,  # epochCount's default in the Bedrock API
+        price_per_1k_training_tokens_usd=0.004,
+        price_note="Claude 3 Haiku model customization, per 1,000 training tokens",
+    ),
+    Target.BEDROCK_NOVA: TargetLimits(
+        target=Target.BEDROCK_NOVA,
+        output_format=RecordFormat.NOVA,
+        min_train_records=8,
+        max_train_records=20_000,
+        min_validation_records=8,
+        max_validation_records=1_000,
+        max_total_records=20_000,
+        max_tokens_per_record=32_000,
+        chars_per_token=3.0,
+        default_epochs=2,
+        price_per_1k_training_tokens_usd=0.001,
+        price_note="Amazon Nova Micro model customization, per 1,000 training tokens (Lite and Pro cost more)",
+    ),
+    Target.LOCAL: TargetLimits(
+        target=Target.LOCAL,
+        output_format=RecordFormat.BEDROCK,
+        min_train_records=1,
+        # The local backend truncates to its max_seq_length; prepare has no hard token limit.
+        max_tokens_per_record=None,
+        chars_per_token=4.0,
+        default_epochs=1,
+        price_per_1k_training_tokens_usd=None,
+        price_note="local training has no per-token price",
+    ),
+}
+
+
+def limits_for(target: Target) -> TargetLimits:
+    return _LIMITS[Target(target)]
+
+
+def estimate_cost_usd(target: Target, training_tokens: int, epochs: float | None = None) -> float | None:
+    """Training tokens x epochs x the target's price; ``None`` where the target has no price."""
+    limits = limits_for(target)
+    if limits.price_per_1k_training_tokens_usd is None:
+        return None
+    epochs = limits.default_epochs if epochs is None else epochs
+    cost = training_tokens * epochs * limits.price_per_1k_training_tokens_usd / 1000
+    return math.ceil(cost * 100) / 100
