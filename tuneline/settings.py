@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     weed_master_port: int = 9333
     weed_volume_port: int = 8080
     weed_filer_port: int = 8888
+    # ``weed mini`` serves its admin API (and its gRPC twin on +10000) even with the UI off.
+    weed_admin_port: int = 23646
     mlflow_port: int = 5000
     prefect_port: int = 4200
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -34,8 +34,8 @@ class S3Uri:
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         if not bucket:
             raise ConfigError(f"S3 URI has no bucket: {uri!r}")
-        parts = PurePosixPath(key).parts if key else ()
-        if any(part in ("..", ".") for part in parts):
+        # Split by hand: PurePosixPath drops "." segments, which then slip through.
+        if any(part in ("..", ".") for part in key.split("/")):
             raise ConfigError(f"S3 URI must not contain '.' or '..' segments: {uri!r}")
         return cls(bucket, key)
 
@@ -141,7 +141,8 @@ class ObjectStore:
         base = S3Uri.parse(prefix_uri)
         root = directory.resolve()
         prefix = base.key.rstrip("/") + "/" if base.key else ""
-        for key in self.list_keys(prefix_uri):
+        # List "<prefix>/" rather than "<prefix>": the latter also matches "<prefix>2/...".
+        for key in self.list_keys(str(S3Uri(base.bucket, prefix))):
             target = (root / key[len(prefix) :]).resolve()
             if not target.is_relative_to(root):
                 raise ConfigError(f"object key {key!r} would escape {root}")

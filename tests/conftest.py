@@ -1,0 +1,108 @@
+"""Session-wide fixtures that run REAL services (SeaweedFS, MLflow) with the product's own stack code.
+
+Each service runs in its own temporary home on free ports, so tests never clash with a
+``make run`` stack on the default ports, nor with another test session. Services stop at the end
+of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+# Set before anything imports Prefect: no analytics, no network.
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+
+from tuneline import stack  # noqa: E402
+from tuneline.settings import Settings  # noqa: E402
+from tuneline.stack.ports import free_stack_ports  # noqa: E402
+from tuneline.storage.s3 import ObjectStore  # noqa: E402
+
+
+def isolated_settings(**overrides: object) -> Settings:
+    """Settings built from ``overrides`` only: no TUNELINE_* variables, no .env or stack.env file."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("TUNELINE_")}
+    try:
+        return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    finally:
+        os.environ.update(saved)
+
+
+def stack_settings_on_free_ports(home: Path, **overrides: object) -> Settings:
+    """Isolated settings for a local stack in ``home`` with every service on a free port.
+
+    No credentials unless given: ``stack.up`` then generates them into ``<home>/stack.env``.
+    """
+    values: dict[str, object] = {
+        "home": home,
+        "s3_bucket": f"tuneline-test-{uuid.uuid4().hex[:8]}",
+        **free_stack_ports(),
+    }
+    values.update(overrides)
+    return isolated_settings(**values)
+
+
+@pytest.fixture
+def make_stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    """Factory: ``make_stack_settings(**overrides)`` -> isolated Settings in a fresh home on free ports.
+
+    Starts nothing; a test that calls ``stack.up`` with them must call ``stack.down`` too.
+    """
+
+    def make(**overrides: object) -> Settings:
+        home = overrides.pop("home", None) or tmp_path_factory.mktemp("stack")
+        return stack_settings_on_free_ports(Path(str(home)), **overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings of a running SeaweedFS (S3 only) with random credentials and its own bucket.
+
+    Its MLflow/Prefect ports are reserved but nothing listens there unless ``stack_settings``
+    (MLflow) is used too.
+    """
+    settings = stack_settings_on_free_ports(
+        tmp_path_factory.mktemp("s3-stack"),
+        aws_access_key_id=SecretStr("TLTEST" + secrets.token_hex(7).upper()),
+        aws_secret_access_key=SecretStr(secrets.token_hex(20)),
+    )
+    try:
+        stack.up(settings, services=("s3",))
+        yield settings
+    finally:
+        stack.down(settings, services=("s3",))
+
+
+@pytest.fixture(scope="session")
+def stack_settings(s3_settings: Settings) -> Iterator[Settings]:
+    """Settings of a running SeaweedFS + MLflow server (artifacts proxied to that SeaweedFS)."""
+    settings = s3_settings
+    try:
+        stack.up(settings, services=("mlflow",))
+        yield settings
+    finally:
+        stack.down(settings, services=("mlflow",))
+
+
+@pytest.fixture(scope="session")
+def object_store(s3_settings: Settings) -> ObjectStore:
+    return ObjectStore(s3_settings)
+
+
+@pytest.fixture
+def s3_prefix(s3_settings: Settings) -> Callable[[str], str]:
+    """Factory of unique ``s3://<test bucket>/<name>-<random>`` prefixes, so tests never share keys."""
+
+    def make(name: str = "t") -> str:
+        return f"s3://{s3_settings.s3_bucket}/{name}-{uuid.uuid4().hex[:10]}"
+
+    return make

@@ -1,0 +1,50 @@
+"""What the stack needs to know about one service: its command, environment and health check."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Protocol
+
+from tuneline.settings import Settings
+
+__all__ = ["Service", "http_ok", "service_dir"]
+
+
+class Service(Protocol):
+    name: str
+    startup_timeout_s: float
+
+    def url(self, settings: Settings) -> str: ...
+
+    def command(self, settings: Settings) -> list[str]: ...
+
+    def environment(self, settings: Settings) -> dict[str, str]:
+        """Variables added to the service's environment (on top of a minimal inherited one)."""
+        ...
+
+    def prepare(self, settings: Settings) -> None:
+        """Create data folders/databases before the first start."""
+        ...
+
+    def is_healthy(self, settings: Settings) -> bool: ...
+
+    def after_start(self, settings: Settings) -> None:
+        """Work that needs the service up (e.g. creating the bucket)."""
+        ...
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """True when ``url`` answers a GET with a 2xx status."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - local URLs
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def service_dir(settings: Settings, name: str) -> Path:
+    path = settings.home.resolve() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
