@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= examples/support_tickets/run.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast lint up down status worker deploy bench bench-prepare bench-tune bench-evaluate clean
+.PHONY: infra-check install run test test-fast lint up down status worker deploy bench bench-prepare bench-tune bench-evaluate clean
 
 install: $(STAMP)
 
@@ -21,6 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 run: install
 	$(BIN)/tuneline stack up
 	$(BIN)/python -m examples.support_tickets.generate
+	$(BIN)/python -m examples.support_tickets.base_model
 	$(BIN)/tuneline run $(CONFIG) --approval auto
 
 test: install
@@ -56,3 +57,10 @@ bench-evaluate: install
 clean:
 	-$(BIN)/tuneline stack down
 	rm -rf .tuneline
+
+# Validates the infra files with the real tools where this machine can have them (Debian's
+# docker-compose 1.29 runs `config` without an engine); tests/infra falls back to parsing otherwise.
+infra-check: install
+	command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose)
+	docker-compose -f infra/docker-compose.yml --env-file infra/.env.example config -q
+	$(BIN)/python -m pytest tests/infra -q

@@ -1,0 +1,40 @@
+output "bucket_name" {
+  description = "TUNELINE_S3_BUCKET."
+  value       = aws_s3_bucket.tuneline.bucket
+}
+
+output "bucket_arn" {
+  value = aws_s3_bucket.tuneline.arn
+}
+
+output "kms_key_arn" {
+  description = "Key that encrypts the bucket; also usable as the Bedrock custom model key (tune.kms_key_id)."
+  value       = aws_kms_key.tuneline.arn
+}
+
+output "bedrock_customization_role_arn" {
+  description = "tune.role_arn of a Bedrock run config."
+  value       = aws_iam_role.bedrock_customization.arn
+}
+
+output "events_topic_arn" {
+  description = "SNS topic receiving Bedrock job state changes (null unless enable_events)."
+  value       = try(aws_sns_topic.bedrock_events[0].arn, null)
+}
+
+output "events_rule_arn" {
+  value = try(aws_cloudwatch_event_rule.bedrock_job_state[0].arn, null)
+}
+
+output "tuneline_env" {
+  description = "Settings for Tuneline against this bucket (credentials come from the AWS chain)."
+  value = {
+    TUNELINE_S3_ENDPOINT_URL = ""
+    TUNELINE_S3_BUCKET       = aws_s3_bucket.tuneline.bucket
+    TUNELINE_AWS_REGION      = var.aws_region
+    TUNELINE_BEDROCK_REGION  = var.aws_region
+    # Empty on purpose: the bucket default encrypts every object with this key, whereas a bare
+    # "aws:kms" header without a key id would make S3 use the AWS managed key instead.
+    TUNELINE_S3_SERVER_SIDE_ENCRYPTION = ""
+  }
+}
