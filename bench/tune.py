@@ -1,0 +1,170 @@
+"""Benchmark: the local backend's training throughput against a bare transformers loop.
+
+The same tiny model (the example's base), the same examples (the support-ticket train split,
+one epoch) and so the same useful tokens, trained three ways:
+
+1. ``bare``: a hand-written loop -- chat template, right-pad each batch to its longest example,
+   ``model(labels=...)``, AdamW -- with no checkpoints, metrics or anything else;
+2. ``tuneline_padded``: ``LocalBackend`` with ``packing: false`` (same batch size), with its
+   per-step metrics, progress updates and step bookkeeping, and a checkpoint at the end;
+3. ``tuneline_packed``: ``LocalBackend`` with ``packing: true``.
+
+Useful tokens/s counts real (non-padding) tokens. The Tuneline runs are timed by their own
+``elapsed_s`` at the last step: everything from loading the data plan to the last optimizer step,
+logging included, the final checkpoint and model upload excluded (they happen once per job, not
+per token). The runs need S3 for checkpoints: the configured one, started with ``tuneline stack
+up`` semantics (an already healthy SeaweedFS is reused).
+
+Prints one JSON line at the end. Targets: padded >= 0.95x bare; packed >= 1.5x bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from examples.support_tickets.base_model import EXAMPLE_MODEL_SIZE
+from examples.support_tickets.generate import generate_dataset, ticket_corpus
+from tuneline import stack
+from tuneline.backends.base import JobSpec
+from tuneline.backends.local_hf import LocalBackend
+from tuneline.backends.tiny_model import build_tiny_model
+from tuneline.config import LocalTuneConfig, Target
+from tuneline.lineage import DatasetVersion
+from tuneline.settings import get_settings
+from tuneline.storage.s3 import ObjectStore
+
+
+def bare_loop(model_dir: Path, lines: list[str], batch_size: int, lr: float, seed: int) -> dict[str, float]:
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    records = [json.loads(line) for line in lines]
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
+    useful = padded = 0
+    started = time.perf_counter()
+    for start in range(0, len(order), batch_size):
+        texts = [
+            tokenizer.apply_chat_template(
+                [{"role": "system", "content": records[i]["system"]}, *records[i]["messages"]], tokenize=False
+            )
+            for i in order[start : start + batch_size]
+        ]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        loss = model(**batch, labels=labels, use_cache=False).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        useful += int(batch["attention_mask"].sum())
+        padded += batch["input_ids"].numel()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "useful_tokens": useful, "padded_tokens": padded, "tokens_per_second": useful / seconds}
+
+
+def tuneline_run(
+    backend: LocalBackend, store: ObjectStore, model_dir: Path, train_uri: str, n: int, **tune: Any
+) -> dict[str, float]:
+    run_id = uuid.uuid4().hex[:10]
+    dataset = DatasetVersion(
+        name="bench-tickets",
+        version=f"bench-{run_id}",
+        uri=train_uri.rsplit("/", 1)[0] + "/",
+        target=Target.LOCAL,
+        total=n,
+        accepted=n,
+        rejected=0,
+        duplicates=0,
+        splits={"train": n},
+        split_uris={"train": train_uri},
+        tokens=0,
+    )
+    config = LocalTuneConfig(
+        base_model=str(model_dir),
+        method="full",
+        epochs=1,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        checkpoint_every_steps=100_000,
+        eval_every_steps=100_000,
+        device="cpu",
+        **tune,
+    )
+    spec = JobSpec(name="bench", dataset=dataset, tune=config, output_uri=store.uri(f"bench/tune/{run_id}/"))
+    metrics: list[dict[str, float]] = []
+
+    class _Sink:
+        def log_metrics(self, values: dict[str, float], step: int) -> None:
+            metrics.append(values)
+
+    job_id = backend.submit(spec)
+    backend.wait(spec, job_id, _Sink())
+    summary = json.loads(store.get_bytes(spec.output_uri + "model/tuneline_model.json"))
+    seconds = metrics[-1]["elapsed_s"]
+    useful = summary["tokens"]
+    store.delete_prefix(spec.output_uri)
+    return {"seconds": seconds, "useful_tokens": useful, "steps": len(metrics), "tokens_per_second": useful / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=2400)
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per step (bare, padded)")
+    parser.add_argument("--row-length", type=int, default=256, help="packed row length in tokens")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    args = parser.parse_args()
+
+    settings = get_settings()
+    stack.up(settings, services=("s3",))
+    settings = stack.with_stack_credentials(settings)
+    store = ObjectStore(settings)
+    store.ensure_bucket()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model_dir = build_tiny_model(work / "model", ticket_corpus(), **EXAMPLE_MODEL_SIZE)
+        lines = generate_dataset(work / "tickets.jsonl", n=args.examples, seed=0).read_text(encoding="utf-8").splitlines()
+        train_uri = store.put_bytes(store.uri(f"bench/tune/data-{uuid.uuid4().hex[:8]}/train.jsonl"), ("\n".join(lines) + "\n").encode())
+        backend = LocalBackend(settings.model_copy(update={"home": work / "home"}), store)
+        # Per-row packing puts about row_length / mean_length examples in a row: keep the number
+        # of examples per step comparable to the padded runs.
+        mean_tokens = 67
+        packed_rows = max(1, round(args.batch_size * mean_tokens / args.row_length))
+        bare = bare_loop(model_dir, lines, args.batch_size, args.lr, seed=0)
+        padded = tuneline_run(
+            backend, store, model_dir, train_uri, len(lines), packing=False, batch_size=args.batch_size,
+            max_seq_length=args.row_length, learning_rate=args.lr,
+        )
+        packed = tuneline_run(
+            backend, store, model_dir, train_uri, len(lines), packing=True, batch_size=packed_rows,
+            max_seq_length=args.row_length, learning_rate=args.lr,
+        )
+        store.delete_prefix(train_uri)
+    result = {
+        "bench": "tune",
+        "threads": torch.get_num_threads(),
+        "examples": len(lines),
+        "bare": bare,
+        "tuneline_padded": padded,
+        "tuneline_packed": packed,
+        "ratio_padded_vs_bare": padded["tokens_per_second"] / bare["tokens_per_second"],
+        "ratio_packed_vs_bare": packed["tokens_per_second"] / bare["tokens_per_second"],
+        "targets": {"ratio_padded_vs_bare": 0.95, "ratio_packed_vs_bare": 1.5},
+    }
+    result["targets_met"] = result["ratio_padded_vs_bare"] >= 0.95 and result["ratio_packed_vs_bare"] >= 1.5
+    print(json.dumps(result), file=sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

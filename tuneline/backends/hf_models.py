@@ -1,0 +1,195 @@
+"""Loading Hugging Face causal-LM directories for training and generation, offline.
+
+A model source is a local directory or an ``s3://`` prefix, which is mirrored into a local cache
+first (keyed by the prefix, refreshed only when missing). Weights load from safetensors only
+(``use_safetensors=True``: pickled ``.bin`` weights can run code on load), and remote code runs
+only when the config says ``trust_remote_code``. The hub is never contacted
+(``local_files_only=True``).
+
+Chat rendering uses the tokenizer's own chat template. A tokenizer without one gets
+:data:`DEFAULT_CHAT_TEMPLATE`::
+
+    ### System:
+    {system}
+
+    ### User:
+    {user}
+
+    ### Assistant:
+    {assistant}{eos_token}
+
+with turns separated by a blank line. The end-of-sequence token closes each assistant turn, so a
+model trained with it learns to stop there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tuneline.errors import BackendError, ConfigError
+from tuneline.records import ChatRecord, Message
+from tuneline.storage.s3 import ObjectStore, local_path_or_none
+
+__all__ = [
+    "DEFAULT_CHAT_TEMPLATE",
+    "MODEL_MANIFEST",
+    "Placement",
+    "chat_messages",
+    "load_causal_lm",
+    "model_config",
+    "peft_calls",
+    "read_model_manifest",
+    "load_tokenizer",
+    "resolve_model_dir",
+    "select_placement",
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if not loop.first %}{{ '\\n\\n' }}{% endif %}"
+    "{{ '### ' + message['role'] | capitalize + ':\\n' + message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ ('\\n\\n' if messages else '') + '### Assistant:\\n' }}{% endif %}"
+)
+
+MODEL_MANIFEST = "tuneline_model.json"
+"""Written into every model directory Tuneline exports: method, base model, job id."""
+
+
+def resolve_model_dir(source: str | Path, store: ObjectStore | None, cache_root: Path) -> Path:
+    """A local directory holding the model at ``source`` (downloading an ``s3://`` prefix once)."""
+    text = str(source)
+    local = local_path_or_none(text)
+    if local is not None:
+        if not (local / "config.json").is_file() and not (local / "adapter_config.json").is_file():
+            raise ConfigError(
+                f"model directory {local} has no config.json (nor adapter_config.json): "
+                "point base_model at a Hugging Face model directory"
+            )
+        return local
+    if store is None:
+        raise ConfigError(f"model {text} is in S3 but no object store was given to download it")
+    target = cache_root / hashlib.sha256(text.rstrip("/").encode()).hexdigest()[:16]
+    marker = target / ".download-complete"
+    if not marker.is_file():
+        _log.info("downloading model %s to %s", text, target)
+        store.download_prefix(text.rstrip("/") + "/", target)
+        if not (target / "config.json").is_file() and not (target / "adapter_config.json").is_file():
+            raise ConfigError(f"{text} holds no config.json: is it a Hugging Face model prefix?")
+        marker.write_text(text, encoding="utf-8")
+    return target
+
+
+def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The directory's tokenizer, with a chat template and a pad token guaranteed."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
+    if not getattr(tokenizer, "is_fast", False):
+        raise BackendError(
+            f"the tokenizer in {model_dir} is not a fast tokenizer; Tuneline needs tokenizer.json "
+            "(character offsets are how it finds the assistant's tokens)"
+        )
+    if tokenizer.eos_token is None:
+        raise BackendError(f"the tokenizer in {model_dir} has no eos_token; set one in tokenizer_config.json")
+    if not tokenizer.chat_template:
+        _log.info("%s has no chat template; using Tuneline's default (see hf_models.DEFAULT_CHAT_TEMPLATE)", model_dir)
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and in what precision a model runs."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None: plain fp32
+    weights_dtype: torch.dtype
+
+
+def select_placement(device: str = "auto", precision: str = "auto", method: str = "full") -> Placement:
+    """CUDA when present (or asked), else CPU; bf16 autocast where the GPU supports it.
+
+    Full fine-tuning keeps fp32 master weights under autocast; LoRA keeps the frozen base in the
+    compute dtype (half the memory) while PEFT keeps the adapter itself in fp32.
+    """
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("tune.device is 'cuda' but no CUDA device is available: use 'auto' or 'cpu'")
+    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    if precision == "auto":
+        half = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    elif precision == "fp32":
+        half = None
+    elif precision == "fp16":
+        if dev.type != "cuda":
+            raise ConfigError("tune.precision 'fp16' needs a CUDA device: use 'bf16', 'fp32' or 'auto' on CPU")
+        half = torch.float16
+    else:
+        half = torch.bfloat16
+    weights = half if (half is not None and method == "lora") else torch.float32
+    return Placement(device=dev, autocast_dtype=half, weights_dtype=weights)
+
+
+def load_causal_lm(model_dir: Path, placement: Placement, trust_remote_code: bool = False) -> PreTrainedModel:
+    """The directory's causal LM on ``placement.device``, from safetensors only."""
+    if not any(model_dir.glob("*.safetensors")):
+        raise BackendError(
+            f"{model_dir} has no .safetensors weights; Tuneline does not load pickled weights "
+            "(convert them with `safetensors` first)"
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        dtype=placement.weights_dtype,
+        use_safetensors=True,
+        local_files_only=True,
+        trust_remote_code=trust_remote_code,
+    )
+    return model.to(placement.device)
+
+
+@contextlib.contextmanager
+def peft_calls() -> Iterator[None]:
+    """Around calls into PEFT: peft 0.21 still calls transformers' renamed
+    ``is_gradient_checkpointing``, a FutureWarning no Tuneline user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def model_config(model_dir: Path, trust_remote_code: bool = False) -> Any:
+    return AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
+
+
+def chat_messages(record: ChatRecord | Sequence[Message], system: str | None = None) -> list[dict[str, str]]:
+    """A record (or its prompt turns) as the ``messages`` list chat templates take."""
+    if isinstance(record, ChatRecord):
+        system, turns = record.system, record.messages
+    else:
+        turns = tuple(record)
+    head = [{"role": "system", "content": system}] if system is not None else []
+    return head + [{"role": m.role, "content": m.content} for m in turns]
+
+
+def read_model_manifest(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / MODEL_MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

@@ -1,0 +1,171 @@
+"""Turning chat records into training rows: assistant-only labels, packing, padding.
+
+**Labels.** A record is rendered with the tokenizer's chat template and tokenized once, with
+character offsets. Each assistant turn's span runs from the end of the rendering of the turns
+before it *with* the generation prompt (so the assistant header is prompt, not answer) to the end
+of the rendering that includes the turn (so the template's end-of-turn token is learned and the
+model learns to stop). Tokens starting inside such a span keep their id as label; every other
+label is ``-100``. Templates whose rendering of a conversation does not start with the rendering
+of its earlier turns (some re-write history) are refused with a clear error.
+
+**Packing.** Examples are placed, in their shuffled order, into rows of at most ``row_length``
+tokens: each goes into the first open row with room (a bounded first-fit, which keeps rows nearly
+full without sorting the data by length). Each row carries ``position_ids`` that restart at 0 for
+every example and a block-diagonal causal attention mask, so a token attends only to earlier
+tokens *of its own example*: packing changes the batch layout, never what any example sees.
+
+**Padding.** Without packing, a micro-batch is right-padded to its longest row with an ordinary
+attention mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from tuneline.errors import BackendError
+from tuneline.records import ChatRecord
+
+__all__ = ["Batch", "Example", "collate", "encode_record", "pack_examples"]
+
+IGNORE_INDEX = -100
+_OPEN_ROWS = 64
+
+
+@dataclass(frozen=True)
+class Example:
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+    truncated: bool = False
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def encode_record(record: ChatRecord, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Example:
+    """Token ids and assistant-only labels for one record, cut to ``max_length`` tokens."""
+    messages = ([{"role": "system", "content": record.system}] if record.system is not None else []) + [
+        {"role": m.role, "content": m.content} for m in record.messages
+    ]
+    text = _render(tokenizer, messages, generation_prompt=False)
+    spans: list[tuple[int, int]] = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = _render(tokenizer, messages[:index], generation_prompt=True)
+        through = _render(tokenizer, messages[: index + 1], generation_prompt=False)
+        if not text.startswith(prompt) or not text.startswith(through) or len(through) <= len(prompt):
+            raise BackendError(
+                "the chat template does not render conversations prefix by prefix (turn "
+                f"{index} of a record starting {record.messages[0].content[:60]!r}), so the "
+                "assistant's tokens cannot be located; use a template without history rewriting"
+            )
+        spans.append((len(prompt), len(through)))
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = encoding["input_ids"]
+    labels = [
+        token if any(start <= begin < end for start, end in spans) else IGNORE_INDEX
+        for token, (begin, _) in zip(ids, encoding["offset_mapping"], strict=True)
+    ]
+    # An example's first token is never predicted from inside the example; in a packed row it
+    # would be predicted from the previous example's last token.
+    labels[0] = IGNORE_INDEX
+    truncated = len(ids) > max_length
+    return Example(tuple(ids[:max_length]), tuple(labels[:max_length]), truncated)
+
+
+def pack_examples(lengths: Sequence[int], row_length: int) -> list[list[int]]:
+    """Group example indices into rows of at most ``row_length`` tokens, keeping their order."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    open_from = 0
+    for index, length in enumerate(lengths):
+        if length > row_length:
+            raise ValueError(f"example {index} has {length} tokens, more than the row length {row_length}")
+        for row in range(open_from, len(rows)):
+            if room[row] >= length:
+                rows[row].append(index)
+                room[row] -= length
+                break
+        else:
+            rows.append([index])
+            room.append(row_length - length)
+            # Rows far behind are closed: they rarely have room left, and scanning them is O(n^2).
+            open_from = max(open_from, len(rows) - _OPEN_ROWS)
+    return rows
+
+
+@dataclass(frozen=True)
+class Batch:
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor  # (B, L) for padded batches, (B, 1, L, L) additive for packed rows
+    position_ids: torch.Tensor
+    tokens: int  # real (non-padding) tokens
+    target_tokens: int  # tokens that carry a label
+
+    def to(self, device: torch.device, mask_dtype: torch.dtype) -> Batch:
+        mask = self.attention_mask
+        if mask.dim() == 4:
+            # Additive: 0 where attention is allowed, the dtype's minimum elsewhere.
+            mask = torch.zeros(mask.shape, dtype=mask_dtype).masked_fill_(~mask, torch.finfo(mask_dtype).min)
+        return Batch(
+            self.input_ids.to(device),
+            self.labels.to(device),
+            mask.to(device),
+            self.position_ids.to(device),
+            self.tokens,
+            self.target_tokens,
+        )
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
+
+
+def collate(rows: Sequence[Sequence[Example]], pad_token_id: int) -> Batch:
+    """One micro-batch. A row of several examples is packed (block-diagonal mask); rows of one
+    example each are padded. The 4-D packed mask is boolean here (True = may attend) and becomes
+    additive in the compute dtype in :meth:`Batch.to`."""
+    packed = any(len(row) > 1 for row in rows)
+    width = max(sum(len(e) for e in row) for row in rows)
+    n = len(rows)
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros((n, width), dtype=torch.long)
+    if packed:
+        mask = torch.zeros((n, 1, width, width), dtype=torch.bool)
+    else:
+        mask = torch.zeros((n, width), dtype=torch.long)
+    tokens = targets = 0
+    for r, row in enumerate(rows):
+        offset = 0
+        for example in row:
+            length = len(example)
+            end = offset + length
+            input_ids[r, offset:end] = torch.tensor(example.input_ids)
+            labels[r, offset:end] = torch.tensor(example.labels)
+            position_ids[r, offset:end] = torch.arange(length)
+            if packed:
+                mask[r, 0, offset:end, offset:end] = torch.ones(length, length, dtype=torch.bool).tril_()
+            else:
+                mask[r, offset:end] = 1
+            offset = end
+            tokens += length
+            targets += example.target_tokens
+        if packed and offset < width:
+            # Padding tokens attend to themselves only: no row of the softmax is empty (NaN-free),
+            # and their labels are ignored anyway.
+            idx = torch.arange(offset, width)
+            mask[r, 0, idx, idx] = True
+    return Batch(input_ids, labels, mask, position_ids, tokens, targets)
