@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -81,7 +81,7 @@ def stack_status() -> None:
 @app.command("run")
 def run(
     config_path: Annotated[Path, typer.Argument(help="Run config YAML.", exists=True, dir_okay=False)],
-    approval: Annotated[Optional[ApprovalMode], typer.Option(help="Override the policy's approval mode.")] = None,
+    approval: Annotated[ApprovalMode | None, typer.Option(help="Override the policy's approval mode.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
 ) -> None:
     """Run the whole lifecycle (prepare, tune, evaluate, approve, promote) as a Prefect flow."""
@@ -146,7 +146,11 @@ def _paused_run_id(flow_run_id: str) -> str:
     from uuid import UUID
 
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     with get_client(sync_client=True) as client:
@@ -190,7 +194,7 @@ def reject(
 @app.command("rollback")
 def rollback(
     model_name: str,
-    to_version: Annotated[Optional[str], typer.Option(help="Version to restore; default: alias 'previous'.")] = None,
+    to_version: Annotated[str | None, typer.Option(help="Version to restore; default: alias 'previous'.")] = None,
     reason: Annotated[str, typer.Option()] = "manual rollback",
     actor: Annotated[str, typer.Option()] = os.environ.get("USER", "unknown"),
 ) -> None:
@@ -207,7 +211,7 @@ def rollback(
 
 @app.command("audit")
 def audit(
-    model: Annotated[Optional[str], typer.Option(help="Only this model's records.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model's records.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Print the audit log: every approval, promotion and rollback."""
@@ -252,9 +256,12 @@ def validate(
     except TunelineError as exc:
         _fail(exc, 2)
     if as_json:
-        _emit_json(summary.model_dump(mode="json"))
+        _emit_json(summary.to_json_dict())
     else:
-        typer.echo(summary.model_dump_json(indent=2))
+        typer.echo(json.dumps(summary.to_json_dict(), indent=2))
+    if summary.problems:
+        typer.secho("unusable for " + target + ":\n" + "\n".join(summary.problems), err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
 
 
 @app.command("prepare")
@@ -274,7 +281,7 @@ def prepare(
         prepared = prepare_data(_data_config(input_, format_, target), target, name=name, store=ObjectStore(settings))
     except TunelineError as exc:
         _fail(exc, 2)
-    out = {**prepared.summary.model_dump(mode="json"), "version": prepared.version.version, "uri": prepared.version.uri}
+    out = {**prepared.summary.to_json_dict(), "version": prepared.version.version, "uri": prepared.version.uri}
     if as_json:
         _emit_json(out)
     else:

@@ -52,10 +52,10 @@ def lifecycle_settings(stack_settings: Settings, prefect_server: None) -> Iterat
 @pytest.fixture(scope="session")
 def example_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled example's data and its tiny base model, built in a temporary folder."""
-    from examples.support_tickets.generate import generate_all, ticket_corpus
-    from tuneline.backends.tiny_model import build_tiny_model
+    from examples.support_tickets.base_model import build_example_base
+    from examples.support_tickets.generate import generate_all
 
     root = tmp_path_factory.mktemp("example")
     generate_all(root / "data")
-    build_tiny_model(root / "tiny-base", corpus=ticket_corpus(root / "data"))
+    build_example_base(root / "tiny-base")
     return root

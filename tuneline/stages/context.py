@@ -46,7 +46,7 @@ def start_lifecycle_run(
     ctx: StageContext, config: RunConfig, run_name: str | None = None, tags: dict[str, str] | None = None
 ) -> str:
     """Create the MLflow run that every stage of one lifecycle run logs into."""
-    experiment_id = get_or_create_experiment(ctx.mlflow, config.name)
+    experiment_id = get_or_create_experiment(config.name, ctx.mlflow)
     run = ctx.mlflow.create_run(
         experiment_id,
         run_name=run_name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -13,13 +12,16 @@ from mlflow.entities import Metric
 
 from tuneline.backends.base import TextGenerator
 from tuneline.config import BedrockTuneConfig, RunConfig, SuiteKind
-from tuneline.data.prepare import read_split
+from tuneline.data.versions import read_split
 from tuneline.errors import EvaluationError
+from tuneline.evaluation.cache import ResultCache
 from tuneline.evaluation.report import plot_comparisons, render_report
-from tuneline.evaluation.runner import LoadedSuite, ResultCache, evaluate_models, load_suite_file
-from tuneline.governance.registry import ModelRegistry
+from tuneline.evaluation.runner import EvaluationResult, ModelUnderTest, evaluate_models
+from tuneline.evaluation.suites import LoadedSuite
+from tuneline.governance.registry import JOB_ID_TAG, ModelRegistry
 from tuneline.lineage import DatasetVersion, EvaluationReport, TrainedModel
 from tuneline.stages.context import StageContext
+from tuneline.storage.s3 import local_path_or_none
 from tuneline.storage.tracking import run_url
 
 __all__ = ["EvaluateOutcome", "MODEL_URI_TAG", "BASE_MODEL_TAG", "load_suites", "run_evaluate"]
@@ -43,10 +45,20 @@ def load_suites(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -
             if suite.kind is not SuiteKind.TASK:
                 raise EvaluationError(f"suite {suite.name!r} ({suite.kind}) needs a 'source' JSONL file")
             records = read_split(ctx.store, dataset.uri, "test")
-            suites.append(LoadedSuite.from_records(suite, records))
+            suites.append(LoadedSuite(config=suite, records=tuple(records)))
         else:
-            suites.append(load_suite_file(suite, suite.source, ctx.store))
+            suites.append(LoadedSuite.from_jsonl(suite, _read_lines(ctx, suite.source), suite.source))
     return suites
+
+
+def _read_lines(ctx: StageContext, source: str) -> list[str]:
+    path = local_path_or_none(source)
+    if path is None:
+        return ctx.store.get_bytes(source).decode("utf-8").splitlines()
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise EvaluationError(f"evaluation suite file not found: {source}") from exc
 
 
 def _generator_factory(
@@ -55,11 +67,17 @@ def _generator_factory(
     if isinstance(config.tune, BedrockTuneConfig):
         from tuneline.backends.bedrock_runtime import BedrockGenerator
 
-        return lambda: BedrockGenerator(ctx.settings, model_id=model_uri or base_model, label=label)
+        return lambda: BedrockGenerator(model_uri or base_model, settings=ctx.settings, label=label)
     from tuneline.backends.local_generation import LocalGenerator
 
-    return lambda: LocalGenerator.from_uris(
-        label=label, base_model=base_model, model_uri=model_uri, settings=ctx.settings, store=ctx.store
+    trust = bool(getattr(config.tune, "trust_remote_code", False))
+    return lambda: LocalGenerator(
+        model_uri or base_model,
+        base_model=base_model if model_uri else None,
+        label=label,
+        settings=ctx.settings,
+        store=ctx.store,
+        trust_remote_code=trust,
     )
 
 
@@ -68,11 +86,16 @@ def run_evaluate(
 ) -> EvaluateOutcome:
     registry = ModelRegistry(ctx.mlflow)
     champion = registry.champion(config.name) if config.evaluation.compare_with_champion else None
-    factories = {
-        "candidate": _generator_factory(ctx, config, "candidate", candidate.model_uri, candidate.base_model),
-        "base": _generator_factory(ctx, config, "base", None, candidate.base_model),
+    models = {
+        "candidate": ModelUnderTest(
+            model_id=f"{config.name}/job/{candidate.job_id}",
+            factory=_generator_factory(ctx, config, "candidate", candidate.model_uri, candidate.base_model),
+        ),
+        "base": ModelUnderTest(
+            model_id=f"base/{candidate.base_model}",
+            factory=_generator_factory(ctx, config, "base", None, candidate.base_model),
+        ),
     }
-    model_ids = {"candidate": candidate.job_id, "base": f"base:{candidate.base_model}"}
     champion_version = None
     if champion is not None:
         champion_version = str(champion.version)
@@ -82,48 +105,49 @@ def run_evaluate(
                 f"champion v{champion_version} of {config.name!r} has no {MODEL_URI_TAG} tag; "
                 "it was not registered by Tuneline and cannot be evaluated"
             )
-        factories["champion"] = _generator_factory(
-            ctx, config, "champion", tags[MODEL_URI_TAG], tags.get(BASE_MODEL_TAG, candidate.base_model)
+        models["champion"] = ModelUnderTest(
+            # the job id, not the version number: the same weights re-registered hit the same cache
+            model_id=f"{config.name}/job/{tags.get(JOB_ID_TAG, champion_version)}",
+            factory=_generator_factory(
+                ctx, config, "champion", tags[MODEL_URI_TAG], tags.get(BASE_MODEL_TAG, candidate.base_model)
+            ),
         )
-        model_ids["champion"] = f"{config.name}/v{champion_version}"
 
     suites = load_suites(ctx, config, dataset)
-    cache = ResultCache(ctx.store, prefix=f"evals/{config.name}/cache")
-    result = evaluate_models(factories, suites, config.evaluation, cache=cache, model_ids=model_ids)
+    cache = ResultCache(ctx.store.uri(f"eval-cache/{config.name}/"), store=ctx.store)
+    result = evaluate_models(models, suites, config.evaluation, cache=cache, run_id=ctx.run_id)
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    results_uri = ctx.store.uri(f"evals/{config.name}/results/{stamp}-{candidate.job_id}.parquet")
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "results.parquet"
-        result.write_parquet(local, run_id=ctx.run_id, candidate_id=candidate.job_id)
-        ctx.store.put_file(results_uri, local)
-        chart = Path(tmp) / "comparison.png"
-        plot_comparisons(result.comparisons, chart)
-        if ctx.run_id:
-            ctx.mlflow.log_artifact(ctx.run_id, str(chart), "evaluate")
-
+    results_uri = result.write_parquet(
+        ctx.store.uri(f"evals/{config.name}/{stamp}-{ctx.run_id or candidate.job_id}/results.parquet"),
+        store=ctx.store,
+    )
     report = EvaluationReport(
         candidate_uri=candidate.model_uri,
         champion_version=champion_version,
-        comparisons=result.comparisons,
+        comparisons=list(result.comparisons),
         results_uri=results_uri,
     )
-    link = run_url(ctx.settings, ctx.mlflow, ctx.run_id) if ctx.run_id else None
-    markdown = render_report(result, mlflow_url=link)
-    summary = {
-        f"{c.suite}/{c.metric}": {**c.values, "delta": c.delta} for c in result.comparisons
-    }
+    links = {"MLflow run": run_url(ctx.settings, ctx.run_id)} if ctx.run_id else {}
+    links["Per-example results"] = results_uri
+    markdown = render_report(result, title=f"Evaluation of {config.name}", links=links)
+    summary = {f"{c.suite}/{c.metric}": {**c.values, "delta": c.delta} for c in result.comparisons}
     if ctx.run_id:
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(f"eval.{c.suite}.{c.metric}.{label}", float(value), now, 0)
-            for c in result.comparisons
-            for label, value in c.values.items()
-        ] + [Metric(f"eval.{c.suite}.{c.metric}.delta", float(c.delta), now, 0) for c in result.comparisons]
-        for start in range(0, len(metrics), 900):
-            ctx.mlflow.log_batch(ctx.run_id, metrics=metrics[start : start + 900])
-        ctx.mlflow.log_table(ctx.run_id, result.examples_frame(), "evaluate/per_example.json")
-        ctx.mlflow.log_text(ctx.run_id, markdown, "evaluate/report.md")
-        ctx.mlflow.log_text(ctx.run_id, json.dumps(report.model_dump(mode="json"), indent=2), "evaluate/report.json")
-        ctx.mlflow.set_tag(ctx.run_id, "tuneline.eval_results_uri", results_uri)
+        _log_to_mlflow(ctx, result, markdown, report)
     return EvaluateOutcome(report=report, report_markdown=markdown, summary=summary)
+
+
+def _log_to_mlflow(ctx: StageContext, result: EvaluationResult, markdown: str, report: EvaluationReport) -> None:
+    run_id = ctx.run_id
+    assert run_id is not None
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"eval/{key}", float(value), now, 0) for key, value in result.mlflow_metrics().items()]
+    for start in range(0, len(metrics), 900):  # log_batch takes at most 1000 metrics
+        ctx.mlflow.log_batch(run_id, metrics=metrics[start : start + 900])
+    ctx.mlflow.log_table(run_id, result.rows.to_pandas(), "evaluate/per_example.json")
+    ctx.mlflow.log_text(run_id, markdown, "evaluate/report.md")
+    ctx.mlflow.log_dict(run_id, report.model_dump(mode="json"), "evaluate/report.json")
+    ctx.mlflow.set_tag(run_id, "tuneline.eval_results_uri", report.results_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = plot_comparisons(list(result.comparisons), Path(tmp) / "comparison.png")
+        ctx.mlflow.log_artifact(run_id, str(chart), "evaluate")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric
 
 from tuneline.config import RunConfig, Target
-from tuneline.data.prepare import HFTokenCounter, PreparedDataset, TokenCounter, prepare
+from tuneline.data.prepare import PreparedDataset, prepare
+from tuneline.data.tokens import HFTokenCounter, TokenCounter
 from tuneline.lineage import DatasetVersion
 from tuneline.stages.context import StageContext
 
@@ -40,12 +41,12 @@ def _token_counter(ctx: StageContext, config: RunConfig) -> TokenCounter | None:
     """The local backend's own tokenizer counts tokens exactly; Bedrock targets use the estimate."""
     if config.target is not Target.LOCAL:
         return None
-    from transformers import AutoTokenizer  # heavy: only when the local target needs it
+    # transformers is heavy: imported only when the local target needs its tokenizer
+    from tuneline.backends.hf_models import load_tokenizer, resolve_model_dir
 
-    from tuneline.backends.local_hf import resolve_model_dir
-
-    model_dir = resolve_model_dir(config.tune.base_model, ctx.settings, ctx.store)
-    return HFTokenCounter(AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False))
+    trust = bool(getattr(config.tune, "trust_remote_code", False))
+    model_dir = resolve_model_dir(config.tune.base_model, ctx.store, ctx.settings.home / "cache" / "models")
+    return HFTokenCounter(load_tokenizer(model_dir, trust), name=config.tune.base_model)
 
 
 def _log_to_mlflow(ctx: StageContext, prepared: PreparedDataset) -> None:

@@ -20,7 +20,28 @@ from tuneline.lineage import DatasetVersion, Decision, EvaluationReport, ModelVe
 from tuneline.stages.context import StageContext
 from tuneline.stages.evaluate import BACKEND_TAG, BASE_MODEL_TAG, MODEL_URI_TAG
 
-__all__ = ["lineage_tags", "run_promote", "run_rollback"]
+__all__ = ["bedrock_serving", "lineage_tags", "run_promote", "run_rollback"]
+
+
+def bedrock_serving(ctx: StageContext, config: RunConfig) -> Callable[[ModelVersionRef], str | None] | None:
+    """The serving step for promotion and rollback, when the config asks Bedrock to serve the model.
+
+    It reads the version's Bedrock model ARN from its lineage tag, so rollback re-points serving at
+    exactly the model the restored champion names.
+    """
+    if config.promotion.serving == "none":
+        return None
+    from tuneline.backends.bedrock_api import make_bedrock_client
+    from tuneline.governance.bedrock_serving import ensure_serving, serving_name
+
+    client = make_bedrock_client(ctx.settings)
+
+    def serve(ref: ModelVersionRef) -> str | None:
+        model_arn = ctx.mlflow.get_model_version(ref.name, ref.version).tags[MODEL_URI_TAG]
+        endpoint = ensure_serving(client, config.promotion, serving_name(ref.name), model_arn)
+        return endpoint.arn if endpoint else None
+
+    return serve
 
 
 def _git_commit() -> str:
@@ -64,6 +85,7 @@ def run_promote(
     the aliases are restored and the error propagates.
     """
     registry = ModelRegistry(ctx.mlflow)
+    serve = serve if serve is not None else bedrock_serving(ctx, config)
     source = model.mlflow_model_uri or model.model_uri
     version = registry.register(
         config.name, source, model.job_id, lineage_tags(config, dataset, model, flow_run_id), run_id=ctx.run_id

@@ -79,14 +79,28 @@ def _log_model(
     points = backend.metrics(job_id)
     if points:
         ctx.mlflow.log_image(run_id, _loss_curve_png(points), "tune/loss_curve.png")
-    mlflow_model_uri = None
     if isinstance(config.tune, LocalTuneConfig):
-        from tuneline.backends.local_pyfunc import log_local_model
-
-        mlflow_model_uri = log_local_model(ctx, model, run_id)
+        mlflow_model_uri = _log_local_model(ctx, config.tune, model, run_id)
     else:
         mlflow_model_uri = model.model_uri  # a Bedrock custom model ARN is its own reference
     return model.model_copy(update={"mlflow_model_uri": mlflow_model_uri})
+
+
+def _log_local_model(ctx: StageContext, tune: LocalTuneConfig, model: TrainedModel, run_id: str) -> str:
+    """Log the tuned weights as an MLflow pyfunc model that loads and generates offline."""
+    import mlflow
+
+    from tuneline.backends.hf_models import resolve_model_dir
+    from tuneline.backends.local_pyfunc import log_local_model
+
+    cache = ctx.settings.home / "cache" / "models"
+    model_dir = resolve_model_dir(model.model_uri, ctx.store, cache)
+    base_dir = resolve_model_dir(tune.base_model, ctx.store, cache) if tune.method == "lora" else None
+    # log_model needs mlflow's fluent "active run"; it is entered for this call only, and the
+    # lifecycle sets the run's final status when it ends.
+    with mlflow.start_run(run_id=run_id):
+        info = log_local_model(model_dir, base_dir=base_dir, name="model")
+    return info.model_uri
 
 
 def _loss_curve_png(points):  # -> PIL.Image.Image
