@@ -93,10 +93,11 @@ class ModelRegistry:
             if not _missing(exc):
                 raise
             self.client.create_registered_model(name, description="Managed by Tuneline.")
-        version = self.client.create_model_version(
-            name, model_uri, run_id=run_id, tags={**tags, JOB_ID_TAG: job_id}
+        # MLflow 3 logged models ("models:/m-...") must also be named by id to be registered.
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        return self.client.create_model_version(
+            name, model_uri, run_id=run_id, tags={**tags, JOB_ID_TAG: job_id}, model_id=model_id
         )
-        return version
 
     def set_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
