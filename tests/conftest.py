@@ -106,3 +106,61 @@ def s3_prefix(s3_settings: Settings) -> Callable[[str], str]:
         return f"s3://{s3_settings.s3_bucket}/{name}-{uuid.uuid4().hex[:10]}"
 
     return make
+
+
+# --- factories of lineage records, for stage and flow tests -----------------------------------
+from datetime import UTC, datetime  # noqa: E402
+
+from tuneline.config import MetricCheck, RunConfig, Target  # noqa: E402
+from tuneline.lineage import (  # noqa: E402
+    CheckResult,
+    DatasetVersion,
+    Decision,
+    EvaluationReport,
+    MetricComparison,
+    PolicyResult,
+    TrainedModel,
+)
+
+
+@pytest.fixture
+def run_config() -> Callable[..., RunConfig]:
+    def make(name: str | None = None) -> RunConfig:
+        return RunConfig(
+            name=name or f"stage-{uuid.uuid4().hex[:8]}",
+            data={"source": "tickets.jsonl"},
+            tune={"backend": "local", "base_model": "models/tiny", "method": "full"},
+            approval={"checks": [MetricCheck(suite="task", metric="exact_match", min_value=0.5)]},
+            promotion={"intended_use": "Tests.", "limitations": "None known."},
+        )
+
+    return make
+
+
+@pytest.fixture
+def lineage() -> Callable[..., tuple[DatasetVersion, TrainedModel, EvaluationReport, Decision]]:
+    def make(approved: bool = True, champion: str | None = None, job_id: str | None = None):
+        dataset = DatasetVersion(
+            name="tickets", version="v" + uuid.uuid4().hex[:12], uri="s3://b/datasets/tickets/v1/",
+            target=Target.LOCAL, total=10, accepted=8, rejected=1, duplicates=1,
+            splits={"train": 6, "validation": 1, "test": 1},
+            split_uris={s: f"s3://b/datasets/tickets/v1/{s}.jsonl" for s in ("train", "validation", "test")},
+            tokens=1234, errors={"invalid_json": 1}, pii={"email": 2},
+        )
+        job = job_id or uuid.uuid4().hex[:20]
+        model = TrainedModel(backend="local", job_id=job, base_model="models/tiny",
+                             model_uri=f"s3://b/runs/x/{job}/model/", final_train_loss=0.3,
+                             final_validation_loss=0.4, steps=100)
+        comparison = MetricComparison(suite="task", metric="exact_match",
+                                      values={"candidate": 0.8, "base": 0.1}, baseline="base", delta=0.7,
+                                      ci_low=0.6, ci_high=0.8, n=50)
+        report = EvaluationReport(candidate_uri=model.model_uri, champion_version=champion,
+                                  comparisons=[comparison], results_uri="s3://b/evals/r.parquet")
+        check = CheckResult(suite="task", metric="exact_match", check="min_value", value=0.8, threshold=0.5,
+                            passed=approved, detail="candidate 0.8 vs required 0.5")
+        decision = Decision(approved=approved, decided_by="policy", decided_at=datetime.now(UTC),
+                            reasons=["all 1 policy checks passed"], policy=PolicyResult(
+                                passed=approved, needs_human=False, checks=[check]))
+        return dataset, model, report, decision
+
+    return make

@@ -1,4 +1,4 @@
-"""``tuneline``: run the lifecycle or any stage, manage the local stack, approve, roll back, audit."""
+"""Tuneline: run the lifecycle or any stage, manage the local stack, approve, roll back, audit."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ from tuneline.settings import Settings, get_settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 stack_app = typer.Typer(no_args_is_help=True, help="The embedded local stack: SeaweedFS (S3), MLflow, Prefect.")
 app.add_typer(stack_app, name="stack")
+deployments_app = typer.Typer(no_args_is_help=True, help="prefect.yaml, generated from the reviewed files in deployments/.")
+app.add_typer(deployments_app, name="deployments")
+automations_app = typer.Typer(no_args_is_help=True, help="Notifications: Prefect automations for failed and paused runs.")
+app.add_typer(automations_app, name="automations")
 
 
 def _use_prefect(settings: Settings) -> None:
@@ -161,7 +165,7 @@ def _paused_run_id(flow_run_id: str) -> str:
         children = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(flow_run_id)]),
-                state=FlowRunFilterStateType(any_=[StateType.PAUSED]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
             )
         )
     if not children:
@@ -287,6 +291,49 @@ def prepare(
     else:
         typer.echo(prepared.report_markdown)
         typer.echo(f"\nversion {prepared.version.version} at {prepared.version.uri}")
+
+
+# --------------------------------------------------------------------------------------------
+# deployments and automations
+# --------------------------------------------------------------------------------------------
+@deployments_app.command("render")
+def deployments_render(
+    project: Annotated[Path, typer.Option(help="Project directory holding deployments/.", file_okay=False)] = Path("."),
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; fail if prefect.yaml is out of date.")] = False,
+) -> None:
+    """Write prefect.yaml from deployments/*.yaml (validating every run config they name)."""
+    from flows.deployments import render_prefect_yaml
+
+    try:
+        text = render_prefect_yaml(project)
+    except TunelineError as exc:
+        _fail(exc, 2)
+    target = project / "prefect.yaml"
+    if check:
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            _fail(ValueError(f"{target} is out of date with {project / 'deployments'}: run `tuneline deployments render`"))
+        typer.echo(f"{target} is up to date")
+        return
+    target.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {target}")
+
+
+@automations_app.command("apply")
+def automations_apply() -> None:
+    """Create or update the automations: notify when a run fails and when one waits for approval."""
+    settings = get_settings()
+    _use_prefect(settings)
+    from flows.automations import apply_automations
+
+    try:
+        applied = apply_automations(settings)
+    except ValueError as exc:
+        _fail(exc)
+    channel = (
+        "Slack" if settings.notify_slack_webhook_url else "webhook" if settings.notify_webhook_url else "the notify flow's log"
+    )
+    for automation in applied:
+        typer.echo(f"{automation.name}: {automation.id} -> {channel}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

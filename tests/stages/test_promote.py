@@ -1,0 +1,91 @@
+"""Promotion and rollback against real MLflow and S3: aliases, lineage, card, audit, all-or-nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneline.governance.audit import AuditLog
+from tuneline.governance.model_card import MODEL_CARD_SECTIONS
+from tuneline.governance.registry import CHALLENGER, ModelRegistry
+from tuneline.settings import Settings
+from tuneline.stages.context import StageContext
+from tuneline.stages.promote import run_promote, run_rollback
+
+pytestmark = [pytest.mark.service]
+
+SUMMARY = {"task/exact_match": {"candidate": 0.8, "base": 0.1, "delta": 0.7}}
+
+
+@pytest.fixture
+def ctx(stack_settings: Settings) -> StageContext:
+    return StageContext(stack_settings)
+
+
+def test_approved_candidate_becomes_champion_with_lineage_card_and_audit(ctx, run_config, lineage) -> None:
+    config = run_config()
+    dataset, model, report, decision = lineage()
+    ref = run_promote(ctx, config, dataset, model, report, decision, SUMMARY, flow_run_id="fr-1")
+
+    assert ref.promoted and "champion" in ref.aliases and CHALLENGER in ref.aliases
+    version = ctx.mlflow.get_model_version(config.name, ref.version)
+    tags = version.tags
+    assert tags["tuneline.dataset_version"] == dataset.version
+    assert tags["tuneline.job_id"] == model.job_id
+    assert tags["tuneline.flow_run_id"] == "fr-1"
+    assert tags["tuneline.approved"] == "true"
+    assert tags["tuneline.eval.task/exact_match"] == "0.8000"
+    card = ctx.store.get_bytes(tags["tuneline.model_card_uri"]).decode()
+    for section in MODEL_CARD_SECTIONS:
+        assert f"## {section}" in card
+    assert dataset.version in card and "invalid_json 1" in card and "email 2" in card
+    (record,) = AuditLog(ctx.store).records(config.name)
+    assert (record.kind, record.model_version, record.new_champion) == ("promotion", ref.version, ref.version)
+    assert tags["tuneline.audit_record_uri"].endswith(".jsonl")
+
+
+def test_rejected_candidate_is_registered_but_not_promoted(ctx, run_config, lineage) -> None:
+    config = run_config()
+    dataset, model, report, decision = lineage(approved=False)
+    ref = run_promote(ctx, config, dataset, model, report, decision, SUMMARY)
+    assert not ref.promoted and ref.aliases == []
+    assert ModelRegistry(ctx.mlflow).champion(config.name) is None
+    assert ctx.mlflow.get_model_version(config.name, ref.version).tags["tuneline.approved"] == "false"
+
+
+def test_rerun_of_the_same_job_reuses_its_version(ctx, run_config, lineage) -> None:
+    config = run_config()
+    dataset, model, report, decision = lineage(job_id="same-job-identity-01")
+    first = run_promote(ctx, config, dataset, model, report, decision, SUMMARY)
+    _, _, report2, decision2 = lineage(champion=first.version, job_id="same-job-identity-01")
+    second = run_promote(ctx, config, dataset, model, report2, decision2, SUMMARY)
+    assert first.version == second.version
+    assert len(ctx.mlflow.search_model_versions(f"name = '{config.name}'")) == 1
+
+
+def test_failure_after_the_alias_move_restores_the_registry(ctx, run_config, lineage) -> None:
+    config = run_config()
+    registry = ModelRegistry(ctx.mlflow)
+    first = run_promote(ctx, config, *lineage(), SUMMARY)
+    dataset, model, report, decision = lineage(champion=first.version)
+
+    def failing_serving(ref):
+        raise RuntimeError("provisioned throughput failed to come up")
+
+    with pytest.raises(RuntimeError, match="provisioned throughput"):
+        run_promote(ctx, config, dataset, model, report, decision, SUMMARY, serve=failing_serving)
+    assert str(registry.champion(config.name).version) == first.version
+    assert registry.alias_version(config.name, "previous") is None
+    kinds = [r.kind for r in AuditLog(ctx.store).records(config.name)]
+    assert kinds == ["promotion"]  # the failed promotion left no record
+
+
+def test_rollback_restores_previous_champion_and_records_why(ctx, run_config, lineage) -> None:
+    config = run_config()
+    first = run_promote(ctx, config, *lineage(), SUMMARY)
+    second = run_promote(ctx, config, *lineage(champion=first.version), SUMMARY)
+    ref = run_rollback(ctx, config.name, None, actor="ana", reason="accuracy complaints")
+    assert (ref.version, ref.previous_champion) == (first.version, second.version)
+    assert str(ModelRegistry(ctx.mlflow).champion(config.name).version) == first.version
+    record = AuditLog(ctx.store).records(config.name)[-1]
+    assert (record.kind, record.actor, record.reasons) == ("rollback", "ana", ["accuracy complaints"])
+    assert (record.previous_champion, record.new_champion) == (second.version, first.version)
