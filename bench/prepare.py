@@ -1,12 +1,12 @@
 """Benchmark: Tuneline's prepare (DuckDB) against a straightforward pure-Python reference.
 
-Generates N chat records (~800 bytes each) with a known share of bad records, duplicates and
+Generates N chat records (~660 bytes each) with a known share of bad records, duplicates and
 PII, then runs validate + redact + dedupe + split + write both ways on the same file, measuring
 wall time and peak RSS of each. The S3 upload is not part of the measurement: both write their
 output files to a local folder (``build_dataset``, the step right before ``publish_version``).
 
-Prints one JSON line at the end. Targets (2 cores, 1M records): Tuneline <= 20 s, >= 3x the
-reference, peak memory <= 4 GB.
+Prints one JSON line at the end, and exits non-zero when the two implementations' counts differ.
+Targets (2 cores, 1M records): Tuneline <= 20 s, >= 3x the reference, peak memory <= 4 GB.
 """
 
 from __future__ import annotations
@@ -188,6 +188,7 @@ class _PeakRss:
 
     def __enter__(self) -> _PeakRss:
         self.peak = self.proc.memory_info().rss
+        self._cpu0 = self.proc.cpu_times()
         self._thread.start()
         return self
 
@@ -195,6 +196,10 @@ class _PeakRss:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.proc.memory_info().rss)
+        cpu = self.proc.cpu_times()
+        # CPU seconds of all this process's threads: on a machine shared with other work, this
+        # says how much of a wall time was spent waiting for a core.
+        self.cpu_s = (cpu.user - self._cpu0.user) + (cpu.system - self._cpu0.system)
 
 
 def main() -> None:
@@ -220,18 +225,19 @@ def main() -> None:
         config = DataConfig(source=str(source))
 
         gc.collect()
+        load_avg = os.getloadavg()[0]  # other work on the machine when the timed part starts
         with _PeakRss() as mem:
             t0 = time.perf_counter()
             built = build_dataset(config, target, root / "tuneline")
             tuneline_s = time.perf_counter() - t0
-        tuneline_peak = mem.peak
+        tuneline_peak, tuneline_cpu = mem.peak, mem.cpu_s
         s = built.summary
         print(
             f"tuneline: {tuneline_s:.1f} s, peak {tuneline_peak / 1e9:.2f} GB: {s.model_dump_json()}",
             file=sys.stderr,
         )
 
-        ref_s = ref_peak = None
+        ref_s = ref_peak = ref_cpu = None
         ref_counts: dict[str, int] = {}
         if not args.skip_reference:
             gc.collect()
@@ -239,8 +245,18 @@ def main() -> None:
                 t0 = time.perf_counter()
                 ref_counts = reference(source, root / "reference", config, target)
                 ref_s = time.perf_counter() - t0
-            ref_peak = mem.peak
+            ref_peak, ref_cpu = mem.peak, mem.cpu_s
             print(f"reference: {ref_s:.1f} s, peak {ref_peak / 1e9:.2f} GB: {ref_counts}", file=sys.stderr)
+
+        # Both implementations apply the same rules to the same file: their counts must agree.
+        tuneline_counts = {
+            k: getattr(s, k) for k in ("total", "accepted", "rejected", "duplicates", "filtered")
+        }
+        counts_match = None
+        if not args.skip_reference:
+            counts_match = tuneline_counts["filtered"] == 0 and all(
+                tuneline_counts[k] == ref_counts[k] for k in ref_counts
+            )
 
         result = {
             "bench": "prepare",
@@ -248,20 +264,24 @@ def main() -> None:
             "input_mb": round(size_mb, 1),
             "cpus": os.cpu_count(),
             "planted": planted,
+            "load_avg_1m": round(load_avg, 2),
             "tuneline_s": round(tuneline_s, 2),
+            "tuneline_cpu_s": round(tuneline_cpu, 2),
             "tuneline_peak_rss_mb": round(tuneline_peak / 1e6),
             "reference_s": None if ref_s is None else round(ref_s, 2),
+            "reference_cpu_s": None if ref_cpu is None else round(ref_cpu, 2),
             "reference_peak_rss_mb": None if ref_peak is None else round(ref_peak / 1e6),
             "speedup": None if ref_s is None else round(ref_s / tuneline_s, 2),
-            "tuneline_counts": {
-                k: getattr(s, k) for k in ("total", "accepted", "rejected", "duplicates", "filtered")
-            },
+            "tuneline_counts": tuneline_counts,
             "reference_counts": ref_counts,
+            "counts_match": counts_match,
             "errors": s.errors,
             "pii": s.pii,
             "upload_measured": False,
         }
     print(json.dumps(result))
+    if counts_match is False:
+        sys.exit(f"counts differ: tuneline {tuneline_counts} vs reference {ref_counts}")
 
 
 if __name__ == "__main__":

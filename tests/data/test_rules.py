@@ -217,3 +217,80 @@ def test_random_lines_never_crash_and_counts_reconcile(tmp_path_factory, lines):
     assert summary.total == summary.accepted + summary.rejected + summary.duplicates + summary.filtered
     assert summary.accepted == sum(summary.splits.values())
     assert summary.rejected <= sum(summary.errors.values())
+
+
+def test_a_message_without_a_role_is_rejected(write_lines, chat):
+    no_role = {"messages": [{"content": "q"}, {"role": "assistant", "content": "a"}]}
+    null_role = {"messages": [{"role": None, "content": "q"}, {"role": "assistant", "content": "a"}]}
+    built_errors = validate(
+        DataConfig(source=str(write_lines([chat(0), no_role, null_role]))), Target.LOCAL
+    ).errors
+    assert built_errors["unknown_role"] == 2
+
+
+def _reverse_keys(value):
+    """The same JSON value with every object's keys in reverse order."""
+    if isinstance(value, dict):
+        return {k: _reverse_keys(v) for k, v in reversed(value.items())}
+    if isinstance(value, list):
+        return [_reverse_keys(v) for v in value]
+    return value
+
+
+def _outputs(record_lines: list[str], workdir: Path) -> tuple[dict, dict[str, bytes]]:
+    path = workdir / "in.jsonl"
+    path.write_text("".join(line + "\n" for line in record_lines), encoding="utf-8")
+    built = build_dataset(DataConfig(source=str(path)), Target.LOCAL, workdir / "work")
+    files = {}
+    if built.files_dir is not None:
+        files = {
+            p.name: p.read_bytes() for p in built.files_dir.glob("*.jsonl") if p.name != "rejected.jsonl"
+        }
+    return built.summary.model_dump(), files
+
+
+def _assert_both_paths_agree(records: list[dict], tmp_path_factory) -> None:
+    # Plain chat records (role before content) are parsed once; with the keys reversed the same
+    # conversations take the general, per-part rules. Both must give the same result.
+    plain = _outputs([json.dumps(r) for r in records], tmp_path_factory.mktemp("plain"))
+    general = _outputs([json.dumps(_reverse_keys(r)) for r in records], tmp_path_factory.mktemp("general"))
+    assert plain == general
+
+
+def test_plain_records_and_the_general_path_agree(tmp_path_factory, chat):
+    records = [
+        chat(0),
+        chat(1, system="Be brief.", turns=2),
+        {
+            "system": "",
+            "messages": [{"role": "user", "content": " q\u00a0"}, {"role": "assistant", "content": "a"}],
+        },
+        {
+            "messages": [
+                {"role": "user", "content": "mail x@example.com"},
+                {"role": "assistant", "content": "a\n\tb"},
+            ]
+        },
+        {"messages": [{"role": "user", "content": "\u3000"}, {"role": "assistant", "content": "a"}]},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "user", "content": "q"}]},
+        chat(0),
+    ]
+    _assert_both_paths_agree(records, tmp_path_factory)
+
+
+_texts = st.one_of(st.text(max_size=10), st.text(alphabet=" \t\n\u00a0\u3000aZ1@.-:é", max_size=12))
+_records = st.builds(
+    lambda system, turns: (
+        ({"system": system} if system is not None else {})
+        | {"messages": [{"role": r, "content": c} for r, c in turns]}
+    ),
+    st.none() | _texts,
+    st.lists(st.tuples(st.sampled_from(["user", "assistant"]), _texts), min_size=1, max_size=4),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(_records, min_size=1, max_size=8))
+def test_random_plain_records_and_the_general_path_agree(tmp_path_factory, records):
+    _assert_both_paths_agree(records, tmp_path_factory)

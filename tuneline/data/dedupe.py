@@ -36,10 +36,13 @@ def _normalize_sql(column: str, config: DedupeConfig) -> str:
     expr = column
     if config.normalize_whitespace:
         # The regex pass is the slow part; most texts have no whitespace to fold, and substring
-        # tests (memchr) find those cheaply. RE2's \s is [\t\n\f\r ].
+        # tests (memchr) find those cheaply. RE2's \s is [\t\n\f\r ]. trim() (which strips
+        # Unicode space separators) is slow too: a text that starts and ends with a printable
+        # ASCII character cannot change under it, so only other texts pay for it.
+        unchanged_by_trim = f"regexp_matches({expr}, '^[!-~]') AND regexp_matches({expr}, '[!-~]$')"
         needs = " OR ".join(
             [f"contains({expr}, '  ')", *(f"contains({expr}, chr({c}))" for c in (9, 10, 12, 13))]
-            + [f"{expr} <> trim({expr})"]
+            + [f"(CASE WHEN {unchanged_by_trim} THEN false ELSE {expr} <> trim({expr}) END)"]
         )
         expr = f"(CASE WHEN {needs} THEN trim(regexp_replace({expr}, '\\s+', ' ', 'g')) ELSE {expr} END)"
     if config.case_insensitive:
@@ -47,22 +50,27 @@ def _normalize_sql(column: str, config: DedupeConfig) -> str:
     return expr
 
 
-def conversation_keys(con: duckdb.DuckDBPyConnection, config: DedupeConfig, candidates: str) -> None:
-    """``keys(rid, key, norm)``: a 128-bit hash of each candidate record's normalised conversation.
+def conversation_keys(
+    con: duckdb.DuckDBPyConnection, config: DedupeConfig, candidates: str, keep_text: bool = False
+) -> None:
+    """``keys(rid, key[, conv])``: a 128-bit hash of each candidate record's normalised conversation.
 
     The key decides both duplicates and the split, so it depends on content alone, never on
-    position: a record keeps its split when the dataset grows.
+    position: a record keeps its split when the dataset grows. The hashed text is each turn's
+    ``role chr(31) text`` (the system prompt first, as role "system"), joined by ``chr(30)``;
+    with ``keep_text`` it is kept as ``conv`` (for near-duplicate search).
     """
-    norm = _normalize_sql("text", config)
+    turn = f"m.role || chr(31) || {_normalize_sql('m.content', config)}"
+    system = f"'system' || chr(31) || {_normalize_sql('system', config)}"
+    # concat_ws and array_to_string both skip NULLs, as a string_agg over the texts would.
+    conv = (
+        f"concat_ws(chr(30), {system}, array_to_string(list_transform(messages, lambda m: {turn}), chr(30)))"
+    )
     con.execute(
         f"""
         CREATE TABLE keys AS
-        SELECT rid, md5_number(conv) AS key, conv
-        FROM (
-            SELECT rid, string_agg(role || chr(31) || {norm}, chr(30) ORDER BY idx) AS conv
-            FROM texts SEMI JOIN ({candidates}) USING (rid)
-            GROUP BY rid
-        )
+        SELECT rid, md5_number(conv) AS key{", conv" if keep_text else ""}
+        FROM (SELECT rid, {conv} AS conv FROM conversations SEMI JOIN ({candidates}) USING (rid))
         """
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +48,7 @@ __all__ = [
 _PIPELINE_REVISION = "1"
 _MEMORY_LIMIT = os.environ.get("TUNELINE_DUCKDB_MEMORY_LIMIT", "3GB")
 _TOKEN_BATCH = 4096
+_WRITE_BATCH = 65_536
 _EXAMPLES_PER_CODE = 3
 
 
@@ -212,7 +214,7 @@ def build_dataset(
     try:
         load_raw(con, files, config.columns)
         rules.check_structure(con, config)
-        rules.build_texts(con)
+        rules.build_conversations(con)
         rules.check_records(con, limits)
         rules.apply_pii(con, config.pii)
         _count_tokens(con, counter)
@@ -243,13 +245,19 @@ def build_dataset(
 def _count_tokens(con: duckdb.DuckDBPyConnection, counter: TokenCounter) -> None:
     if isinstance(counter, CharEstimateCounter):
         con.execute(
-            f"CREATE TABLE tok AS SELECT rid, ceil(sum(length(text)) / {counter.chars_per_token!r})::BIGINT AS tokens "
-            "FROM texts GROUP BY rid"
+            f"""
+            CREATE TABLE tok AS
+            SELECT rid, ceil(list_sum(list_prepend(length(system), list_transform(messages, lambda m: length(m.content))))
+                             / {counter.chars_per_token!r})::BIGINT AS tokens
+            FROM conversations
+            """
         )
         return
     rids: list[int] = []
     counts: list[int] = []
-    reader = con.sql("SELECT rid, text FROM texts ORDER BY rid, idx").to_arrow_reader(_TOKEN_BATCH)
+    reader = con.sql(
+        f"SELECT rid, text FROM ({rules.conversation_texts()}) ORDER BY rid, idx"
+    ).to_arrow_reader(_TOKEN_BATCH)
     for batch in reader:
         rids.extend(batch.column(0).to_pylist())
         counts.extend(counter.count(batch.column(1).to_pylist()))
@@ -260,7 +268,12 @@ def _count_tokens(con: duckdb.DuckDBPyConnection, counter: TokenCounter) -> None
 
 
 def _dedupe_and_split(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
-    conversation_keys(con, config.dedupe, "SELECT rid FROM tok ANTI JOIN errs USING (rid)")
+    conversation_keys(
+        con,
+        config.dedupe,
+        "SELECT rid FROM tok ANTI JOIN errs USING (rid)",
+        keep_text=config.dedupe.near_duplicate_threshold is not None,
+    )
     con.execute("CREATE TABLE firsts AS SELECT min(rid) AS rid, key FROM keys GROUP BY key")
     near = set()
     if config.dedupe.near_duplicate_threshold is not None:
@@ -275,11 +288,16 @@ def _dedupe_and_split(con: duckdb.DuckDBPyConnection, config: DataConfig) -> Non
         + " ".join(f"WHEN '{s}' THEN {c if c is not None else 'NULL'}" for s, c in caps.items())
         + " END"
     )
+    # Ranking every record within its split is a full sort: only worth it when a cap is set.
+    over_cap = (
+        f"({cap_sql}) IS NOT NULL AND row_number() OVER (PARTITION BY split ORDER BY key, rid) > ({cap_sql})"
+        if any(c is not None for c in caps.values())
+        else "false"
+    )
     con.execute(
         f"""
         CREATE TABLE assigned AS
-        SELECT rid, split,
-               ({cap_sql}) IS NOT NULL AND row_number() OVER (PARTITION BY split ORDER BY key, rid) > ({cap_sql}) AS over_cap
+        SELECT rid, split, {over_cap} AS over_cap
         FROM (SELECT rid, key, {split_sql("key", split)} AS split FROM firsts ANTI JOIN near USING (rid))
         """
     )
@@ -425,9 +443,8 @@ def _profile(
         {"turns": t, "records": n}
         for t, n in con.execute(
             """
-            SELECT turns, count(*) FROM (
-                SELECT rid, count(*) FILTER (WHERE idx > 0) AS turns FROM texts
-                SEMI JOIN (SELECT rid FROM status WHERE status = 'accepted') USING (rid) GROUP BY rid)
+            SELECT len(messages) AS turns, count(*) FROM conversations
+            SEMI JOIN (SELECT rid FROM status WHERE status = 'accepted') USING (rid)
             GROUP BY turns ORDER BY turns
             """
         ).fetchall()
@@ -436,8 +453,15 @@ def _profile(
         {"role": r, "messages": n, "mean_chars": round(m, 1)}
         for r, n, m in con.execute(
             """
-            SELECT role, count(*), avg(length(text)) FROM texts
-            SEMI JOIN (SELECT rid FROM status WHERE status = 'accepted') USING (rid)
+            WITH accepted AS (
+                SELECT * FROM conversations SEMI JOIN (SELECT rid FROM status WHERE status = 'accepted') USING (rid)
+            )
+            SELECT role, count(*), avg(n) FROM (
+                SELECT 'system' AS role, length(system) AS n FROM accepted WHERE system IS NOT NULL
+                UNION ALL
+                SELECT unnest(list_transform(messages, lambda m: m.role)),
+                       unnest(list_transform(messages, lambda m: length(m.content)))
+                FROM accepted)
             GROUP BY role ORDER BY role
             """
         ).fetchall()
@@ -467,36 +491,28 @@ def _profile(
 def _write_outputs(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Path) -> None:
     con.execute(
         """
-        CREATE TABLE outrec AS
-        SELECT t.rid, s.split,
-               max(text) FILTER (WHERE idx = 0) AS system,
-               list({'role': role, 'content': text} ORDER BY idx) FILTER (WHERE idx > 0) AS messages
-        FROM texts t JOIN status s USING (rid) WHERE s.status = 'accepted'
-        GROUP BY t.rid, s.split
+        CREATE TEMP VIEW outrec AS
+        SELECT rid, s.split, c.system, c.messages
+        FROM conversations c JOIN status s USING (rid) WHERE s.status = 'accepted'
         """
     )
+    # Each line is spelled out by concatenation around to_json: the same compact JSON that
+    # json_object would build, without json_object parsing its JSON arguments a second time.
     if limits.output_format is RecordFormat.NOVA:
         msgs = (
             "to_json(list_transform(messages, lambda m: {'role': m.role, 'content': [{'text': m.content}]}))"
         )
-        line = (
-            f"CASE WHEN system IS NULL THEN json_object('schemaVersion', '{NOVA_SCHEMA_VERSION}', 'messages', {msgs}) "
-            f"ELSE json_object('schemaVersion', '{NOVA_SCHEMA_VERSION}', 'system', json_array(json_object('text', system)), "
-            f"'messages', {msgs}) END"
-        )
+        head = f'{{"schemaVersion":"{NOVA_SCHEMA_VERSION}",'
+        line = f"""CASE WHEN system IS NULL THEN '{head}"messages":' || {msgs} || '}}'
+                ELSE '{head}"system":[{{"text":' || to_json(system) || '}}],"messages":' || {msgs} || '}}' END"""
     else:
-        line = (
-            "CASE WHEN system IS NULL THEN json_object('messages', to_json(messages)) "
-            "ELSE json_object('system', system, 'messages', to_json(messages)) END"
-        )
+        line = """CASE WHEN system IS NULL THEN '{"messages":' || to_json(messages) || '}'
+               ELSE '{"system":' || to_json(system) || ',"messages":' || to_json(messages) || '}' END"""
     for split in SPLITS:
-        # One JSON document per line, written as single-column CSV with quoting off: the JSON
-        # encoder already escapes every newline and control character.
-        con.execute(
-            f"""
-            COPY (SELECT CAST({line} AS VARCHAR) FROM outrec WHERE split = '{split}' ORDER BY rid)
-            TO '{out / f"{split}.jsonl"}' (FORMAT CSV, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')
-            """
+        _write_lines(
+            con,
+            f"SELECT ({line}) || chr(10) FROM outrec WHERE split = '{split}' ORDER BY rid",
+            out / f"{split}.jsonl",
         )
         con.execute(
             f"COPY (SELECT system, messages FROM outrec WHERE split = '{split}' ORDER BY rid) "
@@ -511,6 +527,25 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Pa
     """
     con.execute(f"COPY ({rejected}) TO '{out / 'rejected.jsonl'}' (FORMAT JSON)")
     con.execute(f"COPY ({rejected}) TO '{out / 'rejected.parquet'}' (FORMAT PARQUET)")
+
+
+def _write_lines(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
+    """Write the values of the one VARCHAR column of ``sql`` (each ending in a newline) to ``path``.
+
+    The JSON encoder has already escaped every newline and control character, so the bytes of a
+    batch are its Arrow data buffer as it is: no per-row work, no quoting pass of a CSV writer.
+    """
+    reader = con.sql(sql).to_arrow_reader(_WRITE_BATCH)
+    with path.open("wb") as fh:
+        for batch in reader:
+            col = batch.column(0)
+            if len(col) == 0:
+                continue
+            assert col.null_count == 0, "an output line is NULL"
+            offsets_type = np.int64 if pa.types.is_large_string(col.type) else np.int32
+            offsets = np.frombuffer(col.buffers()[1], dtype=offsets_type)
+            start, end = offsets[col.offset], offsets[col.offset + len(col)]
+            fh.write(memoryview(col.buffers()[2])[start:end])
 
 
 def _digest(out: Path) -> str:

@@ -1,11 +1,17 @@
 """The record rules, as DuckDB SQL over the ``raw`` table (see ``sources.py``).
 
-Each step materialises one table so that every rule reads parsed JSON once:
+Plain, valid chat records (nearly all lines of a typical file) are parsed once, straight into
+``conversations``; every other line takes the general path, where each step materialises one
+table so that every rule reads parsed JSON once:
 
 ``doc``    one row per readable JSON line: its top-level parts and detected format
 ``msg``    one row per message of a chat/Nova record, with its role, text and type checks
-``texts``  the conversation of every structurally valid record: (rid, idx, role, text), idx 0 = system
-``errs``   (rid, code, field, message): every problem found; a record with any row is rejected
+``texts``  the texts of every structurally valid record: (rid, idx, role, text), idx 0 = system
+
+and ends in the same two tables:
+
+``conversations``  (rid, file_id, system, messages, shift): every structurally valid record
+``errs``           (rid, code, field, message): every problem found; a record with any row is rejected
 
 Python takes over only where SQL cannot express a rule: token counts from a real tokenizer and
 MinHash near-duplicates (see ``dedupe.py``).
@@ -21,7 +27,7 @@ from tuneline.data.pii import PII_TYPES, placeholder
 from tuneline.data.targets import TargetLimits
 from tuneline.records import RecordFormat
 
-__all__ = ["apply_pii", "build_texts", "check_records", "check_structure"]
+__all__ = ["apply_pii", "build_conversations", "check_records", "check_structure", "conversation_texts"]
 
 _CHAT = (RecordFormat.BEDROCK.value, RecordFormat.OPENAI.value)
 _NOVA_BLOCK = 'a list of {"text": ...} blocks'
@@ -32,36 +38,31 @@ def _lit(value: str) -> str:
 
 
 def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
-    """Parse, detect formats, check shape and roles; build ``doc``, ``msg``, ``texts``, ``errs``."""
+    """Parse, detect formats, check shape and roles; build ``conversations``, ``doc``, ``msg``, ``errs``.
+
+    Most lines of a real file are plain, valid chat records. Those are parsed exactly once,
+    straight into ``conversations`` (see :func:`_parse_plain_chat`); only the remaining lines go
+    through the general per-part rules below, which name every problem.
+    """
     cols = config.columns
     con.execute("CREATE TABLE errs (rid BIGINT, code VARCHAR, field VARCHAR, message VARCHAR)")
+    _parse_plain_chat(con)
+    # Materialised: it is small, and read twice below.
+    con.execute("CREATE TEMP TABLE slow_raw AS SELECT * FROM raw ANTI JOIN conversations USING (rid)")
     con.execute(
         f"""
         INSERT INTO errs
         SELECT rid, '{E.NOT_UTF8}', NULL,
                'the line is not valid UTF-8: re-save the file as UTF-8'
-        FROM raw WHERE NOT utf8
+        FROM slow_raw WHERE NOT utf8
         UNION ALL
         SELECT rid, '{E.INVALID_JSON}', NULL,
                'the line is not one valid JSON object: check quotes, commas and brackets (one record per line)'
-        FROM raw WHERE utf8 AND NOT json_valid(text)
+        FROM slow_raw WHERE utf8 AND NOT json_valid(text)
         """
     )
     sys_path = f'$."{cols.system}"' if cols.system else "$.__tuneline_no_system_column__"
-    con.execute(
-        f"""
-        CREATE TABLE doc0 AS
-        SELECT rid, file_id, json_type(text) AS jtype,
-               CASE WHEN json_type(text) = 'OBJECT' THEN json_keys(text) END AS keys,
-               json_extract(text, ['$.messages', '$.system', '$.schemaVersion',
-                                   {_lit(f'$."{cols.prompt}"')}, {_lit(f'$."{cols.completion}"')},
-                                   {_lit(sys_path)}]) AS p
-        FROM raw WHERE utf8 AND json_valid(text)
-        """
-    )
-    con.execute(
-        """
-        CREATE TABLE doc1 AS
+    doc1_sql = f"""
         SELECT *, CASE
             WHEN jtype <> 'OBJECT' THEN NULL
             WHEN p[3] IS NOT NULL OR json_type(p[2]) = 'ARRAY'
@@ -71,20 +72,30 @@ def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
             WHEN p[1] IS NOT NULL THEN 'bedrock'
             WHEN p[4] IS NOT NULL OR p[5] IS NOT NULL THEN 'prompt-completion'
         END AS kind
-        FROM doc0
-        """
-    )
-    con.execute("DROP TABLE doc0")
+        FROM (
+            SELECT rid, file_id, json_type(text) AS jtype,
+                   CASE WHEN json_type(text) = 'OBJECT' THEN json_keys(text) END AS keys,
+                   json_extract(text, ['$.messages', '$.system', '$.schemaVersion',
+                                       {_lit(f'$."{cols.prompt}"')}, {_lit(f'$."{cols.completion}"')},
+                                       {_lit(sys_path)}]) AS p
+            FROM {{source}} WHERE utf8 AND json_valid(text)
+        )
+    """
+    con.execute("CREATE TABLE doc1 AS " + doc1_sql.replace("{source}", "slow_raw"))
     if config.format == "auto":
         # One format per file: the most common record shape (ties broken by name, so stable);
         # records of another shape in that file then fail that format's rules with a reason.
+        # A plain chat record is of the 'bedrock' kind.
         con.execute(
             """
             CREATE TABLE file_fmt AS
-            WITH c AS (
+            WITH kinds AS (
+                SELECT file_id, kind FROM doc1 UNION ALL SELECT file_id, 'bedrock' FROM conversations
+            ),
+            c AS (
                 SELECT file_id, CASE WHEN kind IN ('bedrock', 'openai') THEN 'chat' ELSE kind END AS fam,
                        count(*) AS n, bool_or(kind = 'openai') AS has_openai
-                FROM doc1 WHERE kind IS NOT NULL GROUP BY ALL
+                FROM kinds WHERE kind IS NOT NULL GROUP BY ALL
             )
             SELECT file_id,
                    CASE WHEN fam = 'chat' THEN (CASE WHEN bool_or(has_openai) THEN 'openai' ELSE 'bedrock' END)
@@ -100,6 +111,21 @@ def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
             "CREATE TABLE file_fmt AS SELECT file_id, ? AS fmt, true AS strict FROM files",
             [str(config.format)],
         )
+    # A plain chat record passes every rule of the chat formats, but not those of another format:
+    # in a file of another format it takes the general path, which says what is wrong with it.
+    con.execute(
+        f"""
+        CREATE TABLE demoted AS
+        SELECT rid FROM conversations JOIN file_fmt USING (file_id) WHERE fmt NOT IN ({", ".join(_lit(f) for f in _CHAT)})
+        """
+    )
+    if con.execute("SELECT count(*) FROM demoted").fetchone()[0]:
+        con.execute("DELETE FROM conversations WHERE rid IN (SELECT rid FROM demoted)")
+        con.execute(
+            "INSERT INTO doc1 "
+            + doc1_sql.replace("{source}", "(SELECT * FROM raw SEMI JOIN demoted USING (rid))")
+        )
+    con.execute("DROP TABLE demoted")
     con.execute(
         """
         CREATE TABLE doc AS
@@ -108,6 +134,7 @@ def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
         """
     )
     con.execute("DROP TABLE doc1")
+    con.execute("DROP TABLE slow_raw")
 
     allowed = {
         "bedrock": ["system", "messages"],
@@ -138,6 +165,42 @@ def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
     _check_messages(con)
     _check_prompt_completion(con)
     con.execute("CREATE INDEX IF NOT EXISTS errs_rid ON errs (rid)")
+
+
+_PLAIN_CHAT = '{"system": "VARCHAR", "messages": [{"role": "VARCHAR", "content": "VARCHAR"}]}'
+
+
+def _parse_plain_chat(con: duckdb.DuckDBPyConnection) -> None:
+    """Start ``conversations`` with every line that is a plain, valid chat record, parsed once.
+
+    Plain means ``{"system": str?, "messages": [{"role": str, "content": str}, ...]}`` with
+    nothing else in it. ``json_transform`` alone would not prove that (it ignores unknown keys and
+    turns numbers into strings), so the line must also re-serialise to exactly what was parsed:
+    ``json(text)`` (the line, minified) equals ``to_json`` of the typed value. Valid then means
+    what the general rules would conclude for such a record in a chat-format file: user and
+    assistant alternate, starting with the user and ending with the assistant, and no turn is
+    blank. Anything else -- a system turn, null fields, keys in another order than these,
+    duplicate keys -- simply takes the general path, which gives the same result more slowly.
+    """
+    con.execute(
+        f"""
+        CREATE TABLE conversations AS
+        SELECT rid, file_id, s.system AS system, s.messages AS messages, 0 AS shift
+        FROM (
+            SELECT rid, file_id, text, json_transform(text, {_lit(_PLAIN_CHAT)}) AS s
+            FROM raw WHERE utf8 AND json_valid(text)
+        )
+        WHERE len(s.messages) >= 2 AND len(s.messages) % 2 = 0
+          -- coalesce: list_bool_and skips NULLs, and a null message, role or content is not plain.
+          -- A text starting with printable ASCII is not blank; trim() (slow) decides the others.
+          AND list_bool_and(list_transform(s.messages, lambda m, i: coalesce(
+                  m.role = CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END
+                  AND CASE WHEN regexp_matches(m.content, '^[!-~]') THEN true ELSE trim(m.content) <> '' END, false)))
+          AND CASE WHEN s.system IS NULL THEN json(text) = to_json({{'messages': s.messages}})
+                   ELSE json(text) = to_json(s)
+                        OR json(text) = to_json({{'messages': s.messages, 'system': s.system}}) END
+        """
+    )
 
 
 def _check_messages(con: duckdb.DuckDBPyConnection) -> None:
@@ -204,7 +267,7 @@ def _check_messages(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
         ALTER TABLE msg ADD COLUMN is_system BOOLEAN;
-        UPDATE msg SET is_system = (pos = 0 AND role = 'system' AND NOT (strict AND fmt = 'bedrock'));
+        UPDATE msg SET is_system = coalesce(pos = 0 AND role = 'system' AND NOT (strict AND fmt = 'bedrock'), false);
         """
     )
     field = "format('messages[{}]', pos)"
@@ -308,11 +371,30 @@ def _check_prompt_completion(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def build_texts(con: duckdb.DuckDBPyConnection) -> None:
-    """``texts``: the conversation of every record without errors so far; idx 0 is the system prompt."""
+def conversation_texts(source: str = "conversations") -> str:
+    """SQL for ``(rid, idx, role, text, shift)``: one row per text of the conversations in ``source``.
+
+    idx 0 is the system prompt; message ``i`` of the ``messages`` list (from 1) has idx
+    ``shift + i``, so that ``idx - 1`` is its position in the input's ``messages``.
+    """
+    return f"""
+        SELECT rid, 0 AS idx, 'system' AS role, system AS text, shift FROM {source} WHERE system IS NOT NULL
+        UNION ALL
+        SELECT rid, shift + i AS idx, m.role AS role, m.content AS text, shift
+        FROM (SELECT rid, shift, unnest(messages) AS m, generate_subscripts(messages, 1) AS i FROM {source})
+    """
+
+
+def build_conversations(con: duckdb.DuckDBPyConnection) -> None:
+    """Complete ``conversations(rid, file_id, system, messages, shift)`` with every record that took
+    the general path and has no error so far.
+
+    ``messages`` holds ``{role, content}`` structs in order; ``shift`` is 1 where an OpenAI-style
+    leading system message became the system prompt, else 0 (see :func:`conversation_texts`).
+    """
     con.execute(
         """
-        CREATE TABLE texts AS
+        CREATE TEMP TABLE texts AS
         WITH ok AS (SELECT rid, fmt, p FROM doc ANTI JOIN errs USING (rid))
         SELECT rid, 0 AS idx, 'system' AS role,
                CASE WHEN fmt = 'nova'
@@ -332,29 +414,52 @@ def build_texts(con: duckdb.DuckDBPyConnection) -> None:
         SELECT rid, 2, 'assistant', json_extract_string(p[5], '$') FROM ok WHERE fmt = 'prompt-completion'
         """
     )
+    con.execute(f"INSERT INTO conversations {_regroup('texts')}")
+    con.execute("DROP TABLE texts")
+    con.execute("DROP TABLE msg")
+    con.execute("DROP TABLE doc")
+
+
+def _regroup(texts: str) -> str:
+    """SQL turning ``(rid, idx, role, text)`` rows back into conversations rows."""
+    return f"""
+        SELECT rid, NULL AS file_id, max(text) FILTER (WHERE idx = 0) AS system,
+               list({{'role': role, 'content': text}} ORDER BY idx) FILTER (WHERE idx > 0) AS messages,
+               coalesce(min(idx) FILTER (WHERE idx > 0) - 1, 0) AS shift
+        FROM {texts} GROUP BY rid
+    """
 
 
 def check_records(con: duckdb.DuckDBPyConnection, limits: TargetLimits) -> None:
     """Target rules on the texts: reserved strings (token limits are checked by the caller)."""
     if not limits.reserved_strings:
         return
-    hits = " OR ".join(f"contains(text, {_lit(s)})" for s in limits.reserved_strings)
+
+    def hits(text: str) -> str:
+        return " OR ".join(f"contains({text}, {_lit(s)})" for s in limits.reserved_strings)
+
     shown = " or ".join(repr(s).replace("'", '"') for s in limits.reserved_strings)
+    # Whole records are screened first, so that only the few with a hit are taken apart.
+    con.execute(
+        f"CREATE TEMP TABLE screened AS SELECT * FROM conversations WHERE {hits('system')} "
+        f"OR list_bool_or(list_transform(messages, lambda m: {hits('m.content')}))"
+    )
     con.execute(
         f"""
         INSERT INTO errs
         SELECT rid, '{E.RESERVED_STRING}', CASE WHEN idx = 0 THEN 'system' ELSE format('messages[{{}}].content', idx - 1) END,
                {_lit(f"the text contains {shown}, which {limits.target.value} refuses in training data: reword it")}
-        FROM texts WHERE {hits}
+        FROM ({conversation_texts("screened")}) WHERE {hits("text")}
         """
     )
+    con.execute("DROP TABLE screened")
 
 
 def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
-    """Count PII per type in ``texts``, redact in place, and reject records per the policy.
+    """Count PII per type in ``conversations``, redact in place, and reject records per the policy.
 
-    Creates ``pii_found(rid, idx, type, n)``. A cheap combined pattern picks the few texts that
-    can hold PII at all; only those go through the per-type passes.
+    Creates ``pii_found(rid, idx, type, n)``. A cheap combined pattern picks the few records, then
+    texts, that can hold PII at all; only those go through the per-type passes.
     """
     combined = "|".join(f"(?:{t.pattern})" for t in PII_TYPES)
     con.execute(
@@ -366,9 +471,17 @@ def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
                      ELSE CAST(s[length(s) - i] AS INTEGER) * 2 END)) % 10 = 0)
         """
     )
+    # No pattern can match across the record separator chr(30) (no pattern admits it, and it is
+    # a word boundary like the end of a text), so a record matches iff one of its texts does.
     con.execute(
-        f"CREATE TABLE pii_cand AS SELECT rid, idx, text FROM texts WHERE regexp_matches(text, {_lit(combined)})"
+        "CREATE TEMP TABLE screened AS SELECT * FROM conversations WHERE regexp_matches(concat_ws(chr(30), "
+        f"system, array_to_string(list_transform(messages, lambda m: m.content), chr(30))), {_lit(combined)})"
     )
+    con.execute(
+        f"CREATE TABLE pii_cand AS SELECT rid, idx, text FROM ({conversation_texts('screened')}) "
+        f"WHERE regexp_matches(text, {_lit(combined)})"
+    )
+    con.execute("DROP TABLE screened")
     steps, counts = [], []
     prev = "text"
     for i, t in enumerate(PII_TYPES):
@@ -403,10 +516,17 @@ def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
     con.execute(
         f"CREATE TABLE pii_found AS SELECT rid, idx, type, sum(n)::BIGINT AS n FROM ({unions}) GROUP BY ALL"
     )
-    con.execute(
-        "UPDATE texts SET text = s.redacted FROM pii_scan s WHERE texts.rid = s.rid AND texts.idx = s.idx "
-        "AND texts.text IS DISTINCT FROM s.redacted"
+    changed = "SELECT s.rid FROM pii_scan s JOIN pii_cand c USING (rid, idx) WHERE s.redacted IS DISTINCT FROM c.text"
+    con.execute(f"CREATE TEMP TABLE changed AS SELECT * FROM conversations WHERE rid IN ({changed})")
+    redacted = (
+        f"(SELECT t.rid, t.idx, t.role, coalesce(s.redacted, t.text) AS text FROM ({conversation_texts('changed')}) t "
+        "LEFT JOIN pii_scan s USING (rid, idx))"
     )
+    con.execute(f"CREATE TEMP TABLE pii_redacted AS {_regroup(redacted)}")
+    con.execute("DROP TABLE changed")
+    con.execute("DELETE FROM conversations WHERE rid IN (SELECT rid FROM pii_redacted)")
+    con.execute("INSERT INTO conversations SELECT * FROM pii_redacted")
+    con.execute("DROP TABLE pii_redacted")
     rejecting = [
         name for name in dict.fromkeys(t.name for t in PII_TYPES) if getattr(policy, name) is PiiAction.REJECT
     ]

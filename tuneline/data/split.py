@@ -25,8 +25,20 @@ def split_for_key(key: int, config: SplitConfig) -> str:
     return "test"
 
 
+def _mod_sql(key_column: str) -> str:
+    """``key % _BUCKETS`` for an unsigned 128-bit key, from its two 64-bit halves.
+
+    DuckDB's UHUGEINT modulo is a slow generic routine (microseconds a row); with
+    ``key = hi * 2**64 + lo`` the same number comes from 64-bit arithmetic, which cannot overflow
+    because both factors of the product are below ``_BUCKETS``.
+    """
+    hi = f"(({key_column} >> 64)::UBIGINT % {_BUCKETS})"
+    lo = f"(({key_column} & {2**64 - 1}::UHUGEINT)::UBIGINT % {_BUCKETS})"
+    return f"(({hi} * {2**64 % _BUCKETS} + {lo}) % {_BUCKETS})"
+
+
 def split_sql(key_column: str, config: SplitConfig) -> str:
-    bucket = f"(({key_column} % {_BUCKETS})::DOUBLE / {_BUCKETS})"
+    bucket = f"({_mod_sql(key_column)}::DOUBLE / {_BUCKETS})"
     return (
         f"CASE WHEN {bucket} < {config.train!r} THEN 'train' "
         f"WHEN {bucket} < {config.train + config.validation!r} THEN 'validation' ELSE 'test' END"
