@@ -2,39 +2,75 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import dataclass
+from typing import Any
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric
+from pydantic import BaseModel, ConfigDict
 
 from tuneline.config import RunConfig, Target
-from tuneline.data.prepare import PreparedDataset, prepare
+from tuneline.data.fingerprint import source_fingerprint
+from tuneline.data.prepare import prepare
 from tuneline.data.tokens import HFTokenCounter, TokenCounter
+from tuneline.data.versions import load_dataset_version
 from tuneline.lineage import DatasetVersion
 from tuneline.stages.context import StageContext
+from tuneline.storage.tracking import unreachable_as_service_error
 
-__all__ = ["PrepareOutcome", "run_prepare"]
+__all__ = ["PrepareOutcome", "build_dataset_version", "prepare_cache_key", "record_dataset_version", "run_prepare"]
 
 
-@dataclass(frozen=True)
-class PrepareOutcome:
+class PrepareOutcome(BaseModel):
+    """A written dataset version and its report: small, JSON-serialisable, safe to cache."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     dataset: DatasetVersion
     report_markdown: str
+    summary: dict[str, Any]
 
 
-def run_prepare(ctx: StageContext, config: RunConfig) -> PrepareOutcome:
-    target: Target = config.target
-    prepared: PreparedDataset = prepare(
+def prepare_cache_key(ctx: StageContext, config: RunConfig) -> str:
+    """Same source content, prepare config, target and tokenizer -> same key (and same version)."""
+    identity = {
+        "source": source_fingerprint(config.data.source, ctx.store),
+        "data": config.data.model_dump(mode="json", exclude={"source"}),
+        "target": str(config.target),
+        "name": config.dataset_name,
+        "tokenizer": config.tune.base_model if config.target is Target.LOCAL else None,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+@unreachable_as_service_error()
+def build_dataset_version(ctx: StageContext, config: RunConfig) -> PrepareOutcome:
+    """Validate, clean, split and publish the dataset version (a no-op rewrite when it exists)."""
+    prepared = prepare(
         config.data,
-        target=target,
+        target=config.target,
         name=config.dataset_name,
         store=ctx.store,
         token_counter=_token_counter(ctx, config),
     )
+    return PrepareOutcome(
+        dataset=prepared.version, report_markdown=prepared.report_markdown, summary=prepared.summary.to_json_dict()
+    )
+
+
+@unreachable_as_service_error()
+def record_dataset_version(ctx: StageContext, outcome: PrepareOutcome) -> None:
+    """Check the version is still published, then log it into the run's MLflow record."""
+    load_dataset_version(ctx.store, outcome.dataset.uri)
     if ctx.run_id:
-        _log_to_mlflow(ctx, prepared)
-    return PrepareOutcome(prepared.version, prepared.report_markdown)
+        _log_to_mlflow(ctx, outcome)
+
+
+def run_prepare(ctx: StageContext, config: RunConfig) -> PrepareOutcome:
+    outcome = build_dataset_version(ctx, config)
+    record_dataset_version(ctx, outcome)
+    return outcome
 
 
 def _token_counter(ctx: StageContext, config: RunConfig) -> TokenCounter | None:
@@ -49,8 +85,8 @@ def _token_counter(ctx: StageContext, config: RunConfig) -> TokenCounter | None:
     return HFTokenCounter(load_tokenizer(model_dir, trust), name=config.tune.base_model)
 
 
-def _log_to_mlflow(ctx: StageContext, prepared: PreparedDataset) -> None:
-    version = prepared.version
+def _log_to_mlflow(ctx: StageContext, prepared: PrepareOutcome) -> None:
+    version = prepared.dataset
     run_id = ctx.run_id
     assert run_id is not None
     inputs = [
@@ -81,6 +117,6 @@ def _log_to_mlflow(ctx: StageContext, prepared: PreparedDataset) -> None:
     ctx.mlflow.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in counts.items()])
     ctx.mlflow.set_tag(run_id, "tuneline.dataset_version", version.version)
     ctx.mlflow.set_tag(run_id, "tuneline.dataset_uri", version.uri)
-    ctx.mlflow.log_dict(run_id, prepared.summary.model_dump(mode="json"), "data/summary.json")
+    ctx.mlflow.log_dict(run_id, prepared.summary, "data/summary.json")
     ctx.mlflow.log_dict(run_id, version.model_dump(mode="json"), "data/dataset_version.json")
     ctx.mlflow.log_text(run_id, prepared.report_markdown, "data/report.md")

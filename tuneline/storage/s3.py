@@ -162,12 +162,17 @@ class ObjectStore:
             raise ServiceUnavailableError("S3", str(exc)) from exc
 
     def list_keys(self, prefix_uri: str) -> Iterator[str]:
+        for key, _etag, _size in self.list_objects(prefix_uri):
+            yield key
+
+    def list_objects(self, prefix_uri: str) -> Iterator[tuple[str, str, int]]:
+        """(key, ETag, size) of every object under the prefix: enough to tell content changed."""
         loc = S3Uri.parse(prefix_uri)
         with _service_errors():
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key):
                 for obj in page.get("Contents", []):
-                    yield obj["Key"]
+                    yield obj["Key"], obj.get("ETag", "").strip('"'), int(obj.get("Size", 0))
 
     def ensure_bucket(self) -> None:
         with _service_errors():

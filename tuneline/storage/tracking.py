@@ -7,11 +7,12 @@ on this machine, so training metrics go through :class:`BatchedMetricsLogger`, w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +37,7 @@ __all__ = [
     "log_params_safe",
     "model_version_url",
     "run_url",
+    "unreachable_as_service_error",
 ]
 
 REDACTED = "***redacted***"
@@ -59,6 +61,27 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
     if settings.mlflow_password is not None:
         os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.mlflow_password.get_secret_value()
     return MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+
+
+# MLflow's REST client wraps every transport failure (refused connection, timeout, too many 5xx
+# answers after its own retries) into one generic MlflowException with this wording; answers the
+# server did give (bad parameter, missing resource) carry their own message and error code.
+_UNREACHABLE = re.compile(r"^API request to \S+ failed with (timeout )?exception")
+
+
+@contextlib.contextmanager
+def unreachable_as_service_error() -> Iterator[None]:
+    """Turn "the MLflow server did not answer" into ``ServiceUnavailableError('MLflow', ...)``.
+
+    Usable as a decorator. Other MLflow errors pass through unchanged: they are not outages, and
+    retrying them would not help.
+    """
+    try:
+        yield
+    except MlflowException as exc:
+        if _UNREACHABLE.match(exc.message):
+            raise ServiceUnavailableError("MLflow", exc.message) from exc
+        raise
 
 
 # --- UI links --------------------------------------------------------------------------------
