@@ -153,6 +153,7 @@ def _paused_run_id(flow_run_id: str) -> str:
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterParentFlowRunId,
+        FlowRunFilterState,
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
@@ -334,6 +335,140 @@ def automations_apply() -> None:
     )
     for automation in applied:
         typer.echo(f"{automation.name}: {automation.id} -> {channel}")
+
+
+def _dataset_version(dataset: str, config: Any, settings: Settings) -> Any:
+    """A dataset version given as an s3:// URI or as a version id of the config's dataset."""
+    from tuneline.data.versions import load_dataset_version, version_uri
+    from tuneline.storage.s3 import ObjectStore
+
+    store = ObjectStore(settings)
+    uri = dataset if dataset.startswith("s3://") else version_uri(store, config.dataset_name, dataset)
+    return load_dataset_version(store, uri)
+
+
+def _tracked_stage(config: Any, settings: Settings, stage: str) -> Any:
+    """A StageContext with its own MLflow run, for a stage run on its own."""
+    from tuneline.stages.context import StageContext, start_lifecycle_run
+
+    ctx = StageContext(settings)
+    start_lifecycle_run(ctx, config, run_name=f"{config.name}-{stage}", tags={"tuneline.stage": stage})
+    return ctx
+
+
+@app.command("tune")
+def tune(
+    dataset: Annotated[str, typer.Option(help="Dataset version id, or its s3:// URI.")],
+    config_path: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """Run the tune stage alone on a prepared dataset version."""
+    settings = get_settings()
+    try:
+        config = load_run_config(config_path)
+        version = _dataset_version(dataset, config, settings)
+    except TunelineError as exc:
+        _fail(exc, 2)
+    _use_prefect(settings)
+    from flows.stages import tune as tune_flow
+    from tuneline.stages.context import end_run
+
+    ctx = _tracked_stage(config, settings, "tune")
+    try:
+        model = tune_flow(config, version, ctx.run_id)
+    except TunelineError as exc:
+        end_run(ctx, "FAILED")
+        _fail(exc)
+    end_run(ctx)
+    out = {
+        "backend": model.backend,
+        "job_id": model.job_id,
+        "status": "completed",
+        "model_uri": model.model_uri,
+        "mlflow_model_uri": model.mlflow_model_uri,
+        "final_train_loss": model.final_train_loss,
+        "final_validation_loss": model.final_validation_loss,
+        "steps": model.steps,
+        "tokens_per_second": model.tokens_per_second,
+    }
+    if as_json:
+        _emit_json(out)
+    else:
+        for key, value in out.items():
+            typer.echo(f"{key:<22} {value}")
+
+
+@app.command("evaluate")
+def evaluate(
+    model: Annotated[str, typer.Option(help="The candidate: model directory or s3:// prefix.")],
+    config_path: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False)],
+    dataset: Annotated[str, typer.Option(help="Dataset version (id or s3:// URI) whose test split is the task suite.")],
+    against: Annotated[list[str], typer.Option(help="champion and/or base (default: both).")] = ["champion", "base"],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+) -> None:
+    """Evaluate a model against the base and the current champion on the config's suites."""
+    from tuneline.lineage import TrainedModel
+    from tuneline.stages.context import end_run
+    from tuneline.stages.evaluate import run_evaluate
+
+    unknown = set(against) - {"champion", "base"}
+    if unknown:
+        _fail(ValueError(f"--against takes champion or base, not {', '.join(sorted(unknown))}"), 2)
+    settings = get_settings()
+    try:
+        config = load_run_config(config_path)
+        version = _dataset_version(dataset, config, settings)
+    except TunelineError as exc:
+        _fail(exc, 2)
+    if "champion" not in against:
+        config = config.model_copy(
+            update={"evaluation": config.evaluation.model_copy(update={"compare_with_champion": False})}
+        )
+    candidate = TrainedModel(
+        backend=config.tune.backend, job_id=f"adhoc-{Path(model).name or 'model'}", base_model=config.tune.base_model,
+        model_uri=model,
+    )
+    ctx = _tracked_stage(config, settings, "evaluate")
+    try:
+        outcome = run_evaluate(ctx, config, version, candidate)
+    except TunelineError as exc:
+        end_run(ctx, "FAILED")
+        _fail(exc)
+    end_run(ctx)
+    if as_json:
+        by_suite: dict[str, dict[str, Any]] = {}
+        for c in outcome.report.comparisons:
+            by_suite.setdefault(c.suite, {})[c.metric] = {
+                "values": c.values, "baseline": c.baseline, "delta": c.delta,
+                "ci": [c.ci_low, c.ci_high], "n": c.n, "called": c.called,
+            }
+        _emit_json(by_suite)
+    else:
+        typer.echo(outcome.report_markdown)
+
+
+@app.command("history")
+def history(
+    model: Annotated[str | None, typer.Option(help="Model label, id, or id prefix.")] = None,
+    suite: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Metrics over time per model version, from every run's per-example results in S3."""
+    from tuneline.evaluation.history import metric_history
+    from tuneline.storage.s3 import ObjectStore
+
+    settings = get_settings()
+    store = ObjectStore(settings)
+    try:
+        rows = metric_history(store.uri("evals/"), model=model, suite=suite, store=store)
+    except TunelineError as exc:
+        _fail(exc)
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['evaluated_at']} {r['model']:<10} {r['model_id']:<40} {r['suite']:<8} {r['metric']:<20} "
+                   f"{r['mean']:.4f} (n={r['n']})")
 
 
 def main() -> None:  # pragma: no cover - console entry point
