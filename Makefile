@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= examples/support_tickets/run.yaml
 PYTEST_ARGS ?=
 
-.PHONY: infra-check install run test test-fast lint up down status worker deploy bench bench-prepare bench-tune bench-evaluate clean
+.PHONY: infra-check install run test test-fast lint up down status pool deploy deployments automations worker browser bench bench-prepare bench-tune bench-evaluate clean
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ run: install
 	$(BIN)/python -m examples.support_tickets.base_model
 	$(BIN)/tuneline run $(CONFIG) --approval auto
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -42,6 +42,37 @@ down: install
 
 status: install
 	$(BIN)/tuneline stack status
+
+# --- Deployments: the local stack's Prefect server, a process work pool, a worker ------------
+# Prefect's own CLI, pointed at the server the settings name (TUNELINE_PREFECT_API_URL, .env).
+# Recursive (=): evaluated in recipes, after `install` has created the venv.
+PREFECT_API_URL_FROM_SETTINGS = $(shell $(BIN)/python -c "from tuneline.settings import get_settings; print(get_settings().prefect_api_url)")
+PREFECT = PREFECT_API_URL=$(PREFECT_API_URL_FROM_SETTINGS) PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 $(BIN)/prefect
+POOL ?= tuneline-local
+
+pool: up
+	$(PREFECT) work-pool inspect $(POOL) >/dev/null 2>&1 || $(PREFECT) work-pool create $(POOL) --type process
+
+# prefect.yaml is generated from deployments/*.yaml; then every deployment, then the automations.
+deploy: pool deployments
+	$(PREFECT) --no-prompt deploy --all
+	$(BIN)/tuneline automations apply
+
+deployments: install
+	$(BIN)/tuneline deployments render
+
+automations: install
+	$(BIN)/tuneline automations apply
+
+# Runs in the foreground; each flow run is a subprocess starting in this directory.
+worker: pool
+	$(PREFECT) worker start --pool $(POOL) --type process
+
+# Headless Chromium for the browser test (tests/e2e/test_ui.py): Debian's package, once.
+browser:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends chromium; fi; }
 
 bench: bench-prepare bench-tune bench-evaluate
 

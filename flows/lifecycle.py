@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
 from flows.stages import approve, evaluate, prepare, promote, tune
+from tasks.locks import lifecycle_lock
 from tuneline.config import ApprovalMode, RunConfig
 from tuneline.lineage import LifecycleSummary
 from tuneline.settings import get_settings
@@ -31,6 +32,13 @@ def customize_model(config: RunConfig, approval: ApprovalMode | None = None) -> 
         config: the run config (data, backend and hyperparameters, evaluation suites, approval policy).
         approval: overrides the policy's mode for this run (auto, human, human-on-doubt).
     """
+    settings = get_settings()
+    # One run per model at a time: a schedule, an event and a person cannot race to promote.
+    with lifecycle_lock(config.name, settings.lifecycle_lock_timeout_s):
+        return _run_stages(config, approval)
+
+
+def _run_stages(config: RunConfig, approval: ApprovalMode | None) -> LifecycleSummary:
     logger = get_run_logger()
     settings = get_settings()
     this_run = flow_run.get_id()

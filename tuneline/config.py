@@ -110,12 +110,12 @@ class ColumnMapping(_Strict):
 class DataConfig(_Strict):
     source: str = Field(description="Local file, glob, directory, or s3://bucket/prefix.")
     name: str | None = Field(default=None, description="Dataset name; the run's name when unset.")
-    format: RecordFormat | Literal["auto"] = "auto"
-    columns: ColumnMapping = ColumnMapping()
+    format: RecordFormat | Literal["auto"] = Field(default="auto", description="Input record format; 'auto' detects it per file.")
+    columns: ColumnMapping = Field(default=ColumnMapping(), description="Column names for prompt/completion inputs.")
     target: Target | None = Field(default=None, description="Defaults to the tune backend's target.")
-    pii: PiiPolicy = PiiPolicy()
-    dedupe: DedupeConfig = DedupeConfig()
-    split: SplitConfig = SplitConfig()
+    pii: PiiPolicy = Field(default=PiiPolicy(), description="What to do with each kind of personal data found.")
+    dedupe: DedupeConfig = Field(default=DedupeConfig(), description="How duplicate records are recognised.")
+    split: SplitConfig = Field(default=SplitConfig(), description="Train / validation / test ratios and caps.")
 
 
 # ------------------------------------------------------------------------------------------
@@ -131,22 +131,22 @@ class LoraConfig(_Strict):
 class LocalTuneConfig(_Strict):
     backend: Literal["local"] = "local"
     base_model: str = Field(description="Hugging Face model directory (local path or s3:// prefix).")
-    method: Literal["lora", "full"] = "lora"
-    lora: LoraConfig = LoraConfig()
-    epochs: float = Field(default=1.0, gt=0, le=100)
+    method: Literal["lora", "full"] = Field(default="lora", description="LoRA adapters, or update every weight.")
+    lora: LoraConfig = Field(default=LoraConfig(), description="Adapter shape, for method 'lora'.")
+    epochs: float = Field(default=1.0, gt=0, le=100, description="Passes over the training split.")
     max_steps: int | None = Field(default=None, ge=1, description="Overrides epochs when set.")
-    learning_rate: float = Field(default=2e-4, gt=0, le=1)
-    batch_size: int = Field(default=8, ge=1, le=1024)
+    learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
+    batch_size: int = Field(default=8, ge=1, le=1024, description="Sequences per step (packed rows when packing is on).")
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = Field(default=0.0, ge=0, le=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
-    max_seq_length: int = Field(default=512, ge=8, le=131072)
-    packing: bool = True
+    max_seq_length: int = Field(default=512, ge=8, le=131072, description="Longer records are truncated.")
+    packing: bool = Field(default=True, description="Pack several short records into one row.")
     seed: int = 0
-    eval_every_steps: int = Field(default=50, ge=1)
-    checkpoint_every_steps: int = Field(default=100, ge=1)
+    eval_every_steps: int = Field(default=50, ge=1, description="Validation loss every N steps.")
+    checkpoint_every_steps: int = Field(default=100, ge=1, description="Checkpoint to S3 every N steps (a retry resumes there).")
     early_stopping_patience: int | None = Field(default=None, ge=1)
     early_stopping_threshold: float = Field(default=0.0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -233,8 +233,11 @@ class JudgeConfig(_Strict):
 class EvaluationConfig(_Strict):
     generation: GenerationConfig = GenerationConfig()
     judge: JudgeConfig | None = Field(default=None, description="LLM-as-judge; off when unset.")
-    suites: list[SuiteConfig] = Field(default_factory=lambda: [SuiteConfig(name="task", kind=SuiteKind.TASK)])
-    compare_with_champion: bool = True
+    suites: list[SuiteConfig] = Field(
+        default_factory=lambda: [SuiteConfig(name="task", kind=SuiteKind.TASK)],
+        description="Test suites: the held-out split ('task'), refusals ('safety'), earlier skills ('general').",
+    )
+    compare_with_champion: bool = Field(default=True, description="Also evaluate the current champion, and compare with it.")
     bootstrap_samples: int = Field(default=1000, ge=100)
     min_examples: int = Field(default=10, ge=1, description="Fewer examples: no difference is called.")
     seed: int = 0
@@ -259,10 +262,13 @@ class MetricCheck(_Strict):
 
 
 class ApprovalPolicy(_Strict):
-    mode: ApprovalMode = ApprovalMode.AUTO
-    checks: list[MetricCheck] = Field(default_factory=list)
+    mode: ApprovalMode = Field(
+        default=ApprovalMode.AUTO,
+        description="auto: the checks decide; human: a person always decides; human-on-doubt: a person decides borderline cases.",
+    )
+    checks: list[MetricCheck] = Field(default_factory=list, description="Metric thresholds the candidate must meet.")
     reviewers: list[str] | None = Field(default=None, description="Who may approve; anyone when unset.")
-    timeout_seconds: int = Field(default=3600, ge=1)
+    timeout_seconds: int = Field(default=3600, ge=1, description="How long to wait for a person; no decision is a rejection.")
     doubt_margin: float = Field(default=0.02, ge=0, description="A check within this of its threshold is borderline.")
 
 
@@ -280,12 +286,12 @@ class RunConfig(_Strict):
     """One lifecycle run: what to train on, how, how to judge it, and who decides."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="Registered model name.")
-    description: str = ""
-    data: DataConfig
-    tune: TuneConfig
-    evaluation: EvaluationConfig = EvaluationConfig()
-    approval: ApprovalPolicy = ApprovalPolicy()
-    promotion: PromotionConfig = PromotionConfig()
+    description: str = Field(default="", description="What the model is for; shown on the model card.")
+    data: DataConfig = Field(description="The training data and how to prepare it.")
+    tune: TuneConfig = Field(description="The tuning backend ('local' or 'bedrock'), base model and hyperparameters.")
+    evaluation: EvaluationConfig = Field(default=EvaluationConfig(), description="How candidate, base and champion are compared.")
+    approval: ApprovalPolicy = Field(default=ApprovalPolicy(), description="Who or what decides whether the candidate is promoted.")
+    promotion: PromotionConfig = Field(default=PromotionConfig(), description="Model card text and serving.")
 
     @property
     def target(self) -> Target:

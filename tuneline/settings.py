@@ -57,6 +57,19 @@ class Settings(BaseSettings):
 
     # --- Prefect --------------------------------------------------------------------------
     prefect_api_url: str = Field(default="http://127.0.0.1:4200/api")
+    lifecycle_lock_timeout_s: float | None = Field(
+        default=6 * 3600.0,
+        description="How long a lifecycle run waits for another run of the same model to finish "
+        "(one run per model at a time) before it fails; unset to wait without limit.",
+    )
+
+    # --- Notifications (Prefect automations: a run failed, a run waits for approval) -------
+    notify_slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack incoming-webhook URL; notifications go to the log when no URL is set."
+    )
+    notify_webhook_url: SecretStr | None = Field(
+        default=None, description="Any HTTP endpoint that accepts a JSON POST (Teams, PagerDuty, your own)."
+    )
 
     # --- Local stack ports ----------------------------------------------------------------
     s3_port: int = 8333
@@ -67,6 +80,13 @@ class Settings(BaseSettings):
     weed_admin_port: int = 23646
     mlflow_port: int = 5000
     prefect_port: int = 4200
+
+    # --- Retries --------------------------------------------------------------------------
+    task_retry_delays_s: list[float] = Field(
+        default=[5.0, 15.0, 45.0],
+        description="Seconds before each retry of a stage task that failed on an outage (S3, MLflow); "
+        "one retry per entry. With the clients' own retries, this is how long an outage a run rides out.",
+    )
 
     # --- Bedrock --------------------------------------------------------------------------
     bedrock_region: str = Field(default="us-west-2")
@@ -83,7 +103,7 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """The secret strings in these settings, for scanners that prove none leaked."""
-        secrets = [self.aws_secret_access_key, self.mlflow_password]
+        secrets = [self.aws_secret_access_key, self.mlflow_password, self.notify_slack_webhook_url, self.notify_webhook_url]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
 
 
