@@ -1,4 +1,5 @@
-"""The layering contracts in pyproject.toml: the core never imports Prefect; flows > tasks > core."""
+"""Static checks that run with the suite: the layering contracts in pyproject.toml (the core never
+imports Prefect; flows > tasks > core) and ruff."""
 
 from __future__ import annotations
 
@@ -16,3 +17,11 @@ def test_import_linter_contracts_hold() -> None:
     result = subprocess.run([lint_imports], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Contracts: 2 kept, 0 broken" in result.stdout
+
+
+def test_ruff_finds_nothing() -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    assert ruff, "ruff is part of the test dependencies"
+    paths = ["tuneline", "tasks", "flows", "tuneline_cli", "tests", "bench", "examples"]
+    result = subprocess.run([ruff, "check", *paths], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -42,7 +42,12 @@ def _start(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
 
 def _paused_run(name: str, deadline_s: float = 120) -> str:
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     deadline = time.monotonic() + deadline_s

@@ -47,9 +47,9 @@ def render_model_card(
         f"- Dataset version: `{dataset.version}` at `{dataset.uri}` (target format: {dataset.target})",
         f"- Records: {dataset.total} read, {dataset.accepted} accepted, {dataset.rejected} rejected, "
         f"{dataset.duplicates} duplicates, {dataset.filtered} filtered",
-        f"- Splits: " + ", ".join(f"{k} {v}" for k, v in dataset.splits.items()),
-        f"- Rejections by reason: " + (", ".join(f"{k} {v}" for k, v in dataset.errors.items()) or "none"),
-        f"- PII found: " + (", ".join(f"{k} {v}" for k, v in dataset.pii.items()) or "none")
+        "- Splits: " + ", ".join(f"{k} {v}" for k, v in dataset.splits.items()),
+        "- Rejections by reason: " + (", ".join(f"{k} {v}" for k, v in dataset.errors.items()) or "none"),
+        "- PII found: " + (", ".join(f"{k} {v}" for k, v in dataset.pii.items()) or "none")
         + f" (policy: {config.data.pii.model_dump(mode='json')})",
         f"- Tokens: {dataset.tokens}",
         "",
