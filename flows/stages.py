@@ -22,19 +22,19 @@ from tuneline.stages.evaluate import EvaluateOutcome
 __all__ = ["approve", "evaluate", "prepare", "promote", "tune"]
 
 
-@flow(name="prepare", log_prints=True)
+@flow(name="prepare", persist_result=False, log_prints=True)
 def prepare(config: RunConfig, mlflow_run_id: str | None = None) -> DatasetVersion:
     """Validate, clean, split and version the run's data."""
     return prepare_dataset(config, mlflow_run_id)
 
 
-@flow(name="tune")
+@flow(name="tune", persist_result=False)
 def tune(config: RunConfig, dataset: DatasetVersion, mlflow_run_id: str | None = None) -> TrainedModel:
     """Tune the base model on the dataset version with the configured backend."""
     return tune_model(config, dataset, mlflow_run_id)
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", persist_result=False)
 def evaluate(
     config: RunConfig, dataset: DatasetVersion, model: TrainedModel, mlflow_run_id: str | None = None
 ) -> EvaluateOutcome:
@@ -73,7 +73,7 @@ def _ask_a_person(config: RunConfig, gate_markdown: str, report_markdown: str) -
         return review
 
 
-@flow(name="approve")
+@flow(name="approve", persist_result=False)
 def approve(
     config: RunConfig,
     outcome: EvaluateOutcome,
@@ -92,7 +92,7 @@ def approve(
     return record_approval(config, result, review, outcome.summary, mlflow_run_id)
 
 
-@flow(name="promote")
+@flow(name="promote", persist_result=False)
 def promote(
     config: RunConfig,
     dataset: DatasetVersion,

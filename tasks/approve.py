@@ -13,11 +13,12 @@ from tuneline.lineage import Decision, EvaluationReport, PolicyResult
 from tuneline.settings import get_settings
 from tuneline.stages.approve import gate, policy_markdown, record_decision
 from tuneline.stages.context import StageContext
+from tuneline.storage.tracking import unreachable_as_service_error
 
 __all__ = ["record_approval", "run_policy_gate"]
 
 
-@task(name="policy-gate")
+@task(name="policy-gate", persist_result=False)
 def run_policy_gate(config: RunConfig, report: EvaluationReport) -> PolicyResult:
     result = gate(config, report)
     get_run_logger().info(
@@ -29,7 +30,7 @@ def run_policy_gate(config: RunConfig, report: EvaluationReport) -> PolicyResult
     return result
 
 
-@task(name="record-decision", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+@task(name="record-decision", persist_result=False, retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
       retry_jitter_factor=0.5, retry_condition_fn=transient_only)
 def record_approval(
     config: RunConfig,
@@ -40,7 +41,10 @@ def record_approval(
 ) -> Decision:
     ctx = StageContext(get_settings(), run_id=mlflow_run_id)
     root_id = flow_run.get_root_flow_run_id() if flow_run.get_id() else None
-    decision = record_decision(ctx, config, result, review, evaluation_summary, flow_run_id=root_id and str(root_id))
+    with unreachable_as_service_error():
+        decision = record_decision(
+            ctx, config, result, review, evaluation_summary, flow_run_id=root_id and str(root_id)
+        )
     get_run_logger().info(
         "%s by %s: %s", "APPROVED" if decision.approved else "REJECTED", decision.decided_by, "; ".join(decision.reasons)
     )

@@ -15,7 +15,7 @@ from tuneline.stages.evaluate import EvaluateOutcome, run_evaluate
 __all__ = ["evaluate_candidate"]
 
 
-@task(name="evaluate-candidate", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+@task(name="evaluate-candidate", persist_result=False, retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
       retry_jitter_factor=0.5, retry_condition_fn=transient_only)
 def evaluate_candidate(
     config: RunConfig, dataset: DatasetVersion, model: TrainedModel, mlflow_run_id: str | None = None

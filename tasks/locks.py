@@ -13,10 +13,24 @@ from contextlib import ExitStack, contextmanager
 
 from prefect import get_client, get_run_logger
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists
 
 from tuneline.errors import TunelineError
 
-__all__ = ["LifecycleBusyError", "lifecycle_lock", "lifecycle_lock_name"]
+__all__ = ["LifecycleBusyError", "ensure_concurrency_limit", "lifecycle_lock", "lifecycle_lock_name"]
+
+
+def ensure_concurrency_limit(name: str, limit: int = 1) -> None:
+    """Create the global concurrency limit if missing, safe when several runs race to create it.
+
+    Callers then take it with ``strict=True``, which turns a missing limit into an error instead
+    of Prefect's default silent no-op.
+    """
+    with get_client(sync_client=True) as client:
+        try:
+            client.upsert_global_concurrency_limit_by_name(name, limit=limit)
+        except ObjectAlreadyExists:  # another run created it between our read and our create
+            pass
 
 
 class LifecycleBusyError(TunelineError):
@@ -32,9 +46,8 @@ def lifecycle_lock(model_name: str, timeout_s: float | None) -> Iterator[None]:
     """Hold the model's lifecycle slot for the duration; wait up to ``timeout_s`` (None: forever)."""
     logger = get_run_logger()
     name = lifecycle_lock_name(model_name)
+    ensure_concurrency_limit(name)
     with get_client(sync_client=True) as client:
-        # strict=True below turns a missing limit into an error rather than a silent no-op.
-        client.upsert_global_concurrency_limit_by_name(name, limit=1)
         busy = client.read_global_concurrency_limit_by_name(name).active_slots >= 1
     if busy:
         limit = "without limit" if timeout_s is None else f"up to {timeout_s:.0f} s"

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from prefect import get_client, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 
+from tasks.locks import ensure_concurrency_limit
 from tuneline.config import RunConfig
 from tuneline.lineage import DatasetVersion, Decision, EvaluationReport, ModelVersionRef, TrainedModel
 from tuneline.settings import get_settings
 from tuneline.stages.context import StageContext
 from tuneline.stages.promote import run_promote, run_rollback
-from tuneline.storage.tracking import model_version_url
+from tuneline.storage.tracking import model_version_url, unreachable_as_service_error
 
 __all__ = ["promote_model", "promotion_lock_name", "rollback_model"]
 
@@ -20,14 +21,7 @@ def promotion_lock_name(model_name: str) -> str:
     return f"tuneline-promote-{model_name}"
 
 
-def _ensure_lock(name: str) -> None:
-    # strict=True below turns a missing limit into an error instead of a silent no-op, so the
-    # limit is created first (idempotently).
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, limit=1)
-
-
-@task(name="promote-model")
+@task(name="promote-model", persist_result=False)
 def promote_model(
     config: RunConfig,
     dataset: DatasetVersion,
@@ -41,8 +35,8 @@ def promote_model(
     settings = get_settings()
     ctx = StageContext(settings, run_id=mlflow_run_id)
     lock = promotion_lock_name(config.name)
-    _ensure_lock(lock)
-    with concurrency(lock, occupy=1, strict=True):
+    ensure_concurrency_limit(lock)
+    with concurrency(lock, occupy=1, strict=True), unreachable_as_service_error():
         ref = run_promote(ctx, config, dataset, model, report, decision, evaluation_summary, flow_run_id)
     url = model_version_url(settings, ref.name, ref.version)
     verb = "promoted to champion" if ref.promoted else "registered, not promoted"
@@ -55,12 +49,12 @@ def promote_model(
     return ref
 
 
-@task(name="rollback-model")
+@task(name="rollback-model", persist_result=False)
 def rollback_model(model_name: str, to_version: str | None, actor: str, reason: str) -> ModelVersionRef:
     ctx = StageContext(get_settings())
     lock = promotion_lock_name(model_name)
-    _ensure_lock(lock)
-    with concurrency(lock, occupy=1, strict=True):
+    ensure_concurrency_limit(lock)
+    with concurrency(lock, occupy=1, strict=True), unreachable_as_service_error():
         ref = run_rollback(ctx, model_name, to_version, actor, reason)
     get_run_logger().info("%s champion rolled back from v%s to v%s", model_name, ref.previous_champion, ref.version)
     return ref

@@ -22,7 +22,7 @@ def _expected_steps(config: RunConfig) -> int | None:
 
 # Retrying is safe: the job identity makes a re-submit re-attach (Bedrock) or resume from the
 # last checkpoint (local) instead of starting a duplicate job.
-@task(name="tune-model", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+@task(name="tune-model", persist_result=False, retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
       retry_jitter_factor=0.5, retry_condition_fn=transient_only)
 def tune_model(config: RunConfig, dataset: DatasetVersion, mlflow_run_id: str | None = None) -> TrainedModel:
     logger = get_run_logger()

@@ -14,7 +14,12 @@ from mlflow.tracking import MlflowClient
 from tuneline.config import RunConfig
 from tuneline.settings import Settings
 from tuneline.storage.s3 import ObjectStore
-from tuneline.storage.tracking import configure_mlflow, get_or_create_experiment, log_params_safe
+from tuneline.storage.tracking import (
+    configure_mlflow,
+    get_or_create_experiment,
+    log_params_safe,
+    unreachable_as_service_error,
+)
 
 __all__ = ["StageContext", "end_run", "start_lifecycle_run"]
 
@@ -42,6 +47,7 @@ def _flatten(prefix: str, value: object, out: dict[str, str]) -> None:
         out[prefix] = str(value)[:500]
 
 
+@unreachable_as_service_error()
 def start_lifecycle_run(
     ctx: StageContext, config: RunConfig, run_name: str | None = None, tags: dict[str, str] | None = None
 ) -> str:
@@ -64,6 +70,7 @@ def start_lifecycle_run(
     return run.info.run_id
 
 
+@unreachable_as_service_error()
 def end_run(ctx: StageContext, status: str = "FINISHED") -> None:
     if ctx.run_id:
         ctx.mlflow.set_terminated(ctx.run_id, status=status)

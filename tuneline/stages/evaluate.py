@@ -22,7 +22,7 @@ from tuneline.governance.registry import JOB_ID_TAG, ModelRegistry
 from tuneline.lineage import DatasetVersion, EvaluationReport, TrainedModel
 from tuneline.stages.context import StageContext
 from tuneline.storage.s3 import local_path_or_none
-from tuneline.storage.tracking import run_url
+from tuneline.storage.tracking import run_url, unreachable_as_service_error
 
 __all__ = ["EvaluateOutcome", "MODEL_URI_TAG", "BASE_MODEL_TAG", "load_suites", "run_evaluate"]
 
@@ -81,6 +81,7 @@ def _generator_factory(
     )
 
 
+@unreachable_as_service_error()
 def run_evaluate(
     ctx: StageContext, config: RunConfig, dataset: DatasetVersion, candidate: TrainedModel
 ) -> EvaluateOutcome:

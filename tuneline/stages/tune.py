@@ -13,7 +13,7 @@ from tuneline.config import BedrockTuneConfig, LocalTuneConfig, RunConfig
 from tuneline.errors import JobFailedError
 from tuneline.lineage import DatasetVersion, JobState, TrainedModel
 from tuneline.stages.context import StageContext
-from tuneline.storage.tracking import BatchedMetricsLogger
+from tuneline.storage.tracking import BatchedMetricsLogger, unreachable_as_service_error
 
 __all__ = ["job_spec", "make_backend", "run_tune"]
 
@@ -35,6 +35,7 @@ def job_spec(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -> J
     return spec.model_copy(update={"output_uri": ctx.store.uri(f"runs/{config.name}/{spec.identity}/")})
 
 
+@unreachable_as_service_error()
 def run_tune(
     ctx: StageContext,
     config: RunConfig,

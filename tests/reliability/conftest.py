@@ -1,0 +1,208 @@
+"""Fixtures for fault-injection tests: a stack of our own, and lifecycle runs in child processes.
+
+The fault tests stop and restart services, so they get their own SeaweedFS + MLflow + Prefect
+(on free ports, in a temporary home) rather than the session stack other tests share. Each
+lifecycle runs as ``tuneline run CONFIG --json`` in a child process -- what a user runs -- so a
+test can kill it with SIGKILL, and so its settings come from the environment alone.
+
+The stack's credentials are fixed, recognisable fake secrets: ``test_secrets.py`` scans everything
+the runs leave behind for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from tuneline import stack
+from tuneline.settings import Settings
+from tuneline.stack.ports import free_stack_ports
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_CONFIG = ROOT / "examples" / "support_tickets" / "run.yaml"
+
+# Recognisable, so a scan can tell a leak from a coincidence; random, so no two sessions share one.
+FAKE_S3_SECRET = "tlfakes3secret" + secrets.token_hex(12)
+FAKE_MLFLOW_PASSWORD = "tlfakemlflowpw" + secrets.token_hex(12)
+
+
+def _isolated_settings(**values: object) -> Settings:
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("TUNELINE_")}
+    try:
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    finally:
+        os.environ.update(saved)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as the TUNELINE_* variables a child process reads them from."""
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            value = ""
+        elif isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = json.dumps(value)
+        env[f"TUNELINE_{name.upper()}"] = str(value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A running SeaweedFS + MLflow + Prefect of the fault tests' own, with fake known secrets.
+
+    The MLflow server runs without auth, so the fake MLflow password is sent and ignored: it
+    still flows through the client configuration, which is what a leak would come from.
+    """
+    settings = _isolated_settings(
+        home=tmp_path_factory.mktemp("fault-stack"),
+        s3_bucket=f"tuneline-faults-{uuid.uuid4().hex[:8]}",
+        aws_access_key_id=SecretStr("TLFAULT" + secrets.token_hex(6).upper()),
+        aws_secret_access_key=SecretStr(FAKE_S3_SECRET),
+        mlflow_username="tuneline-test",
+        mlflow_password=SecretStr(FAKE_MLFLOW_PASSWORD),
+        **free_stack_ports(),
+    )
+    try:
+        stack.up(settings)
+        yield settings
+    finally:
+        stack.down(settings)
+
+
+@pytest.fixture(scope="session")
+def fault_secrets() -> tuple[str, ...]:
+    """The fake secret values ``fault_stack`` runs with."""
+    return (FAKE_S3_SECRET, FAKE_MLFLOW_PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def example_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled example's data and tiny base model, built in a temporary folder."""
+    from examples.support_tickets.base_model import build_example_base
+    from examples.support_tickets.generate import generate_all
+
+    root = tmp_path_factory.mktemp("example")
+    generate_all(root / "data")
+    build_example_base(root / "tiny-base")
+    return root
+
+
+@dataclass
+class LifecycleProcess:
+    """A ``tuneline run`` child process."""
+
+    name: str
+    config_path: Path
+    proc: subprocess.Popen[str]
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+    def finish(self, timeout_s: float = 600) -> tuple[int, dict[str, Any] | None, str]:
+        """Wait for the run; (exit status, its JSON summary or None, its stderr)."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            pytest.fail(f"lifecycle {self.name} did not finish within {timeout_s} s:\n{err[-3000:]}")
+        self.ended = time.monotonic()
+        self.stdout, self.stderr = out, err
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        summary = json.loads(lines[-1]) if lines and self.proc.returncode == 0 else None
+        return self.proc.returncode, summary, err
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.communicate()
+        self.ended = time.monotonic()
+
+    @property
+    def wall_s(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+
+def small_config(example: Path, name: str, seed: int, **tune: Any) -> dict[str, Any]:
+    """The example's config, shrunk for fault tests: 50 steps, checkpoints every 10, no policy checks.
+
+    Each scenario passes its own ``seed`` so that its training job has its own identity (a shared
+    one would find the job already trained by another scenario).
+    """
+    config = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    config["name"] = name
+    config["data"]["source"] = str(example / "data" / "tickets.jsonl")
+    config["tune"].update(
+        base_model=str(example / "tiny-base"),
+        max_steps=50,
+        checkpoint_every_steps=10,
+        eval_every_steps=25,
+        seed=seed,
+        **tune,
+    )
+    # 50 steps do not learn the task, and the policy gate is not under test here (promotion is):
+    # no checks, and no safety suite, whose metrics the gate checks for regressions implicitly.
+    config["evaluation"]["suites"] = [s for s in config["evaluation"]["suites"] if s["kind"] != "safety"]
+    for suite in config["evaluation"]["suites"]:
+        if suite.get("source"):
+            suite["source"] = str(example / "data" / Path(suite["source"]).name)
+    config["evaluation"]["bootstrap_samples"] = 200
+    config["approval"]["checks"] = []
+    return config
+
+
+@pytest.fixture
+def start_lifecycle(
+    fault_stack: Settings, example_files: Path, tmp_path: Path
+) -> Callable[..., LifecycleProcess]:
+    """Factory: ``start_lifecycle(name, seed, env={...}, **tune)`` starts ``tuneline run`` on a small config."""
+    started: list[LifecycleProcess] = []
+
+    def start(name: str, seed: int, env: dict[str, str] | None = None, **tune: Any) -> LifecycleProcess:
+        path = tmp_path / f"{name}-{len(started)}.yaml"
+        path.write_text(yaml.safe_dump(small_config(example_files, name, seed, **tune)), encoding="utf-8")
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNELINE_", "PREFECT_", "MLFLOW_"))}
+        child_env.update(settings_env(fault_stack))
+        child_env.update(
+            {
+                "PREFECT_API_URL": fault_stack.prefect_api_url,
+                "PREFECT_HOME": str(tmp_path / "prefect-home"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "DO_NOT_TRACK": "1",
+                "PYTHONPATH": str(ROOT),
+                **(env or {}),
+            }
+        )
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "tuneline"), "run", str(path), "--json"],
+            cwd=ROOT,
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        run = LifecycleProcess(name, path, proc)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        if run.proc.poll() is None:
+            run.kill9()

@@ -1,0 +1,99 @@
+"""No secret leaks: after lifecycle runs with known fake credentials, none of them appears in
+MLflow (params, tags, metric names, artifacts, registry), Prefect (flow run parameters, logs,
+artifacts), S3 (every object in the bucket), the job folders, or the command's own output.
+
+This file runs after ``test_faults.py`` in a session, so the scan also covers what the failed,
+retried and killed runs of the fault tests left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tuneline.settings import Settings
+from tuneline.storage.s3 import ObjectStore
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.service]
+
+def _mlflow_texts(settings: Settings, download_to: Path) -> Iterator[tuple[str, bytes]]:
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiments = client.search_experiments()
+    for experiment in experiments:
+        yield f"experiment {experiment.name}", repr(experiment).encode()
+        for run in client.search_runs([experiment.experiment_id], max_results=1000):
+            where = f"run {run.info.run_id}"
+            yield f"{where} params", repr(run.data.params).encode()
+            yield f"{where} tags", repr(run.data.tags).encode()
+            yield f"{where} metric names", repr(sorted(run.data.metrics)).encode()
+            yield f"{where} inputs", repr(run.inputs).encode()
+            target = download_to / run.info.run_id
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, dst_path=str(target), tracking_uri=settings.mlflow_tracking_uri
+            )
+            for path in target.rglob("*"):
+                if path.is_file():
+                    yield f"{where} artifact {path.relative_to(target)}", path.read_bytes()
+        for model in client.search_logged_models([experiment.experiment_id]):
+            yield f"logged model {model.model_id}", repr((model.params, model.tags)).encode()
+    for registered in client.search_registered_models():
+        yield f"registered model {registered.name}", repr(registered).encode()
+        for version in client.search_model_versions(f"name = '{registered.name}'"):
+            yield f"{registered.name} v{version.version}", repr((version.tags, version.description)).encode()
+
+
+def _prefect_texts(settings: Settings) -> Iterator[tuple[str, bytes]]:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}), get_client(sync_client=True) as client:
+        for flow_run in client.read_flow_runs(limit=200):
+            yield f"flow run {flow_run.name} parameters", repr(flow_run.parameters).encode()
+        offset = 0
+        while logs := client.read_logs(limit=200, offset=offset):
+            offset += len(logs)
+            for log in logs:
+                yield f"prefect log {log.flow_run_id}", log.message.encode()
+        assert offset > 0, "the Prefect server holds no logs: the scan would prove nothing"
+        for artifact in client.read_artifacts(limit=200):
+            yield f"prefect artifact {artifact.key}", repr((artifact.data, artifact.description)).encode()
+
+
+def _s3_objects(settings: Settings) -> Iterator[tuple[str, bytes]]:
+    store = ObjectStore(settings)
+    keys = list(store.list_keys(store.uri("")))
+    assert keys, "the bucket is empty: the scan would prove nothing"
+    for key in keys:
+        yield f"s3 {key}", store.get_bytes(store.uri(key))
+
+
+def _job_files(settings: Settings) -> Iterator[tuple[str, bytes]]:
+    for path in (settings.home / "jobs").rglob("*"):
+        if path.is_file():
+            yield f"job file {path.relative_to(settings.home)}", path.read_bytes()
+
+
+def test_no_secret_appears_anywhere_a_lifecycle_run_writes(
+    fault_stack: Settings, fault_secrets: tuple[str, ...], start_lifecycle: Callable[..., Any], tmp_path: Path
+) -> None:
+    run = start_lifecycle("secrets-scan", seed=101)
+    rc, summary, err = run.finish()
+    assert rc == 0, err[-4000:]
+    assert summary is not None and summary["version"]["promoted"]
+
+    sources = [
+        ("tuneline run stdout", run.stdout.encode()),
+        ("tuneline run stderr", run.stderr.encode()),
+        *_mlflow_texts(fault_stack, tmp_path / "artifacts"),
+        *_prefect_texts(fault_stack),
+        *_s3_objects(fault_stack),
+        *_job_files(fault_stack),
+    ]
+    assert len(sources) > 50
+    leaks = [where for where, data in sources for secret in fault_secrets if secret.encode() in data]
+    assert not leaks, f"secrets found in: {leaks}"
