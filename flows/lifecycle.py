@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.stages import approve, evaluate, prepare, promote, tune
 from tasks.locks import lifecycle_lock
+from tasks.tracking import start_tracking
 from tuneline.config import ApprovalMode, RunConfig
 from tuneline.lineage import LifecycleSummary
 from tuneline.settings import get_settings
-from tuneline.stages.context import StageContext, end_run, start_lifecycle_run
+from tuneline.stages.context import StageContext, end_run
 from tuneline.storage.tracking import model_version_url, run_url
 
 __all__ = ["customize_model"]
-
-
-@task(name="start-tracking")
-def start_tracking(config: RunConfig, flow_run_id: str | None, flow_run_name: str | None) -> str:
-    ctx = StageContext(get_settings())
-    return start_lifecycle_run(
-        ctx, config, run_name=flow_run_name, tags={"tuneline.flow_run_id": flow_run_id or ""}
-    )
 
 
 @flow(name="customize-model", log_prints=True)

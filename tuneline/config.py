@@ -307,11 +307,38 @@ class RunConfig(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+class _StrictYamlLoader(yaml.SafeLoader):
+    """``safe_load`` that also refuses aliases and duplicate keys.
+
+    Aliases let a few hundred bytes expand into billions of nodes (a "billion laughs" config), and
+    a duplicate key silently drops one of two values a reviewer read: a run config needs neither.
+    """
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in a run config", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a run config from YAML; errors name the key path and the allowed values."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictYamlLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError as exc:
         raise ConfigError(f"run config not found: {path}") from exc
     except yaml.YAMLError as exc:

@@ -146,6 +146,8 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, file_id: int, path: Path, next_r
 
 def _split_lines(data: bytes) -> tuple[pa.Array, pa.Array]:
     """Lines of ``data`` (without their newline) as Arrow strings, and whether each was UTF-8."""
+    # Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the record.
+    data = data.removeprefix(b"\xef\xbb\xbf")
     if data.endswith(b"\n"):
         data = data[:-1]
     pieces = pc.split_pattern(pa.array([data], pa.large_binary()), b"\n").flatten()
