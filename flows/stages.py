@@ -12,7 +12,7 @@ from tasks.approve import record_approval, run_policy_gate
 from tasks.evaluate import evaluate_candidate
 from tasks.prepare import prepare_dataset
 from tasks.promote import promote_model
-from tasks.tune import tune_model
+from tasks.tune import stop_tuning_job, tune_model
 from tuneline.config import ApprovalMode, RunConfig
 from tuneline.errors import PromotionError
 from tuneline.governance.approval import Review, check_reviewer, timed_out_review
@@ -28,7 +28,7 @@ def prepare(config: RunConfig, mlflow_run_id: str | None = None) -> DatasetVersi
     return prepare_dataset(config, mlflow_run_id)
 
 
-@flow(name="tune", persist_result=False)
+@flow(name="tune", persist_result=False, on_cancellation=[stop_tuning_job])
 def tune(config: RunConfig, dataset: DatasetVersion, mlflow_run_id: str | None = None) -> TrainedModel:
     """Tune the base model on the dataset version with the configured backend."""
     return tune_model(config, dataset, mlflow_run_id)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.logging import get_logger
 
 from tasks._retry import RETRY_DELAYS, transient_only
 from tuneline.backends.base import JobStatus
@@ -11,9 +14,9 @@ from tuneline.config import LocalTuneConfig, RunConfig
 from tuneline.lineage import DatasetVersion, TrainedModel
 from tuneline.settings import get_settings
 from tuneline.stages.context import StageContext
-from tuneline.stages.tune import run_tune
+from tuneline.stages.tune import cancel_tune, run_tune
 
-__all__ = ["tune_model"]
+__all__ = ["stop_tuning_job", "tune_model"]
 
 
 def _expected_steps(config: RunConfig) -> int | None:
@@ -53,3 +56,11 @@ def tune_model(config: RunConfig, dataset: DatasetVersion, mlflow_run_id: str | 
         key="training-summary",
     )
     return model
+
+
+def stop_tuning_job(flow: Any, flow_run: Any, state: Any) -> None:
+    """``on_cancellation`` hook of the tune subflow: stop the backend job it was waiting on."""
+    config = RunConfig.model_validate(flow_run.parameters["config"])
+    dataset = DatasetVersion.model_validate(flow_run.parameters["dataset"])
+    job_id = cancel_tune(StageContext(get_settings()), config, dataset)
+    get_logger("tuneline.tune").warning("flow run %s cancelled: stopped tuning job %s", flow_run.id, job_id)

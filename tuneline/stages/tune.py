@@ -15,7 +15,7 @@ from tuneline.lineage import DatasetVersion, JobState, TrainedModel
 from tuneline.stages.context import StageContext
 from tuneline.storage.tracking import BatchedMetricsLogger, unreachable_as_service_error
 
-__all__ = ["job_spec", "make_backend", "run_tune"]
+__all__ = ["cancel_tune", "job_id_for", "job_spec", "make_backend", "run_tune"]
 
 
 def make_backend(ctx: StageContext, config: RunConfig) -> TuningBackend:
@@ -36,6 +36,25 @@ def job_spec(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -> J
 
 
 @unreachable_as_service_error()
+def job_id_for(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -> str:
+    """The backend's id of the job this config and dataset identify (whether or not it exists)."""
+    spec = job_spec(ctx, config, dataset)
+    if isinstance(config.tune, BedrockTuneConfig):
+        from tuneline.backends.bedrock import bedrock_job_name
+
+        return bedrock_job_name(spec.name, spec.identity)
+    return spec.identity
+
+
+def cancel_tune(
+    ctx: StageContext, config: RunConfig, dataset: DatasetVersion, backend: TuningBackend | None = None
+) -> str:
+    """Stop the job a cancelled run was waiting on (a paid Bedrock job must not run on unwatched)."""
+    job_id = job_id_for(ctx, config, dataset)
+    (backend or make_backend(ctx, config)).cancel(job_id)
+    return job_id
+
+
 def run_tune(
     ctx: StageContext,
     config: RunConfig,
