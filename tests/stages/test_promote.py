@@ -89,3 +89,37 @@ def test_rollback_restores_previous_champion_and_records_why(ctx, run_config, li
     record = AuditLog(ctx.store).records(config.name)[-1]
     assert (record.kind, record.actor, record.reasons) == ("rollback", "ana", ["accuracy complaints"])
     assert (record.previous_champion, record.new_champion) == (second.version, first.version)
+
+
+def test_rollback_repoints_bedrock_serving_at_the_restored_champion(ctx, run_config, lineage) -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from tuneline.config import PromotionConfig
+
+    config = run_config().model_copy(update={"promotion": PromotionConfig(serving="provisioned-throughput")})
+    arn = "arn:aws:bedrock:us-west-2:123456789012:provisioned-model/pt1"
+    first_model = "arn:aws:bedrock:us-west-2:123456789012:custom-model/v1"
+    second_model = "arn:aws:bedrock:us-west-2:123456789012:custom-model/v2"
+    dataset, model, report, decision = lineage()
+    first = run_promote(ctx, config, dataset, model.model_copy(update={"model_uri": first_model, "mlflow_model_uri": "s3://b/m1/"}), report, decision,
+                        SUMMARY, serve=lambda ref: arn)
+    dataset, model, report, decision = lineage(champion=first.version)
+    run_promote(ctx, config, dataset, model.model_copy(update={"model_uri": second_model, "mlflow_model_uri": "s3://b/m2/"}), report, decision,
+                SUMMARY, serve=lambda ref: arn)
+
+    def throughput(status: str, model_arn: str, desired: str | None = None) -> dict:
+        return {"modelUnits": 1, "desiredModelUnits": 1, "provisionedModelName": "pt1", "provisionedModelArn": arn,
+                "modelArn": model_arn, "desiredModelArn": desired or model_arn,
+                "foundationModelArn": "arn:aws:bedrock:us-west-2::foundation-model/amazon.nova-micro-v1:0",
+                "status": status, "creationTime": "2026-11-22T00:00:00Z", "lastModifiedTime": "2026-11-22T00:00:00Z"}
+
+    client = boto3.client("bedrock", region_name="us-west-2", aws_access_key_id="x", aws_secret_access_key="y")
+    with Stubber(client) as stub:
+        stub.add_response("get_provisioned_model_throughput", throughput("InService", second_model))
+        stub.add_response("update_provisioned_model_throughput", {},
+                          {"provisionedModelId": arn, "desiredModelId": first_model})
+        stub.add_response("get_provisioned_model_throughput", throughput("InService", first_model))
+        ref = run_rollback(ctx, config.name, None, actor="ana", reason="regression", bedrock_client=client)
+        stub.assert_no_pending_responses()
+    assert ref.version == first.version

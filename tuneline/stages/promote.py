@@ -10,8 +10,9 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from tuneline.config import RunConfig
+from tuneline.config import PromotionConfig, RunConfig
 from tuneline.governance.approval import ApprovalRecord
 from tuneline.governance.audit import AuditLog
 from tuneline.governance.model_card import render_model_card
@@ -20,28 +21,41 @@ from tuneline.lineage import DatasetVersion, Decision, EvaluationReport, ModelVe
 from tuneline.stages.context import StageContext
 from tuneline.stages.evaluate import BACKEND_TAG, BASE_MODEL_TAG, MODEL_URI_TAG
 
-__all__ = ["bedrock_serving", "lineage_tags", "run_promote", "run_rollback"]
+__all__ = ["SERVING_TAG", "bedrock_serving", "lineage_tags", "run_promote", "run_rollback"]
 
 
-def bedrock_serving(ctx: StageContext, config: RunConfig) -> Callable[[ModelVersionRef], str | None] | None:
-    """The serving step for promotion and rollback, when the config asks Bedrock to serve the model.
+SERVING_TAG = "tuneline.serving"
+
+
+def bedrock_serving(
+    ctx: StageContext, promotion: PromotionConfig, client: Any | None = None
+) -> Callable[[ModelVersionRef], str | None] | None:
+    """The serving step for promotion and rollback, when ``promotion`` asks Bedrock to serve.
 
     It reads the version's Bedrock model ARN from its lineage tag, so rollback re-points serving at
     exactly the model the restored champion names.
     """
-    if config.promotion.serving == "none":
+    if promotion.serving == "none":
         return None
-    from tuneline.backends.bedrock_api import make_bedrock_client
     from tuneline.governance.bedrock_serving import ensure_serving, serving_name
 
-    client = make_bedrock_client(ctx.settings)
+    if client is None:
+        from tuneline.backends.bedrock_api import make_bedrock_client
+
+        client = make_bedrock_client(ctx.settings)
 
     def serve(ref: ModelVersionRef) -> str | None:
         model_arn = ctx.mlflow.get_model_version(ref.name, ref.version).tags[MODEL_URI_TAG]
-        endpoint = ensure_serving(client, config.promotion, serving_name(ref.name), model_arn)
+        endpoint = ensure_serving(client, promotion, serving_name(ref.name), model_arn)
         return endpoint.arn if endpoint else None
 
     return serve
+
+
+def _serving_of(ctx: StageContext, version: Any | None) -> PromotionConfig | None:
+    """How a promoted version was served (recorded at promotion), so rollback can re-point it."""
+    recorded = (version.tags or {}).get(SERVING_TAG) if version is not None else None
+    return PromotionConfig.model_validate_json(recorded) if recorded else None
 
 
 def _git_commit() -> str:
@@ -85,7 +99,7 @@ def run_promote(
     the aliases are restored and the error propagates.
     """
     registry = ModelRegistry(ctx.mlflow)
-    serve = serve if serve is not None else bedrock_serving(ctx, config)
+    serve = serve if serve is not None else bedrock_serving(ctx, config.promotion)
     source = model.mlflow_model_uri or model.model_uri
     version = registry.register(
         config.name, source, model.job_id, lineage_tags(config, dataset, model, flow_run_id), run_id=ctx.run_id
@@ -139,6 +153,7 @@ def run_promote(
         tags = {"tuneline.model_card_uri": card_uri, "tuneline.audit_record_uri": record_uri}
         if serving_arn:
             tags["tuneline.serving_arn"] = serving_arn
+            tags[SERVING_TAG] = config.promotion.model_dump_json(include={"serving", "provisioned_model_units"})
         registry.set_tags(config.name, number, tags)
         ctx.mlflow.update_model_version(config.name, number, description=card)
         if ctx.run_id:
@@ -156,10 +171,14 @@ def run_rollback(
     actor: str,
     reason: str,
     serve: Callable[[ModelVersionRef], str | None] | None = None,
+    bedrock_client: Any | None = None,
 ) -> ModelVersionRef:
+    """Move ``champion`` back; re-point Bedrock serving when the champion was served; audit it."""
     registry = ModelRegistry(ctx.mlflow)
     before_champion = registry.champion(model_name)
     before_previous = registry.alias_version(model_name, PREVIOUS)
+    if serve is None and (serving := _serving_of(ctx, before_champion)) is not None:
+        serve = bedrock_serving(ctx, serving, client=bedrock_client)
     old, new = registry.rollback(model_name, to_version)
     try:
         if serve is not None:

@@ -102,7 +102,10 @@ def _log_model(
     if isinstance(config.tune, LocalTuneConfig):
         mlflow_model_uri = _log_local_model(ctx, config.tune, model, run_id)
     else:
-        mlflow_model_uri = model.model_uri  # a Bedrock custom model ARN is its own reference
+        # MLflow cannot register an ARN as a version's source: register a small reference
+        # artifact on the run instead; the ARN itself travels in the version's lineage tags.
+        ctx.mlflow.log_dict(run_id, model.model_dump(mode="json"), "bedrock_model/reference.json")
+        mlflow_model_uri = f"runs:/{run_id}/bedrock_model"
     return model.model_copy(update={"mlflow_model_uri": mlflow_model_uri})
 
 
