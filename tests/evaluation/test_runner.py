@@ -288,3 +288,31 @@ def test_an_unreadable_cache_entry_is_regenerated(
 def test_an_s3_cache_needs_a_store() -> None:
     with pytest.raises(EvaluationError, match="pass an ObjectStore"):
         ResultCache("s3://bucket/eval-cache")
+
+
+def test_the_judge_metric_is_scored_by_the_configured_judge(
+    zoo: Any, make_suite: Callable[..., LoadedSuite]
+) -> None:
+    suite = make_suite(PAIRS, metrics=("judge",))
+    models = {"candidate": zoo.model("candidate", "cand", RIGHT), "base": zoo.model("base", "base", HALF_RIGHT)}
+    seen: list[tuple[str, str, str]] = []
+
+    def judge(items):  # a stand-in for the judge model: full marks for the reference answer
+        seen.extend(items)
+        return [1.0 if answer == reference else 0.2 for _prompt, answer, reference in items]
+
+    result = evaluate_models(models, [suite], CONFIG, judge=judge)
+    comparison = result.comparison("task", "judge")
+    assert comparison.values["candidate"] == pytest.approx(1.0)
+    assert comparison.values["base"] == pytest.approx(0.6)
+    assert len(seen) == 2 * len(PAIRS)
+    assert PAIRS[0][0] in seen[0][0]  # the judge sees the prompt
+
+
+def test_the_judge_metric_without_a_judge_is_a_clear_error(
+    zoo: Any, make_suite: Callable[..., LoadedSuite]
+) -> None:
+    suite = make_suite(PAIRS, metrics=("judge",))
+    models = {"candidate": zoo.model("candidate", "cand", RIGHT), "base": zoo.model("base", "base", RIGHT)}
+    with pytest.raises(ConfigError, match="evaluation.judge is not set"):
+        evaluate_models(models, [suite], CONFIG)

@@ -32,6 +32,7 @@ from tuneline.errors import ConfigError, EvaluationError
 from tuneline.evaluation.refusal import is_refusal
 
 __all__ = [
+    "JUDGE_METRIC",
     "METRICS",
     "Metric",
     "ScoreFn",
@@ -189,6 +190,14 @@ def _latency(reference: str, prediction: str, *, latency_s: float | None = None,
     return float(latency_s)
 
 
+JUDGE_METRIC = "judge"
+
+
+def _scored_by_the_judge(reference: str, prediction: str, **_: Any) -> float:
+    # The judge needs the prompt and batches its calls, so the runner scores it as a whole suite.
+    raise EvaluationError("the 'judge' metric is scored by the judge configured in evaluation.judge")
+
+
 _ALL = [
     Metric("exact_match", "Output equals the reference (surrounding whitespace ignored).", _exact_match),
     Metric(
@@ -236,6 +245,12 @@ _ALL = [
         higher_is_better=False,
         informational=True,
         aggregates=("p50", "p95"),
+    ),
+    Metric(
+        JUDGE_METRIC,
+        "An LLM judge's score against the rubric in evaluation.judge, normalised to 0..1.",
+        _scored_by_the_judge,
+        library="Bedrock Runtime (judge model)",
     ),
 ]
 

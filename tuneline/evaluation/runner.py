@@ -26,6 +26,7 @@ from tuneline.config import EvaluationConfig
 from tuneline.errors import ConfigError, EvaluationError, TunelineError
 from tuneline.evaluation.cache import ResultCache
 from tuneline.evaluation.metrics import (
+    JUDGE_METRIC,
     METRICS,
     Metric,
     aggregate_percentile,
@@ -44,6 +45,7 @@ __all__ = [
     "CHAMPION",
     "Aggregate",
     "EvaluationResult",
+    "Judge",
     "ModelUnderTest",
     "evaluate_models",
     "suite_metrics",
@@ -218,7 +220,18 @@ def _generate_all(
     return answers, generated
 
 
-def _score(suite: LoadedSuite, metric: Metric, generations: Sequence[Generation], label: str) -> np.ndarray:
+Judge = Callable[[Sequence[tuple[str, str, str]]], Sequence[float]]
+"""Scores (prompt, answer, reference) triples in one batch, 0..1: the ``judge`` metric's scorer."""
+
+
+def _score(
+    suite: LoadedSuite, metric: Metric, generations: Sequence[Generation], label: str, judge: Judge | None = None
+) -> np.ndarray:
+    if metric.name == JUDGE_METRIC:
+        if judge is None:
+            raise ConfigError(f"suite {suite.name!r} asks for the judge metric but evaluation.judge is not set")
+        items = [(render_prompt(r), g.text, r.answer) for r, g in zip(suite.records, generations, strict=True)]
+        return np.asarray(judge(items), dtype=np.float64)
     scores = np.empty(len(generations), dtype=np.float64)
     for i, (record, example_id, gen) in enumerate(
         zip(suite.records, suite.example_ids, generations, strict=True)
@@ -244,12 +257,14 @@ def evaluate_models(
     cache: ResultCache | None = None,
     *,
     run_id: str | None = None,
+    judge: Judge | None = None,
 ) -> EvaluationResult:
     """Answer every suite with every model, score the answers and compare the candidate.
 
     ``models`` is keyed by label: ``candidate`` is required, and the deltas are taken against
     ``champion`` when present, else ``base``. Other labels are evaluated and reported without
-    deltas. Raises ``ConfigError`` for bad inputs and ``EvaluationError`` when a model or metric fails.
+    deltas. ``judge`` scores the ``judge`` metric (an LLM judge; see ``BedrockJudge``). Raises
+    ``ConfigError`` for bad inputs and ``EvaluationError`` when a model or metric fails.
     """
     baseline = _check_inputs(models, suites)
     run_id = run_id or uuid.uuid4().hex
@@ -269,7 +284,7 @@ def evaluate_models(
         for label, model in models.items():
             outputs, cached = answers[(label, suite.name)]
             for metric in metrics:
-                scores[(label, metric.name)] = _score(suite, metric, outputs, label)
+                scores[(label, metric.name)] = _score(suite, metric, outputs, label, judge)
             n = len(outputs)
             columns["run_id"] += [run_id] * n
             columns["evaluated_at"] += [evaluated_at] * n

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from tuneline.data.versions import read_split
 from tuneline.errors import EvaluationError
 from tuneline.evaluation.cache import ResultCache
 from tuneline.evaluation.report import plot_comparisons, render_report
-from tuneline.evaluation.runner import EvaluationResult, ModelUnderTest, evaluate_models
+from tuneline.evaluation.runner import EvaluationResult, Judge, ModelUnderTest, evaluate_models
 from tuneline.evaluation.suites import LoadedSuite
 from tuneline.governance.registry import JOB_ID_TAG, ModelRegistry
 from tuneline.lineage import DatasetVersion, EvaluationReport, TrainedModel
@@ -82,6 +82,21 @@ def _generator_factory(
 
 
 @unreachable_as_service_error()
+def _judge(ctx: StageContext, config: RunConfig) -> Judge | None:
+    """The LLM judge (Bedrock Runtime), when the config turns it on; its verdicts are cached."""
+    if config.evaluation.judge is None:
+        return None
+    from tuneline.backends.bedrock_runtime import BedrockJudge, JudgeItem
+
+    judge = BedrockJudge.from_settings(config.evaluation.judge, ctx.settings)
+
+    def score(items: Sequence[tuple[str, str, str]]) -> list[float]:
+        verdicts = judge.score([JudgeItem(prompt=p, answer=a, reference=r) for p, a, r in items])
+        return [v.score for v in verdicts]
+
+    return score
+
+
 def run_evaluate(
     ctx: StageContext, config: RunConfig, dataset: DatasetVersion, candidate: TrainedModel
 ) -> EvaluateOutcome:
@@ -116,7 +131,7 @@ def run_evaluate(
 
     suites = load_suites(ctx, config, dataset)
     cache = ResultCache(ctx.store.uri(f"eval-cache/{config.name}/"), store=ctx.store)
-    result = evaluate_models(models, suites, config.evaluation, cache=cache, run_id=ctx.run_id)
+    result = evaluate_models(models, suites, config.evaluation, cache=cache, run_id=ctx.run_id, judge=_judge(ctx, config))
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
     results_uri = result.write_parquet(
