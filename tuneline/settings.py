@@ -8,6 +8,7 @@ a remote MLflow or Prefect Cloud is a matter of these variables, never of code.
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 
@@ -105,6 +106,26 @@ class Settings(BaseSettings):
         """The secret strings in these settings, for scanners that prove none leaked."""
         secrets = [self.aws_secret_access_key, self.mlflow_password, self.notify_slack_webhook_url, self.notify_webhook_url]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as the ``TUNELINE_*`` variables a child process (worker, flow run) reads.
+
+        An unset field whose default is set becomes "" (an empty S3 endpoint means AWS itself);
+        one whose default is unset too is left out. Secrets are included: pass the result only to
+        a child process's environment, never to a log.
+        """
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                if field.default is not None:
+                    env[f"TUNELINE_{name.upper()}"] = ""
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"TUNELINE_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+        return env
 
 
 def get_settings() -> Settings:

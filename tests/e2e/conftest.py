@@ -4,7 +4,6 @@ user starts them (the `prefect` and `tuneline` commands)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,6 @@ from typing import Any
 
 import psutil
 import pytest
-from pydantic import SecretStr
 
 from tuneline import stack
 from tuneline.settings import Settings
@@ -34,21 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as the TUNELINE_* variables a worker and its flow runs read."""
-    env = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, list | dict):
-            value = json.dumps(value)
-        env[f"TUNELINE_{name.upper()}"] = str(value)
-    return env
 
 
 @dataclass
@@ -97,7 +80,7 @@ def installation(make_stack_settings: Callable[..., Settings], tmp_path: Path) -
     settings = stack.with_stack_credentials(make_stack_settings(s3_bucket="tuneline"), create=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNELINE_", "PREFECT_"))}
-    env.update(settings_env(settings))
+    env.update(settings.as_env())
     env.update(
         {
             "PREFECT_API_URL": settings.prefect_api_url,

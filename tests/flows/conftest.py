@@ -8,21 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from tuneline.settings import Settings
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            value = ""
-        elif isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[f"TUNELINE_{name.upper()}"] = str(value)
-    return env
 
 
 @pytest.fixture(scope="session")
@@ -36,17 +23,18 @@ def prefect_server() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def lifecycle_settings(stack_settings: Settings, prefect_server: None) -> Iterator[Settings]:
-    env = settings_env(stack_settings)
-    saved = {k: os.environ.get(k) for k in env}
+    # Exactly these settings: drop every other TUNELINE_* variable (a developer's .env included)
+    env = stack_settings.as_env()
+    saved = {k: v for k, v in os.environ.items() if k.startswith("TUNELINE_")}
+    for key in saved:
+        del os.environ[key]
     os.environ.update(env)
     try:
         yield stack_settings
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        for key in [k for k in os.environ if k.startswith("TUNELINE_")]:
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

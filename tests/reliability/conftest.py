@@ -48,21 +48,6 @@ def _isolated_settings(**values: object) -> Settings:
         os.environ.update(saved)
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``settings`` as the TUNELINE_* variables a child process reads them from."""
-    env = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            value = ""
-        elif isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, list):
-            value = json.dumps(value)
-        env[f"TUNELINE_{name.upper()}"] = str(value)
-    return env
-
-
 @pytest.fixture(scope="session")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A running SeaweedFS + MLflow + Prefect of the fault tests' own, with fake known secrets.
@@ -179,7 +164,7 @@ def start_lifecycle(
         path = tmp_path / f"{name}-{len(started)}.yaml"
         path.write_text(yaml.safe_dump(small_config(example_files, name, seed, **tune)), encoding="utf-8")
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNELINE_", "PREFECT_", "MLFLOW_"))}
-        child_env.update(settings_env(fault_stack))
+        child_env.update(fault_stack.as_env())
         child_env.update(
             {
                 "PREFECT_API_URL": fault_stack.prefect_api_url,
