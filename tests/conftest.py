@@ -11,9 +11,13 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from pydantic import SecretStr
 
 # Set before anything imports Prefect: no analytics, no network.
@@ -108,6 +112,46 @@ def s3_prefix(s3_settings: Settings) -> Callable[[str], str]:
     return make
 
 
+# --- the AWS API contract: botocore's Stubber ---------------------------------------------------
+class SleepRecorder:
+    """Stands in for ``time.sleep`` in poll and back-off loops: records each wait and waits for none."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        assert seconds > 0, "a loop asked to sleep for nothing: that is a busy loop"
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> SleepRecorder:
+    return SleepRecorder()
+
+
+@pytest.fixture
+def stubbed_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[Any, Stubber]]]:
+    """Factory: a boto3 client for a service, answered by botocore's ``Stubber``.
+
+    The Stubber validates every request against the real service model, so these tests hold the
+    code to AWS's API contract. Credentials are fake, so nothing can reach AWS; each stubber must have
+    used every queued response by the end of the test.
+    """
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with ExitStack() as stubs:
+        stubbers: list[Stubber] = []
+
+        def make(service: str, region: str = "us-west-2") -> tuple[Any, Stubber]:
+            client = boto3.client(service, region_name=region)  # type: ignore[call-overload]
+            stubbers.append(stubs.enter_context(Stubber(client)))
+            return client, stubbers[-1]
+
+        yield make
+        for stubber in stubbers:
+            stubber.assert_no_pending_responses()
+
+
 # --- factories of lineage records, for stage and flow tests -----------------------------------
 from datetime import UTC, datetime  # noqa: E402
 
@@ -141,26 +185,62 @@ def run_config() -> Callable[..., RunConfig]:
 def lineage() -> Callable[..., tuple[DatasetVersion, TrainedModel, EvaluationReport, Decision]]:
     def make(approved: bool = True, champion: str | None = None, job_id: str | None = None):
         dataset = DatasetVersion(
-            name="tickets", version="v" + uuid.uuid4().hex[:12], uri="s3://b/datasets/tickets/v1/",
-            target=Target.LOCAL, total=10, accepted=8, rejected=1, duplicates=1,
+            name="tickets",
+            version="v" + uuid.uuid4().hex[:12],
+            uri="s3://b/datasets/tickets/v1/",
+            target=Target.LOCAL,
+            total=10,
+            accepted=8,
+            rejected=1,
+            duplicates=1,
             splits={"train": 6, "validation": 1, "test": 1},
             split_uris={s: f"s3://b/datasets/tickets/v1/{s}.jsonl" for s in ("train", "validation", "test")},
-            tokens=1234, errors={"invalid_json": 1}, pii={"email": 2},
+            tokens=1234,
+            errors={"invalid_json": 1},
+            pii={"email": 2},
         )
         job = job_id or uuid.uuid4().hex[:20]
-        model = TrainedModel(backend="local", job_id=job, base_model="models/tiny",
-                             model_uri=f"s3://b/runs/x/{job}/model/", final_train_loss=0.3,
-                             final_validation_loss=0.4, steps=100)
-        comparison = MetricComparison(suite="task", metric="exact_match",
-                                      values={"candidate": 0.8, "base": 0.1}, baseline="base", delta=0.7,
-                                      ci_low=0.6, ci_high=0.8, n=50)
-        report = EvaluationReport(candidate_uri=model.model_uri, champion_version=champion,
-                                  comparisons=[comparison], results_uri="s3://b/evals/r.parquet")
-        check = CheckResult(suite="task", metric="exact_match", check="min_value", value=0.8, threshold=0.5,
-                            passed=approved, detail="candidate 0.8 vs required 0.5")
-        decision = Decision(approved=approved, decided_by="policy", decided_at=datetime.now(UTC),
-                            reasons=["all 1 policy checks passed"], policy=PolicyResult(
-                                passed=approved, needs_human=False, checks=[check]))
+        model = TrainedModel(
+            backend="local",
+            job_id=job,
+            base_model="models/tiny",
+            model_uri=f"s3://b/runs/x/{job}/model/",
+            final_train_loss=0.3,
+            final_validation_loss=0.4,
+            steps=100,
+        )
+        comparison = MetricComparison(
+            suite="task",
+            metric="exact_match",
+            values={"candidate": 0.8, "base": 0.1},
+            baseline="base",
+            delta=0.7,
+            ci_low=0.6,
+            ci_high=0.8,
+            n=50,
+        )
+        report = EvaluationReport(
+            candidate_uri=model.model_uri,
+            champion_version=champion,
+            comparisons=[comparison],
+            results_uri="s3://b/evals/r.parquet",
+        )
+        check = CheckResult(
+            suite="task",
+            metric="exact_match",
+            check="min_value",
+            value=0.8,
+            threshold=0.5,
+            passed=approved,
+            detail="candidate 0.8 vs required 0.5",
+        )
+        decision = Decision(
+            approved=approved,
+            decided_by="policy",
+            decided_at=datetime.now(UTC),
+            reasons=["all 1 policy checks passed"],
+            policy=PolicyResult(passed=approved, needs_human=False, checks=[check]),
+        )
         return dataset, model, report, decision
 
     return make

@@ -13,9 +13,8 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 from hypothesis import given
@@ -30,6 +29,9 @@ from tuneline.errors import BackendError, JobFailedError, ServiceUnavailableErro
 from tuneline.lineage import DatasetVersion, JobState
 from tuneline.settings import Settings
 from tuneline.storage.s3 import ObjectStore
+
+if TYPE_CHECKING:
+    from tests.conftest import SleepRecorder
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0:200k"
 NOVA_MICRO = "amazon.nova-micro-v1:0:128k"
@@ -73,30 +75,13 @@ def store(settings: Settings) -> Iterator[ObjectStore]:
 
 
 @pytest.fixture
-def stubbed() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client("bedrock", region_name="us-west-2")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        assert seconds > 0
-        self.calls.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
+def stubbed(stubbed_aws: Callable[..., tuple[Any, Stubber]]) -> tuple[Any, Stubber]:
+    return stubbed_aws("bedrock")
 
 
 @pytest.fixture
 def backend(
-    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], sleeps: Sleeps
+    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], sleeps: SleepRecorder
 ) -> BedrockBackend:
     return BedrockBackend(settings, stubbed[0], store, sleep=sleeps)
 
@@ -278,7 +263,7 @@ def test_submit_wait_complete_reads_metrics_and_fetches_model(
     backend: BedrockBackend,
     stubbed: tuple[Any, Stubber],
     store: ObjectStore,
-    sleeps: Sleeps,
+    sleeps: SleepRecorder,
     make_spec: Callable[..., JobSpec],
 ) -> None:
     spec = make_spec(hyperparameters={"epochCount": 3, "learningRateMultiplier": "0.5"})
@@ -332,7 +317,10 @@ def test_submit_wait_complete_reads_metrics_and_fetches_model(
 
 
 def test_poll_interval_doubles_up_to_the_ceiling(
-    backend: BedrockBackend, stubbed: tuple[Any, Stubber], sleeps: Sleeps, make_spec: Callable[..., JobSpec]
+    backend: BedrockBackend,
+    stubbed: tuple[Any, Stubber],
+    sleeps: SleepRecorder,
+    make_spec: Callable[..., JobSpec],
 ) -> None:
     spec = make_spec(poll_interval_seconds=10, max_poll_interval_seconds=50)
     _, stubber = stubbed
@@ -384,7 +372,7 @@ def test_rerun_with_same_identity_attaches_without_a_second_create(
     settings: Settings,
     store: ObjectStore,
     stubbed: tuple[Any, Stubber],
-    sleeps: Sleeps,
+    sleeps: SleepRecorder,
     make_spec: Callable[..., JobSpec],
 ) -> None:
     client, stubber = stubbed
@@ -427,7 +415,10 @@ def test_identity_changes_with_config_so_names_and_tokens_differ(make_spec: Call
 
 # --- retries -------------------------------------------------------------------------------------
 def test_throttling_is_retried_with_backoff_then_succeeds(
-    backend: BedrockBackend, stubbed: tuple[Any, Stubber], sleeps: Sleeps, make_spec: Callable[..., JobSpec]
+    backend: BedrockBackend,
+    stubbed: tuple[Any, Stubber],
+    sleeps: SleepRecorder,
+    make_spec: Callable[..., JobSpec],
 ) -> None:
     spec = make_spec()
     _, stubber = stubbed
@@ -445,7 +436,7 @@ def test_throttling_is_retried_with_backoff_then_succeeds(
 
 
 def test_throttling_gives_up_after_bounded_attempts(
-    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], sleeps: Sleeps
+    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], sleeps: SleepRecorder
 ) -> None:
     client, stubber = stubbed
     backend = BedrockBackend(settings, client, store, sleep=sleeps, max_attempts=3)
@@ -456,7 +447,10 @@ def test_throttling_gives_up_after_bounded_attempts(
 
 
 def test_validation_error_from_bedrock_is_not_retried(
-    backend: BedrockBackend, stubbed: tuple[Any, Stubber], sleeps: Sleeps, make_spec: Callable[..., JobSpec]
+    backend: BedrockBackend,
+    stubbed: tuple[Any, Stubber],
+    sleeps: SleepRecorder,
+    make_spec: Callable[..., JobSpec],
 ) -> None:
     spec = make_spec()
     _, stubber = stubbed
@@ -484,7 +478,7 @@ def test_data_from_another_store_is_staged_into_bedrocks_bucket(
     settings: Settings,
     store: ObjectStore,
     stubbed: tuple[Any, Stubber],
-    sleeps: Sleeps,
+    sleeps: SleepRecorder,
     make_spec: Callable[..., JobSpec],
 ) -> None:
     client, stubber = stubbed

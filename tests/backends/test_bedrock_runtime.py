@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -17,27 +16,16 @@ from tuneline.config import EvaluationConfig, GenerationConfig, JudgeConfig
 from tuneline.errors import BackendError, EvaluationError, ServiceUnavailableError
 from tuneline.records import ChatRecord, Message
 
+if TYPE_CHECKING:
+    from tests.conftest import SleepRecorder
+
 MODEL = "amazon.nova-micro-v1:0"
 JUDGE = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
 @pytest.fixture
-def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Stubber]]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client("bedrock-runtime", region_name="us-west-2")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        assert seconds > 0
-        self.calls.append(seconds)
+def runtime(stubbed_aws: Callable[..., tuple[Any, Stubber]]) -> tuple[Any, Stubber]:
+    return stubbed_aws("bedrock-runtime")
 
 
 def _record(question: str, system: str | None = None) -> ChatRecord:
@@ -104,9 +92,10 @@ def test_multi_turn_prompt_sends_every_turn_but_the_answer(runtime: tuple[Any, S
     assert BedrockGenerator(MODEL, client=client).generate([record], CONFIG)[0].text == "ok"
 
 
-def test_throttling_then_success_backs_off_and_slows_later_calls(runtime: tuple[Any, Stubber]) -> None:
+def test_throttling_then_success_backs_off_and_slows_later_calls(
+    runtime: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
     client, stubber = runtime
-    sleeps = Sleeps()
     stubber.add_client_error("converse", "ThrottlingException", "Too many requests, please wait", 429)
     stubber.add_client_error("converse", "ThrottlingException", "Too many requests, please wait", 429)
     stubber.add_response("converse", _reply("first"), _request("q1"))
@@ -119,9 +108,8 @@ def test_throttling_then_success_backs_off_and_slows_later_calls(runtime: tuple[
     assert generator._call.pace == 0.5  # halved once per success after doubling to 2.0: 2 -> 1 -> 0.5
 
 
-def test_transient_server_error_is_retried(runtime: tuple[Any, Stubber]) -> None:
+def test_transient_server_error_is_retried(runtime: tuple[Any, Stubber], sleeps: SleepRecorder) -> None:
     client, stubber = runtime
-    sleeps = Sleeps()
     stubber.add_client_error("converse", "ServiceUnavailableException", "try again", 503)
     stubber.add_response("converse", _reply("fine"), _request("q"))
     assert (
@@ -131,9 +119,10 @@ def test_transient_server_error_is_retried(runtime: tuple[Any, Stubber]) -> None
     assert len(sleeps.calls) == 1
 
 
-def test_hard_error_surfaces_model_and_message_without_retry(runtime: tuple[Any, Stubber]) -> None:
+def test_hard_error_surfaces_model_and_message_without_retry(
+    runtime: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
     client, stubber = runtime
-    sleeps = Sleeps()
     stubber.add_client_error(
         "converse", "ValidationException", "The provided model identifier is invalid.", 400
     )
@@ -147,11 +136,13 @@ def test_hard_error_surfaces_model_and_message_without_retry(runtime: tuple[Any,
     assert sleeps.calls == []
 
 
-def test_persistent_throttling_gives_up_with_service_unavailable(runtime: tuple[Any, Stubber]) -> None:
+def test_persistent_throttling_gives_up_with_service_unavailable(
+    runtime: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
     client, stubber = runtime
     for _ in range(3):
         stubber.add_client_error("converse", "ThrottlingException", "slow down", 429)
-    generator = BedrockGenerator(MODEL, client=client, sleep=Sleeps(), max_attempts=3)
+    generator = BedrockGenerator(MODEL, client=client, sleep=sleeps, max_attempts=3)
     with pytest.raises(ServiceUnavailableError, match="gave up after 3 attempts.*slow down"):
         generator.generate([_record("q")], CONFIG)
 

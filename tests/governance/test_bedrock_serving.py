@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 from hypothesis import given
@@ -24,6 +23,9 @@ from tuneline.governance.bedrock_serving import (
     serving_name,
 )
 
+if TYPE_CHECKING:
+    from tests.conftest import SleepRecorder
+
 ACCOUNT = "arn:aws:bedrock:us-west-2:123456789012"
 BASE = "anthropic.claude-3-haiku-20240307-v1:0:200k"
 MODEL_V1 = f"{ACCOUNT}:custom-model/{BASE}/aaaaaaaaaaaa"
@@ -36,22 +38,8 @@ WHEN = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Stubber]]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client("bedrock", region_name="us-west-2")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        assert seconds > 0
-        self.calls.append(seconds)
+def bedrock(stubbed_aws: Callable[..., tuple[Any, Stubber]]) -> tuple[Any, Stubber]:
+    return stubbed_aws("bedrock")
 
 
 def _pt(status: str, model: str, desired: str | None = None, units: int = 1, **extra: Any) -> dict[str, Any]:
@@ -86,9 +74,10 @@ def _missing(stubber: Stubber, operation: str, params: dict[str, str]) -> None:
 
 
 # --- provisioned throughput ----------------------------------------------------------------------
-def test_create_provisioned_throughput_and_wait_until_in_service(bedrock: tuple[Any, Stubber]) -> None:
+def test_create_provisioned_throughput_and_wait_until_in_service(
+    bedrock: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
     client, stubber = bedrock
-    sleeps = Sleeps()
     _missing(stubber, "get_provisioned_model_throughput", {"provisionedModelId": "support-bot"})
     stubber.add_response(
         "create_provisioned_model_throughput",
@@ -117,9 +106,10 @@ def test_create_provisioned_throughput_and_wait_until_in_service(bedrock: tuple[
     assert sleeps.calls == [30, 60]
 
 
-def test_existing_throughput_is_repointed_not_recreated(bedrock: tuple[Any, Stubber]) -> None:
+def test_existing_throughput_is_repointed_not_recreated(
+    bedrock: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
     client, stubber = bedrock
-    sleeps = Sleeps()
     stubber.add_response(
         "get_provisioned_model_throughput", _pt("InService", MODEL_V2), {"provisionedModelId": "support-bot"}
     )
@@ -136,18 +126,19 @@ def test_existing_throughput_is_repointed_not_recreated(bedrock: tuple[Any, Stub
     assert sleeps.calls == [30, 60]
 
 
-def test_throughput_already_serving_the_model_needs_no_change(bedrock: tuple[Any, Stubber]) -> None:
+def test_throughput_already_serving_the_model_needs_no_change(
+    bedrock: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
     client, stubber = bedrock
     stubber.add_response("get_provisioned_model_throughput", _pt("InService", MODEL_V1))
     stubber.add_response("get_provisioned_model_throughput", _pt("InService", MODEL_V1))
     assert (
-        ensure_provisioned_throughput(client, "support-bot", MODEL_V1, 1, sleep=Sleeps()).status
-        == "InService"
+        ensure_provisioned_throughput(client, "support-bot", MODEL_V1, 1, sleep=sleeps).status == "InService"
     )
 
 
 def test_throughput_busy_updating_elsewhere_is_waited_for_before_repointing(
-    bedrock: tuple[Any, Stubber],
+    bedrock: tuple[Any, Stubber], sleeps: SleepRecorder
 ) -> None:
     client, stubber = bedrock
     v3 = f"{ACCOUNT}:custom-model/{BASE}/cccccccccccc"
@@ -158,12 +149,13 @@ def test_throughput_busy_updating_elsewhere_is_waited_for_before_repointing(
     )
     stubber.add_response("get_provisioned_model_throughput", _pt("InService", MODEL_V2))
     assert (
-        ensure_provisioned_throughput(client, "support-bot", MODEL_V2, 1, sleep=Sleeps()).model_arn
-        == MODEL_V2
+        ensure_provisioned_throughput(client, "support-bot", MODEL_V2, 1, sleep=sleeps).model_arn == MODEL_V2
     )
 
 
-def test_failed_throughput_raises_with_bedrocks_message(bedrock: tuple[Any, Stubber]) -> None:
+def test_failed_throughput_raises_with_bedrocks_message(
+    bedrock: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
     client, stubber = bedrock
     _missing(stubber, "get_provisioned_model_throughput", {"provisionedModelId": "support-bot"})
     stubber.add_response("create_provisioned_model_throughput", {"provisionedModelArn": PT_ARN})
@@ -172,12 +164,11 @@ def test_failed_throughput_raises_with_bedrocks_message(bedrock: tuple[Any, Stub
         _pt("Failed", MODEL_V1, failureMessage="Insufficient capacity for model units in us-west-2"),
     )
     with pytest.raises(PromotionError, match="Insufficient capacity for model units in us-west-2"):
-        ensure_provisioned_throughput(client, "support-bot", MODEL_V1, 1, sleep=Sleeps())
+        ensure_provisioned_throughput(client, "support-bot", MODEL_V1, 1, sleep=sleeps)
 
 
-def test_waiting_is_bounded_by_the_timeout(bedrock: tuple[Any, Stubber]) -> None:
+def test_waiting_is_bounded_by_the_timeout(bedrock: tuple[Any, Stubber], sleeps: SleepRecorder) -> None:
     client, stubber = bedrock
-    sleeps = Sleeps()
     stubber.add_response("get_provisioned_model_throughput", _pt("InService", MODEL_V1))
     stubber.add_response("update_provisioned_model_throughput", {})
     for _ in range(4):
@@ -196,9 +187,8 @@ def test_waiting_is_bounded_by_the_timeout(bedrock: tuple[Any, Stubber]) -> None
     assert sleeps.calls == [30, 40, 30]
 
 
-def test_throttled_poll_is_retried(bedrock: tuple[Any, Stubber]) -> None:
+def test_throttled_poll_is_retried(bedrock: tuple[Any, Stubber], sleeps: SleepRecorder) -> None:
     client, stubber = bedrock
-    sleeps = Sleeps()
     stubber.add_client_error("get_provisioned_model_throughput", "ThrottlingException", "Rate exceeded", 400)
     stubber.add_response("get_provisioned_model_throughput", _pt("InService", MODEL_V1))
     stubber.add_response("get_provisioned_model_throughput", _pt("InService", MODEL_V1))
@@ -217,7 +207,9 @@ def test_delete_throughput_is_idempotent(bedrock: tuple[Any, Stubber]) -> None:
 
 
 # --- on-demand deployments -------------------------------------------------------------------------
-def test_create_on_demand_deployment_and_wait_until_active(bedrock: tuple[Any, Stubber]) -> None:
+def test_create_on_demand_deployment_and_wait_until_active(
+    bedrock: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
     client, stubber = bedrock
     _missing(stubber, "get_custom_model_deployment", {"customModelDeploymentIdentifier": "support-bot"})
     stubber.add_response(
@@ -227,11 +219,11 @@ def test_create_on_demand_deployment_and_wait_until_active(bedrock: tuple[Any, S
     )
     stubber.add_response("get_custom_model_deployment", _deployment("Creating", NOVA_V1))
     stubber.add_response("get_custom_model_deployment", _deployment("Active", NOVA_V1))
-    endpoint = ensure_custom_model_deployment(client, "support-bot", NOVA_V1, sleep=Sleeps())
+    endpoint = ensure_custom_model_deployment(client, "support-bot", NOVA_V1, sleep=sleeps)
     assert (endpoint.arn, endpoint.kind, endpoint.status) == (DEPLOY_ARN, "on-demand-deployment", "Active")
 
 
-def test_deployment_is_repointed_for_rollback(bedrock: tuple[Any, Stubber]) -> None:
+def test_deployment_is_repointed_for_rollback(bedrock: tuple[Any, Stubber], sleeps: SleepRecorder) -> None:
     client, stubber = bedrock
     stubber.add_response("get_custom_model_deployment", _deployment("Active", NOVA_V2))
     stubber.add_response(
@@ -247,10 +239,12 @@ def test_deployment_is_repointed_for_rollback(bedrock: tuple[Any, Stubber]) -> N
             "Active", NOVA_V1, updateDetails={"modelArn": NOVA_V1, "updateStatus": "UpdateCompleted"}
         ),
     )
-    assert ensure_custom_model_deployment(client, "support-bot", NOVA_V1, sleep=Sleeps()).model_arn == NOVA_V1
+    assert ensure_custom_model_deployment(client, "support-bot", NOVA_V1, sleep=sleeps).model_arn == NOVA_V1
 
 
-def test_failed_deployment_update_raises_with_message(bedrock: tuple[Any, Stubber]) -> None:
+def test_failed_deployment_update_raises_with_message(
+    bedrock: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
     client, stubber = bedrock
     stubber.add_response("get_custom_model_deployment", _deployment("Active", NOVA_V2))
     stubber.add_response("update_custom_model_deployment", {"customModelDeploymentArn": DEPLOY_ARN})
@@ -264,7 +258,7 @@ def test_failed_deployment_update_raises_with_message(bedrock: tuple[Any, Stubbe
         ),
     )
     with pytest.raises(PromotionError, match="cannot be served on demand"):
-        ensure_custom_model_deployment(client, "support-bot", NOVA_V1, sleep=Sleeps())
+        ensure_custom_model_deployment(client, "support-bot", NOVA_V1, sleep=sleeps)
 
 
 def test_delete_deployment_is_idempotent(bedrock: tuple[Any, Stubber]) -> None:
@@ -279,12 +273,12 @@ def test_serving_off_by_default_makes_no_calls(bedrock: tuple[Any, Stubber]) -> 
     assert ensure_serving(bedrock[0], PromotionConfig(), "support-bot", MODEL_V1) is None
 
 
-def test_ensure_serving_uses_the_configured_kind(bedrock: tuple[Any, Stubber]) -> None:
+def test_ensure_serving_uses_the_configured_kind(bedrock: tuple[Any, Stubber], sleeps: SleepRecorder) -> None:
     client, stubber = bedrock
     stubber.add_response("get_custom_model_deployment", _deployment("Active", NOVA_V1))
     stubber.add_response("get_custom_model_deployment", _deployment("Active", NOVA_V1))
     endpoint = ensure_serving(
-        client, PromotionConfig(serving="on-demand-deployment"), "support-bot", NOVA_V1, sleep=Sleeps()
+        client, PromotionConfig(serving="on-demand-deployment"), "support-bot", NOVA_V1, sleep=sleeps
     )
     assert endpoint is not None and endpoint.kind == "on-demand-deployment"
 
