@@ -79,11 +79,27 @@ CASES = [
         Target.LOCAL,
     ),
     ("unexpected_key", {**GOOD, "id": 7}, ErrorCode.UNEXPECTED_KEY, "id", Target.LOCAL),
+    ("system_not_string", {"system": 5, **GOOD}, ErrorCode.WRONG_TYPE, "system", Target.LOCAL),
     (
         "unexpected_message_key",
         {"messages": [{"role": "user", "content": "q", "name": "x"}, GOOD["messages"][1]]},
         ErrorCode.UNEXPECTED_KEY,
         "messages[0].name",
+        Target.LOCAL,
+    ),
+    (
+        "duplicate_key",
+        '{"messages": [{"role": "user", "content": "shown"}, {"role": "assistant", "content": "a"}], '
+        '"messages": [{"role": "user", "content": "trained"}, {"role": "assistant", "content": "b"}]}',
+        ErrorCode.DUPLICATE_KEY,
+        "messages",
+        Target.LOCAL,
+    ),
+    (
+        "duplicate_message_key",
+        '{"messages": [{"role": "user", "content": "q", "content": "r"}, {"role": "assistant", "content": "a"}]}',
+        ErrorCode.DUPLICATE_KEY,
+        "messages[0].content",
         Target.LOCAL,
     ),
     (
@@ -226,6 +242,34 @@ def test_a_message_without_a_role_is_rejected(write_lines, chat):
         DataConfig(source=str(write_lines([chat(0), no_role, null_role]))), Target.LOCAL
     ).errors
     assert built_errors["unknown_role"] == 2
+
+
+_NOVA = (
+    '{{"schemaVersion": "bedrock-conversation-2024", "system": [{system}], "messages": '
+    '[{{"role": "user", "content": [{user}]}}, {{"role": "assistant", "content": [{{"text": "a"}}]}}]}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("system", "user", "field"),
+    [
+        ('{"text": "s", "text": "t"}', '{"text": "q"}', "system[0].text"),
+        ('{"text": "s"}', '{"text": "q"}, {"text": "r", "text": "r2"}', "messages[0].content[1].text"),
+    ],
+    ids=["system_block", "content_block"],
+)
+def test_duplicate_keys_in_nova_text_blocks_are_rejected(write_lines, tmp_path, system, user, field):
+    path = write_lines(
+        [_NOVA.format(system='{"text": "s"}', user='{"text": "q"}'), _NOVA.format(system=system, user=user)]
+    )
+    built = build_dataset(
+        DataConfig(source=str(path), format="nova"), Target.LOCAL, tmp_path / "work", write=False
+    )
+    assert built.summary.errors == {"duplicate_key": 1}
+    assert built.summary.accepted == 1
+    (example,) = built.profile["error_examples"]["duplicate_key"]
+    assert (example["line"], example["field"]) == (2, field)
+    assert "ambiguous" in example["message"] and 'keep one "text"' in example["message"]
 
 
 def _reverse_keys(value):

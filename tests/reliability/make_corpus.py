@@ -17,7 +17,12 @@ import pyarrow.parquet as pq
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
-_GOOD = {"messages": [{"role": "user", "content": "where is order 12345?"}, {"role": "assistant", "content": "It shipped."}]}
+_GOOD = {
+    "messages": [
+        {"role": "user", "content": "where is order 12345?"},
+        {"role": "assistant", "content": "It shipped."},
+    ]
+}
 
 
 def _good(i: int) -> dict:
@@ -42,13 +47,24 @@ def _parquet(table: pa.Table) -> bytes:
 def corpus_files() -> dict[str, bytes]:
     good = b"".join(_line(_good(i)) for i in range(3))
     deep = b'{"messages": ' + b"[" * 20_000 + b"]" * 20_000 + b"}\n"
-    deep_obj = b'{"messages": [{"role": "user", "content": ' + b'{"a":' * 5_000 + b"1" + b"}" * 5_000 + b"}]}\n"
+    deep_obj = (
+        b'{"messages": [{"role": "user", "content": ' + b'{"a":' * 5_000 + b"1" + b"}" * 5_000 + b"}]}\n"
+    )
     return {
         "empty.jsonl": b"",
         "whitespace_only.jsonl": b"\n\n   \n\t\n",
-        "nul_bytes.jsonl": good + b'{"messages": [{"role": "user", "content": "a\x00b"}]}\n\x00\x00\x00\n'
-        + _line({"messages": [{"role": "user", "content": "nul \u0000 escaped"}, {"role": "assistant", "content": "ok"}]}),
-        "invalid_utf8.jsonl": good + b'{"messages": [{"role": "user", "content": "caf\xe9 \xff\xfe"}, {"role": "assistant", "content": "x"}]}\n',
+        "nul_bytes.jsonl": good
+        + b'{"messages": [{"role": "user", "content": "a\x00b"}]}\n\x00\x00\x00\n'
+        + _line(
+            {
+                "messages": [
+                    {"role": "user", "content": "nul \u0000 escaped"},
+                    {"role": "assistant", "content": "ok"},
+                ]
+            }
+        ),
+        "invalid_utf8.jsonl": good
+        + b'{"messages": [{"role": "user", "content": "caf\xe9 \xff\xfe"}, {"role": "assistant", "content": "x"}]}\n',
         "utf8_bom.jsonl": b"\xef\xbb\xbf" + good,
         "utf16_bom.jsonl": "\n".join(json.dumps(_good(i)) for i in range(3)).encode("utf-16"),
         "crlf.jsonl": good.replace(b"\n", b"\r\n"),
@@ -70,17 +86,46 @@ def corpus_files() -> dict[str, bytes]:
         + _line({"system": {"not": "a string"}, "messages": _GOOD["messages"]}),
         "mixed_formats.jsonl": _line(_good(1))
         + _line({"prompt": "hello", "completion": "world"})
-        + _line({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
-        + _line({"schemaVersion": "bedrock-conversation-2024", "system": [{"text": "s"}], "messages": [{"role": "user", "content": [{"text": "q"}]}, {"role": "assistant", "content": [{"text": "a"}]}]})
+        + _line(
+            {
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                ]
+            }
+        )
+        + _line(
+            {
+                "schemaVersion": "bedrock-conversation-2024",
+                "system": [{"text": "s"}],
+                "messages": [
+                    {"role": "user", "content": [{"text": "q"}]},
+                    {"role": "assistant", "content": [{"text": "a"}]},
+                ],
+            }
+        )
         + _line({"input": "x", "output": "y"}),
-        "lone_surrogates.jsonl": good + b'{"messages": [{"role": "user", "content": "\\ud800 lone"}, {"role": "assistant", "content": "\\udfff"}]}\n',
+        "lone_surrogates.jsonl": good
+        + b'{"messages": [{"role": "user", "content": "\\ud800 lone"}, {"role": "assistant", "content": "\\udfff"}]}\n',
         "control_and_bidi.jsonl": good
-        + _line({"messages": [{"role": "user", "content": "\x1b[31mred\x1b[0m \u202eevil\u202c \u200b\ufeff"}, {"role": "assistant", "content": "\x07\x08"}]}),
-        "nan_and_huge_numbers.jsonl": good + b'{"messages": NaN}\n{"messages": [{"role": "user", "content": 1e999}]}\n{"n": Infinity}\n{"n": 123456789012345678901234567890}\n',
+        + _line(
+            {
+                "messages": [
+                    {"role": "user", "content": "\x1b[31mred\x1b[0m \u202eevil\u202c \u200b\ufeff"},
+                    {"role": "assistant", "content": "\x07\x08"},
+                ]
+            }
+        ),
+        "nan_and_huge_numbers.jsonl": good
+        + b'{"messages": NaN}\n{"messages": [{"role": "user", "content": 1e999}]}\n{"n": Infinity}\n{"n": 123456789012345678901234567890}\n',
         "binary_garbage.jsonl": bytes(range(256)) * 8,
         "parquet_bytes_named_jsonl.jsonl": _parquet(pa.table({"prompt": ["a"], "completion": ["b"]})),
         "unbalanced_quotes.csv": b'prompt,completion\n"open quote,never closed\nq2,a2\n',
         "ragged_rows.csv": b"prompt,completion\nq1,a1,extra,more\nq2\nq3,a3\n",
+        "ragged_rows_crlf.csv": b"prompt,completion\r\nq1,a1\r\nq2,a2,extra\r\nq3\r\nq4,a4\r\n",
+        "cr_only.csv": b"prompt,completion\rq1,a1\rq2,a2,extra\rq3,a3\r",
+        "invalid_utf8.csv": b"prompt,completion\nq1,a1\ncaf\xe9,a2\nq3,a3\n",
         "header_only.csv": b"prompt,completion\n",
         "empty.csv": b"",
         "wrong_columns.csv": b"foo,bar\n1,2\n",

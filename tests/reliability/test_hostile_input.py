@@ -25,7 +25,12 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 CORPUS_FILES = sorted(p for p in CORPUS.iterdir() if p.is_file())
 
 _GOOD = [
-    {"messages": [{"role": "user", "content": f"ticket {i}: parcel late"}, {"role": "assistant", "content": f"ok {i}"}]}
+    {
+        "messages": [
+            {"role": "user", "content": f"ticket {i}: parcel late"},
+            {"role": "assistant", "content": f"ok {i}"},
+        ]
+    }
     for i in range(3)
 ]
 
@@ -55,6 +60,29 @@ def test_validate_survives_every_corpus_file(path: Path) -> None:
     if summary is not None:
         # every record that is not plain valid chat is rejected with a reason, never dropped
         assert sum(summary.errors.values()) >= summary.rejected
+
+
+# file -> (total, accepted, errors): what validate must make of the files with a definite answer
+KNOWN_OUTCOMES = {
+    "cr_only.jsonl": (3, 3, {}),
+    "crlf.jsonl": (3, 3, {}),
+    "cr_only.csv": (3, 2, {"ragged_row": 1}),
+    "ragged_rows.csv": (3, 1, {"ragged_row": 2}),
+    "ragged_rows_crlf.csv": (4, 2, {"ragged_row": 2}),
+    "invalid_utf8.csv": (3, 2, {"not_utf8": 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_OUTCOMES), ids=sorted(KNOWN_OUTCOMES))
+def test_line_endings_and_bad_rows_have_definite_outcomes(name: str) -> None:
+    summary = validate(DataConfig(source=str(CORPUS / name)), Target.LOCAL)
+    assert (summary.total, summary.accepted, summary.errors) == KNOWN_OUTCOMES[name]
+    assert _reconciles(summary)
+
+
+def test_every_duplicate_key_in_the_corpus_is_named() -> None:
+    summary = validate(DataConfig(source=str(CORPUS / "duplicate_keys.jsonl")), Target.LOCAL)
+    assert summary.accepted == 3 and summary.errors["duplicate_key"] == 2
 
 
 @pytest.mark.slow
@@ -95,11 +123,6 @@ def test_a_utf8_bom_does_not_cost_the_first_record(tmp_path: Path) -> None:
     assert validate(DataConfig(source=str(path)), Target.LOCAL).accepted == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a record with a duplicate key is accepted, with DuckDB keeping the first value where "
-    "Python's json (and most viewers) keep the last (reported to the lead)",
-)
 def test_records_with_duplicate_keys_are_rejected_as_ambiguous(tmp_path: Path) -> None:
     path = tmp_path / "dup.jsonl"
     ambiguous = (
@@ -109,20 +132,25 @@ def test_records_with_duplicate_keys_are_rejected_as_ambiguous(tmp_path: Path) -
     path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in _GOOD) + ambiguous)
     summary = validate(DataConfig(source=str(path)), Target.LOCAL)
     assert summary.accepted == 3 and summary.rejected == 1
+    assert summary.errors == {"duplicate_key": 1}
 
 
 # --- fuzzing ----------------------------------------------------------------------------------
 _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 _json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _text
 _json = st.recursive(
-    _json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4), max_leaves=12
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12,
 )
 _message = st.fixed_dictionaries(
     {"role": st.sampled_from(["user", "assistant", "system", "tool", ""]) | _text, "content": _text | _json}
 )
 _record = (
     st.fixed_dictionaries({"messages": st.lists(_message, max_size=4)}, optional={"system": _text | _json})
-    | st.dictionaries(st.sampled_from(["messages", "prompt", "completion", "system", "schemaVersion", "x"]), _json)
+    | st.dictionaries(
+        st.sampled_from(["messages", "prompt", "completion", "system", "schemaVersion", "x"]), _json
+    )
     | _json
 )
 _line = st.one_of(
@@ -134,9 +162,15 @@ _line = st.one_of(
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(lines=st.lists(_line, max_size=12), newline=st.sampled_from([b"\n", b"\r\n"]))
-def test_fuzzed_jsonl_never_crashes_and_counts_reconcile(tmp_path: Path, lines: list[bytes], newline: bytes) -> None:
+def test_fuzzed_jsonl_never_crashes_and_counts_reconcile(
+    tmp_path: Path, lines: list[bytes], newline: bytes
+) -> None:
     path = tmp_path / "fuzz.jsonl"
     good = [json.dumps(r).encode() for r in _GOOD]
     path.write_bytes(newline.join(good + lines))

@@ -10,6 +10,8 @@ __all__ = ["ErrorCode"]
 class ErrorCode(StrEnum):
     NOT_UTF8 = "not_utf8"
     INVALID_JSON = "invalid_json"
+    INVALID_CSV = "invalid_csv"
+    RAGGED_ROW = "ragged_row"
     UNKNOWN_FORMAT = "unknown_format"
     MISSING_MESSAGES = "missing_messages"
     EMPTY_MESSAGES = "empty_messages"
@@ -20,6 +22,7 @@ class ErrorCode(StrEnum):
     LAST_NOT_ASSISTANT = "last_not_assistant"
     EMPTY_CONTENT = "empty_content"
     UNEXPECTED_KEY = "unexpected_key"
+    DUPLICATE_KEY = "duplicate_key"
     RESERVED_STRING = "reserved_string"
     TOO_MANY_TOKENS = "too_many_tokens"
     PII = "pii"

@@ -36,6 +36,7 @@ from tuneline.records import NOVA_SCHEMA_VERSION, RecordFormat
 from tuneline.storage.s3 import ObjectStore, S3Uri
 
 __all__ = [
+    "PIPELINE_REVISION",
     "DatasetLimitError",
     "PrepareSummary",
     "PreparedDataset",
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 # Bump when a rule changes what gets written, so old versions are not mistaken for new output.
-_PIPELINE_REVISION = "1"
+PIPELINE_REVISION = "2"  # 2: duplicate keys rejected, ragged CSV rows rejected per row
 _MEMORY_LIMIT = os.environ.get("TUNELINE_DUCKDB_MEMORY_LIMIT", "3GB")
 _TOKEN_BATCH = 4096
 _WRITE_BATCH = 65_536
@@ -175,7 +176,7 @@ def _version_id(config: DataConfig, target: Target, counter: TokenCounter | None
     # The source location is left out on purpose: the same bytes read from a local copy or from
     # S3 are the same dataset.
     identity = {
-        "pipeline": _PIPELINE_REVISION,
+        "pipeline": PIPELINE_REVISION,
         "target": str(target),
         "config": config.model_dump(mode="json", exclude={"source", "name", "target"}),
         "token_counter": _counter(counter, limits_for(target)).name,
@@ -459,9 +460,7 @@ def _profile(
             SELECT role, count(*), avg(n) FROM (
                 SELECT 'system' AS role, length(system) AS n FROM accepted WHERE system IS NOT NULL
                 UNION ALL
-                SELECT unnest(list_transform(messages, lambda m: m.role)),
-                       unnest(list_transform(messages, lambda m: length(m.content)))
-                FROM accepted)
+                SELECT m.role, length(m.content) FROM (SELECT unnest(messages) AS m FROM accepted))
             GROUP BY role ORDER BY role
             """
         ).fetchall()

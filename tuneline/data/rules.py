@@ -45,10 +45,15 @@ def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
     through the general per-part rules below, which name every problem.
     """
     cols = config.columns
-    con.execute("CREATE TABLE errs (rid BIGINT, code VARCHAR, field VARCHAR, message VARCHAR)")
+    con.execute("CREATE TABLE errs AS SELECT * FROM load_errs")
     _parse_plain_chat(con)
+    # A row the reader could not read (see sources.py) holds the row as written: never a record.
+    con.execute("DELETE FROM conversations WHERE rid IN (SELECT rid FROM load_errs)")
     # Materialised: it is small, and read twice below.
-    con.execute("CREATE TEMP TABLE slow_raw AS SELECT * FROM raw ANTI JOIN conversations USING (rid)")
+    con.execute(
+        "CREATE TEMP TABLE slow_raw AS SELECT * FROM raw ANTI JOIN conversations USING (rid) "
+        "ANTI JOIN load_errs USING (rid)"
+    )
     con.execute(
         f"""
         INSERT INTO errs
@@ -164,6 +169,7 @@ def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
     )
     _check_messages(con)
     _check_prompt_completion(con)
+    _check_duplicate_keys(con)
     con.execute("CREATE INDEX IF NOT EXISTS errs_rid ON errs (rid)")
 
 
@@ -174,21 +180,26 @@ def _parse_plain_chat(con: duckdb.DuckDBPyConnection) -> None:
     """Start ``conversations`` with every line that is a plain, valid chat record, parsed once.
 
     Plain means ``{"system": str?, "messages": [{"role": str, "content": str}, ...]}`` with
-    nothing else in it. ``json_transform`` alone would not prove that (it ignores unknown keys and
-    turns numbers into strings), so the line must also re-serialise to exactly what was parsed:
-    ``json(text)`` (the line, minified) equals ``to_json`` of the typed value. Valid then means
-    what the general rules would conclude for such a record in a chat-format file: user and
-    assistant alternate, starting with the user and ending with the assistant, and no turn is
-    blank. Anything else -- a system turn, null fields, keys in another order than these,
-    duplicate keys -- simply takes the general path, which gives the same result more slowly.
+    nothing else in it. ``json_transform`` alone would not prove that (it ignores unknown and
+    duplicate keys and turns numbers into strings), so the line's own shape is checked too, with
+    cheap one-pass JSON functions rather than a re-serialisation: its top-level keys are exactly
+    ``messages`` (and ``system``, a string), and the members of its messages are all strings, two
+    per message -- with a non-null role and content in each, that leaves no room for another or
+    a repeated key. Valid then means what the general rules would conclude for such a record in
+    a chat-format file: user and assistant alternate, starting with the user and ending with the
+    assistant, and no turn is blank. Anything else -- a system turn, null fields, duplicate keys
+    -- simply takes the general path, which gives the same result more slowly.
     """
     con.execute(
         f"""
         CREATE TABLE conversations AS
         SELECT rid, file_id, s.system AS system, s.messages AS messages, 0 AS shift
         FROM (
-            SELECT rid, file_id, text, json_transform(text, {_lit(_PLAIN_CHAT)}) AS s
-            FROM raw WHERE utf8 AND json_valid(text)
+            SELECT rid, file_id, text, s, json_type(text, '$.messages[*].*') AS member_types
+            FROM (
+                SELECT rid, file_id, text, json_transform(text, {_lit(_PLAIN_CHAT)}) AS s
+                FROM raw WHERE utf8 AND json_valid(text)
+            )
         )
         WHERE len(s.messages) >= 2 AND len(s.messages) % 2 = 0
           -- coalesce: list_bool_and skips NULLs, and a null message, role or content is not plain.
@@ -196,9 +207,11 @@ def _parse_plain_chat(con: duckdb.DuckDBPyConnection) -> None:
           AND list_bool_and(list_transform(s.messages, lambda m, i: coalesce(
                   m.role = CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END
                   AND CASE WHEN regexp_matches(m.content, '^[!-~]') THEN true ELSE trim(m.content) <> '' END, false)))
-          AND CASE WHEN s.system IS NULL THEN json(text) = to_json({{'messages': s.messages}})
-                   ELSE json(text) = to_json(s)
-                        OR json(text) = to_json({{'messages': s.messages, 'system': s.system}}) END
+          AND CASE WHEN s.system IS NULL THEN json_keys(text) = ['messages']
+                   ELSE json_keys(text) IN (['system', 'messages'], ['messages', 'system'])
+                        AND json_type(text, '$.system') = 'VARCHAR' END
+          AND len(member_types) = 2 * len(s.messages)
+          AND list_bool_and(list_transform(member_types, lambda t: t = 'VARCHAR'))
         """
     )
 
@@ -284,8 +297,9 @@ def _check_messages(con: duckdb.DuckDBPyConnection) -> None:
         SELECT rid, '{E.UNEXPECTED_KEY}', {field} || '.content',
                'Nova content blocks may only hold "text": remove other block types (images, tools)'
         FROM msg WHERE blocks IS NOT NULL
+          -- list_distinct: a block with "text" twice is a duplicate_key, not another block type.
           AND NOT list_bool_and(list_transform(blocks, lambda b: json_type(b) = 'OBJECT'
-                                AND json_keys(b) = ['text']))
+                                AND list_distinct(json_keys(b)) = ['text']))
           AND list_bool_and(list_transform(blocks, lambda b: json_type(b, '$.text') = 'VARCHAR'))
         UNION ALL
         SELECT rid, '{E.UNKNOWN_ROLE}', {field} || '.role',
@@ -344,6 +358,43 @@ def _check_messages(con: duckdb.DuckDBPyConnection) -> None:
                'the record has both a "system" key and a leading system message: keep only one'
         FROM doc WHERE fmt = 'openai' AND p[2] IS NOT NULL AND json_type(p[2]) <> 'NULL'
           AND rid IN (SELECT rid FROM msg WHERE is_system)
+        """
+    )
+
+
+def _check_duplicate_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Reject records in which an object of the format holds one key twice.
+
+    Such a record is ambiguous: DuckDB keeps the first value, Python's ``json`` and most viewers
+    the last, so what a reviewer reads is not what would be trained on. Plain records never get
+    here (their shape check counts every key); for the others the key lists are already
+    extracted, so this costs next to nothing. The objects checked are all those a format can accept: the record,
+    each message, and Nova's text blocks; anything nested deeper is a wrong type already.
+    """
+    # (rid, field prefix, keys): every object a record format reads keys from.
+    objects = """
+        SELECT rid, '' AS prefix, keys FROM doc WHERE jtype = 'OBJECT'
+        UNION ALL
+        SELECT rid, format('messages[{}].', pos), mkeys FROM msg WHERE mtype = 'OBJECT'
+        UNION ALL
+        SELECT rid, format('messages[{}].content[{}].', pos, b - 1), json_keys(blocks[b])
+        FROM (SELECT rid, pos, blocks, unnest(range(1, len(blocks) + 1)) AS b FROM msg WHERE blocks IS NOT NULL)
+        WHERE json_type(blocks[b]) = 'OBJECT'
+        UNION ALL
+        SELECT rid, format('system[{}].', b - 1), json_keys(p[2], format('$[{}]', b - 1))
+        FROM (SELECT rid, p, unnest(range(1, json_array_length(p[2])::BIGINT + 1)) AS b
+              FROM doc WHERE fmt = 'nova' AND json_type(p[2]) = 'ARRAY')
+        WHERE json_type(p[2], format('$[{}]', b - 1)) = 'OBJECT'
+    """
+    con.execute(
+        f"""
+        INSERT INTO errs
+        SELECT rid, '{E.DUPLICATE_KEY}', prefix || k,
+               format('key "{{}}" appears {{}} times in {{}}: JSON readers disagree which value counts (some '
+                      || 'keep the first, others the last), so the record is ambiguous: keep one "{{}}" and delete '
+                      || 'the others', k, count(*), CASE WHEN prefix = '' THEN 'the record' ELSE rtrim(prefix, '.') END, k)
+        FROM (SELECT rid, prefix, unnest(keys) AS k FROM ({objects}) WHERE len(keys) <> len(list_distinct(keys)))
+        GROUP BY rid, prefix, k HAVING count(*) > 1
         """
     )
 

@@ -4,11 +4,20 @@ Every file becomes rows of one DuckDB table, ``raw(rid, file_id, line, text, utf
 non-blank JSONL line or CSV/Parquet row, with its 1-based line (row) number, so that every later
 rule can point at the exact place of a problem. CSV and Parquet rows are turned into JSON objects
 keyed by the configured column names, so the rules downstream see one shape of input.
+
+A CSV row that cannot be read as a row of its file (more or fewer fields than the header, broken
+quoting, bytes that are not UTF-8) is still a record of ``raw``, holding the row as written, and
+gets its error in ``load_errs(rid, code, field, message)``; the rules take it from there.
+
+JSONL lines end in ``\n`` (``\r\n`` too: the ``\r`` is JSON whitespace). A file with no ``\n`` but
+with ``\r`` (classic Mac OS line endings) is split at ``\r`` instead: a JSON record cannot hold a raw
+``\r`` inside a string, so no record is cut apart.
 """
 
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tuneline.config import ColumnMapping
+from tuneline.data.codes import ErrorCode
 from tuneline.errors import DataError
 from tuneline.storage.s3 import ObjectStore, S3Uri, local_path_or_none
 
@@ -91,9 +101,10 @@ def _resolve_s3(source: str, store: ObjectStore, download_dir: Path) -> list[Sou
 
 
 def load_raw(con: duckdb.DuckDBPyConnection, files: list[SourceFile], columns: ColumnMapping) -> None:
-    """Create ``raw`` and ``files`` in ``con`` from ``files``."""
+    """Create ``raw``, ``files`` and ``load_errs`` in ``con`` from ``files``."""
     con.execute("CREATE TABLE files (file_id INTEGER, name VARCHAR, kind VARCHAR)")
     con.execute("CREATE TABLE raw (rid BIGINT, file_id INTEGER, line BIGINT, text VARCHAR, utf8 BOOLEAN)")
+    con.execute("CREATE TABLE load_errs (rid BIGINT, code VARCHAR, field VARCHAR, message VARCHAR)")
     next_rid = 0
     for file_id, src in enumerate(files):
         con.execute("INSERT INTO files VALUES (?, ?, ?)", [file_id, src.name, src.kind])
@@ -105,56 +116,69 @@ def load_raw(con: duckdb.DuckDBPyConnection, files: list[SourceFile], columns: C
 
 def _load_jsonl(con: duckdb.DuckDBPyConnection, file_id: int, path: Path, next_rid: int) -> int:
     line_no = 0
+    for lines, utf8 in _read_lines(path):
+        n = len(lines)
+        table = pa.table(
+            {
+                "rid": pa.array(np.arange(next_rid, next_rid + n, dtype=np.int64)),
+                "file_id": pa.array(np.full(n, file_id, dtype=np.int32)),
+                "line": pa.array(np.arange(line_no + 1, line_no + n + 1, dtype=np.int64)),
+                "text": lines,
+                "utf8": utf8,
+            }
+        )
+        # Blank lines are layout, not records: they neither count nor get rejected. (An
+        # anchored RE2 match stops at the first other character, so this costs little.)
+        blank = pc.match_substring_regex(lines, r"^[ \t\r]*$")
+        if pc.any(blank).as_py():
+            table = table.filter(pc.invert(blank))
+        con.register("_chunk", table)
+        con.execute("INSERT INTO raw SELECT * FROM _chunk")
+        con.unregister("_chunk")
+        next_rid += n
+        line_no += n
+    return next_rid
+
+
+def _read_lines(path: Path) -> Iterator[tuple[pa.ChunkedArray | pa.Array, pa.Array]]:
+    """The lines of ``path`` (without their line ends) in batches of about ``_CHUNK_BYTES``, as
+    Arrow strings, and whether each line was UTF-8.
+
+    Each block is read once and the lines are cut out of it by offsets, without copying the block;
+    only the line that straddles two blocks is put together.
+    """
+    newline = b""
     carry = b""
     with path.open("rb") as fh:
-        while True:
-            block = fh.read(_CHUNK_BYTES)
-            data = carry + block
-            if not block:
-                carry = b""
-            else:
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    carry = data
-                    continue
-                data, carry = data[: cut + 1], data[cut + 1 :]
-            if data:
-                lines, utf8 = _split_lines(data)
-                n = len(lines)
-                table = pa.table(
-                    {
-                        "rid": pa.array(np.arange(next_rid, next_rid + n, dtype=np.int64)),
-                        "file_id": pa.array(np.full(n, file_id, dtype=np.int32)),
-                        "line": pa.array(np.arange(line_no + 1, line_no + n + 1, dtype=np.int64)),
-                        "text": lines,
-                        "utf8": utf8,
-                    }
+        while block := fh.read(_CHUNK_BYTES):
+            if not newline:
+                # Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the record.
+                block = block.removeprefix(b"\xef\xbb\xbf")
+                newline = b"\r" if b"\n" not in block and b"\r" in block else b"\n"
+            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == newline[0])
+            if not len(ends):
+                carry += block
+                continue
+            pieces = [pa.array([carry + block[: ends[0] + 1]], pa.large_binary())]
+            if len(ends) > 1:
+                offsets = pa.py_buffer((ends + 1).astype(np.int64))
+                pieces.append(
+                    pa.Array.from_buffers(
+                        pa.large_binary(), len(ends) - 1, [None, offsets, pa.py_buffer(block)]
+                    )
                 )
-                # Blank lines are layout, not records: they neither count nor get rejected. (An
-                # anchored RE2 match stops at the first other character, so this costs little.)
-                blank = pc.match_substring_regex(lines, r"^[ \t\r]*$")
-                if pc.any(blank).as_py():
-                    table = table.filter(pc.invert(blank))
-                con.register("_chunk", table)
-                con.execute("INSERT INTO raw SELECT * FROM _chunk")
-                con.unregister("_chunk")
-                next_rid += n
-                line_no += n
-            if not block:
-                return next_rid
+            carry = block[ends[-1] + 1 :]
+            yield _decode(pa.chunked_array(pieces, pa.large_binary()))
+    if carry:
+        yield _decode(pa.chunked_array([pa.array([carry + newline], pa.large_binary())]))
 
 
-def _split_lines(data: bytes) -> tuple[pa.Array, pa.Array]:
-    """Lines of ``data`` (without their newline) as Arrow strings, and whether each was UTF-8."""
-    # Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the record.
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    pieces = pc.split_pattern(pa.array([data], pa.large_binary()), b"\n").flatten()
+def _decode(lines: pa.ChunkedArray) -> tuple[pa.ChunkedArray | pa.Array, pa.Array]:
+    """``lines`` (each ending in its one newline byte) without it, as strings, and which were UTF-8."""
+    pieces = pc.binary_slice(lines, 0, -1)
     try:
         # Validating in one C call keeps the common (all UTF-8) case free of per-line Python work.
-        text = pieces.cast(pa.large_string())
-        return text, pa.array([True] * len(pieces), pa.bool_())
+        return pieces.cast(pa.large_string()), pa.array(np.ones(len(pieces), dtype=bool))
     except pa.ArrowInvalid:
         decoded, ok = [], []
         for raw in pieces.to_pylist():
@@ -171,10 +195,27 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# Where DuckDB's CSV reader sets aside the rows it cannot read (``store_rejects``).
+_REJECTS = "_csv_rejects"
+_REJECT_SCANS = "_csv_reject_scans"
+_QUOTING = (
+    "a field holding the delimiter, a quote or a line break must be in double quotes, "
+    'and a quote inside it doubled ("")'
+)
+
+
 def _load_table(
     con: duckdb.DuckDBPyConnection, file_id: int, src: SourceFile, columns: ColumnMapping, next_rid: int
 ) -> int:
-    reader = "read_csv(?, header=true, all_varchar=true)" if src.kind == "csv" else "read_parquet(?)"
+    if src.kind == "csv":
+        # store_rejects: a row that cannot be read is set aside with its row number instead of
+        # failing the file; it also keeps a bad first row from misleading the dialect sniffer.
+        reader = (
+            "read_csv(?, header=true, all_varchar=true, store_rejects=true, "
+            f"rejects_table='{_REJECTS}', rejects_scan='{_REJECT_SCANS}')"
+        )
+    else:
+        reader = "read_parquet(?)"
     try:
         present = [
             row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}", [str(src.path)]).fetchall()
@@ -189,18 +230,92 @@ def _load_table(
             "Set data.columns to the names of the prompt/completion (and system) columns."
         )
     pairs = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}', {_ident(c)}" for c in wanted)
-    # CSV rows start on line 2, after the header; Parquet rows are numbered from 1.
-    first_line = 2 if src.kind == "csv" else 1
+    # Row numbers follow the file, and a parallel scan keeps the file's order only when asked to.
+    keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    con.execute(f"DROP TABLE IF EXISTS {_REJECTS}; DROP TABLE IF EXISTS {_REJECT_SCANS}")
     try:
+        con.execute("SET preserve_insertion_order = true")
         con.execute(
-            f"""
-            INSERT INTO raw
-            SELECT ? + row_number() OVER () - 1, ?, row_number() OVER () + ? - 1,
-                   CAST(json_object({pairs}) AS VARCHAR), true
-            FROM {reader}
-            """,
-            [next_rid, file_id, first_line, str(src.path)],
+            f"CREATE TEMP TABLE _rows AS SELECT row_number() OVER () AS k, "
+            f"CAST(json_object({pairs}) AS VARCHAR) AS text FROM {reader}",
+            [str(src.path)],
         )
     except duckdb.Error as exc:
         raise DataError(f"{src.name}: cannot read it as {src.kind.upper()}: {exc}") from exc
-    return con.execute("SELECT coalesce(max(rid) + 1, ?) FROM raw", [next_rid]).fetchone()[0]
+    finally:
+        con.execute(f"SET preserve_insertion_order = {keep_order}")
+    try:
+        return _number_rows(con, file_id, src, present, next_rid)
+    finally:
+        con.execute(
+            f"DROP TABLE _rows; DROP TABLE IF EXISTS {_REJECTS}; DROP TABLE IF EXISTS {_REJECT_SCANS}"
+        )
+
+
+def _number_rows(
+    con: duckdb.DuckDBPyConnection, file_id: int, src: SourceFile, header: list[str], next_rid: int
+) -> int:
+    """Move ``_rows`` (and the CSV rows set aside) into ``raw`` with their row numbers.
+
+    CSV rows start at 2, after the header; Parquet rows at 1. The reader reports each row it set
+    aside by its row number, so the rows it read hold the other numbers, in order.
+    """
+    if src.kind == "csv":
+        con.execute(
+            f"""
+            CREATE TEMP TABLE _bad AS
+            SELECT line, min(error_type)::VARCHAR AS error_type,
+                   -- In a CRLF file the reader starts the row after the CR, at the LF.
+                   regexp_replace(first(csv_line), '^\\n', '') AS csv_line,
+                   first(column_name) FILTER (WHERE error_type = 'MISSING COLUMNS') AS missing,
+                   first(error_message) AS detail
+            FROM {_REJECTS} GROUP BY line
+            """
+        )
+    else:
+        con.execute(
+            "CREATE TEMP TABLE _bad (line BIGINT, error_type VARCHAR, csv_line VARCHAR, missing VARCHAR, detail VARCHAR)"
+        )
+    first_line = 2 if src.kind == "csv" else 1
+    con.execute(
+        """
+        CREATE TEMP TABLE _numbered AS
+        WITH good AS (
+            SELECT range AS line, row_number() OVER (ORDER BY range) AS k
+            FROM range($first, $first + (SELECT count(*) FROM _rows) + (SELECT count(*) FROM _bad))
+            WHERE range NOT IN (SELECT line FROM _bad)
+        ),
+        rows AS (
+            SELECT g.line, r.text, true AS utf8 FROM _rows r JOIN good g USING (k)
+            UNION ALL
+            SELECT line, csv_line, error_type <> 'INVALID ENCODING' FROM _bad
+        )
+        SELECT $rid + row_number() OVER (ORDER BY line) - 1 AS rid, $file_id::INTEGER AS file_id, line, text, utf8
+        FROM rows
+        """,
+        {"first": first_line, "rid": next_rid, "file_id": file_id},
+    )
+    con.execute("INSERT INTO raw SELECT * FROM _numbered")
+    shown = ", ".join(header)
+    con.execute(
+        f"""
+        INSERT INTO load_errs
+        SELECT n.rid,
+               CASE WHEN b.error_type IN ('TOO MANY COLUMNS', 'MISSING COLUMNS') THEN '{ErrorCode.RAGGED_ROW}'
+                    WHEN b.error_type = 'INVALID ENCODING' THEN '{ErrorCode.NOT_UTF8}'
+                    ELSE '{ErrorCode.INVALID_CSV}' END,
+               b.missing,
+               CASE b.error_type
+                   WHEN 'TOO MANY COLUMNS' THEN 'the row has more fields than the header ({len(header)}: ' || $shown
+                        || '): put fields that contain the delimiter in double quotes, or remove the extra fields'
+                   WHEN 'MISSING COLUMNS' THEN 'the row has fewer fields than the header ({len(header)}: ' || $shown
+                        || '): add the missing fields, or drop the row'
+                   WHEN 'INVALID ENCODING' THEN 'the row is not valid UTF-8: re-save the file as UTF-8'
+                   ELSE 'the row cannot be read as CSV (' || b.detail || '): check its quoting; ' || $quoting END
+        FROM _numbered n JOIN _bad b USING (line)
+        """,
+        {"shown": shown, "quoting": _QUOTING},
+    )
+    total = con.execute("SELECT count(*) FROM _numbered").fetchone()[0]
+    con.execute("DROP TABLE _bad; DROP TABLE _numbered")
+    return next_rid + total

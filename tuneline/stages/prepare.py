@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tuneline.config import RunConfig, Target
 from tuneline.data.fingerprint import source_fingerprint
-from tuneline.data.prepare import prepare
+from tuneline.data.prepare import PIPELINE_REVISION, prepare
 from tuneline.data.tokens import HFTokenCounter, TokenCounter
 from tuneline.data.versions import load_dataset_version
 from tuneline.lineage import DatasetVersion
@@ -33,8 +33,10 @@ class PrepareOutcome(BaseModel):
 
 
 def prepare_cache_key(ctx: StageContext, config: RunConfig) -> str:
-    """Same source content, prepare config, target and tokenizer -> same key (and same version)."""
+    """Same rules, source content, prepare config, target and tokenizer -> same key (and same version)."""
     identity = {
+        # The rules' revision: a cached outcome from older rules must not stand in for new ones.
+        "pipeline": PIPELINE_REVISION,
         "source": source_fingerprint(config.data.source, ctx.store),
         "data": config.data.model_dump(mode="json", exclude={"source"}),
         "target": str(config.target),
