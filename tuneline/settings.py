@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,15 +47,26 @@ class Settings(BaseSettings):
         default=None, description="Unset to use the default AWS credential chain (profile, role)."
     )
     aws_secret_access_key: SecretStr | None = None
-    s3_server_side_encryption: str | None = Field(
+    s3_server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse", "off"] | None = Field(
         default=None,
-        description="'aws:kms' or 'AES256' to request SSE on every write (AWS); none locally.",
+        description="Server-side encryption every S3 write requests: 'AES256' (SSE-S3), 'aws:kms', "
+        "'aws:kms:dsse' or 'off'. Unset: AES256 on AWS S3 (no endpoint URL), off on a custom endpoint "
+        "(SeaweedFS, MinIO), which may not implement it.",
+    )
+    s3_sse_kms_key_id: str | None = Field(
+        default=None,
+        description="KMS key (id, ARN or alias) for 'aws:kms' encryption; unset: the account's AWS-managed key.",
     )
 
     # --- MLflow ---------------------------------------------------------------------------
     mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5000")
     mlflow_username: str | None = None
     mlflow_password: SecretStr | None = None
+    mlflow_auth: bool = Field(
+        default=False,
+        description="Run the local stack's MLflow server with basic auth (`tuneline stack up --auth`); "
+        "the admin is mlflow_username (default 'admin') with mlflow_password. Recorded in stack.env.",
+    )
 
     # --- Prefect --------------------------------------------------------------------------
     prefect_api_url: str = Field(default="http://127.0.0.1:4200/api")
@@ -66,7 +78,8 @@ class Settings(BaseSettings):
 
     # --- Notifications (Prefect automations: a run failed, a run waits for approval) -------
     notify_slack_webhook_url: SecretStr | None = Field(
-        default=None, description="Slack incoming-webhook URL; notifications go to the log when no URL is set."
+        default=None,
+        description="Slack incoming-webhook URL; notifications go to the log when no URL is set.",
     )
     notify_webhook_url: SecretStr | None = Field(
         default=None, description="Any HTTP endpoint that accepts a JSON POST (Teams, PagerDuty, your own)."
@@ -93,7 +106,13 @@ class Settings(BaseSettings):
     bedrock_region: str = Field(default="us-west-2")
     bedrock_endpoint_url: str | None = None
 
-    @field_validator("s3_endpoint_url", "bedrock_endpoint_url", mode="before")
+    @field_validator(
+        "s3_endpoint_url",
+        "bedrock_endpoint_url",
+        "s3_server_side_encryption",
+        "s3_sse_kms_key_id",
+        mode="before",
+    )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -104,9 +123,13 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """The secret strings in these settings, for scanners that prove none leaked."""
-        secrets = [self.aws_secret_access_key, self.mlflow_password, self.notify_slack_webhook_url, self.notify_webhook_url]
+        secrets = [
+            self.aws_secret_access_key,
+            self.mlflow_password,
+            self.notify_slack_webhook_url,
+            self.notify_webhook_url,
+        ]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
-
 
     def as_env(self) -> dict[str, str]:
         """These settings as the ``TUNELINE_*`` variables a child process (worker, flow run) reads.
@@ -124,7 +147,9 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
-            env[f"TUNELINE_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+            env[f"TUNELINE_{name.upper()}"] = (
+                json.dumps(value) if isinstance(value, list | dict) else str(value)
+            )
         return env
 
 

@@ -45,17 +45,36 @@ def _emit_json(obj: Any) -> None:
 # --------------------------------------------------------------------------------------------
 def _print_services(services: list[Any]) -> None:
     for s in services:
-        mark = typer.style("healthy", fg=typer.colors.GREEN) if s.healthy else typer.style("down", fg=typer.colors.RED)
-        typer.echo(f"{s.name:<8} {mark:<18} {s.url:<32} pid={s.pid or '-'}  log={s.log_path}")
+        mark = (
+            typer.style("healthy", fg=typer.colors.GREEN)
+            if s.healthy
+            else typer.style("down", fg=typer.colors.RED)
+        )
+        auth = "  auth=basic" if s.auth else ""
+        typer.echo(f"{s.name:<8} {mark:<18} {s.url:<32} pid={s.pid or '-'}{auth}  log={s.log_path}")
+        if s.problem:
+            typer.secho(f"         {s.problem}", fg=typer.colors.RED)
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth/--no-auth",
+            help="Run MLflow with basic auth: the admin is TUNELINE_MLFLOW_USERNAME (default 'admin') with "
+            "TUNELINE_MLFLOW_PASSWORD. Remembered in stack.env for later commands; default: as last time.",
+        ),
+    ] = None,
+) -> None:
     """Start SeaweedFS, MLflow and Prefect (reusing any already healthy)."""
     from tuneline import stack
 
+    settings = get_settings()
+    if auth is not None:
+        settings = settings.model_copy(update={"mlflow_auth": auth})
     try:
-        _print_services(stack.up(get_settings()))
+        _print_services(stack.up(settings))
     except TunelineError as exc:
         _fail(exc)
 

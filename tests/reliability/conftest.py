@@ -52,8 +52,9 @@ def _isolated_settings(**values: object) -> Settings:
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A running SeaweedFS + MLflow + Prefect of the fault tests' own, with fake known secrets.
 
-    The MLflow server runs without auth, so the fake MLflow password is sent and ignored: it
-    still flows through the client configuration, which is what a leak would come from.
+    MLflow runs with basic auth (``stack up --auth``), its admin the fake MLflow user: every
+    client path of every fault scenario must send the password, and ``test_secrets.py`` proves
+    none wrote it down. (One start with auth, rather than a restart later, saves a minute.)
     """
     settings = _isolated_settings(
         home=tmp_path_factory.mktemp("fault-stack"),
@@ -62,6 +63,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         aws_secret_access_key=SecretStr(FAKE_S3_SECRET),
         mlflow_username="tuneline-test",
         mlflow_password=SecretStr(FAKE_MLFLOW_PASSWORD),
+        mlflow_auth=True,
         **free_stack_ports(),
     )
     try:
@@ -69,6 +71,18 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         yield settings
     finally:
         stack.down(settings)
+
+
+@pytest.fixture(autouse=True)
+def _fault_stack_mlflow_credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test's own MLflow client authenticates to the fault stack like the product's does
+    (MLflow's standard variables); tests without the fault stack are left alone."""
+    if "fault_stack" not in request.fixturenames:
+        return
+    settings: Settings = request.getfixturevalue("fault_stack")
+    assert settings.mlflow_username and settings.mlflow_password
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", settings.mlflow_username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", settings.mlflow_password.get_secret_value())
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +131,7 @@ class LifecycleProcess:
 
     def kill9(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.communicate()
+        self.stdout, self.stderr = self.proc.communicate()
         self.ended = time.monotonic()
 
     @property
@@ -125,11 +139,14 @@ class LifecycleProcess:
         return (self.ended or time.monotonic()) - self.started
 
 
-def small_config(example: Path, name: str, seed: int, **tune: Any) -> dict[str, Any]:
+def small_config(
+    example: Path, name: str, seed: int, approval: dict[str, Any] | None = None, **tune: Any
+) -> dict[str, Any]:
     """The example's config, shrunk for fault tests: 50 steps, checkpoints every 10, no policy checks.
 
     Each scenario passes its own ``seed`` so that its training job has its own identity (a shared
-    one would find the job already trained by another scenario).
+    one would find the job already trained by another scenario). ``approval`` updates the
+    approval policy (e.g. ``{"mode": "human"}``).
     """
     config = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     config["name"] = name
@@ -150,35 +167,49 @@ def small_config(example: Path, name: str, seed: int, **tune: Any) -> dict[str, 
             suite["source"] = str(example / "data" / Path(suite["source"]).name)
     config["evaluation"]["bootstrap_samples"] = 200
     config["approval"]["checks"] = []
+    config["approval"].update(approval or {})
     return config
 
 
 @pytest.fixture
+def lifecycle_env(fault_stack: Settings, tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``tuneline`` child process: the fault stack's settings, nothing inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNELINE_", "PREFECT_", "MLFLOW_"))}
+    env.update(fault_stack.as_env())
+    env.update(
+        {
+            "PREFECT_API_URL": fault_stack.prefect_api_url,
+            "PREFECT_HOME": str(tmp_path / "prefect-home"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return env
+
+
+TUNELINE = str(Path(sys.executable).parent / "tuneline")
+
+
+@pytest.fixture
 def start_lifecycle(
-    fault_stack: Settings, example_files: Path, tmp_path: Path
-) -> Callable[..., LifecycleProcess]:
-    """Factory: ``start_lifecycle(name, seed, env={...}, **tune)`` starts ``tuneline run`` on a small config."""
+    lifecycle_env: dict[str, str], example_files: Path, tmp_path: Path
+) -> Iterator[Callable[..., LifecycleProcess]]:
+    """Factory: ``start_lifecycle(name, seed, env={...}, approval={...}, **tune)`` starts ``tuneline run``.
+
+    The same arguments write the same config, so a second call is a re-run of the same config.
+    """
     started: list[LifecycleProcess] = []
 
-    def start(name: str, seed: int, env: dict[str, str] | None = None, **tune: Any) -> LifecycleProcess:
+    def start(
+        name: str, seed: int, env: dict[str, str] | None = None, approval: dict[str, Any] | None = None, **tune: Any
+    ) -> LifecycleProcess:
         path = tmp_path / f"{name}-{len(started)}.yaml"
-        path.write_text(yaml.safe_dump(small_config(example_files, name, seed, **tune)), encoding="utf-8")
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNELINE_", "PREFECT_", "MLFLOW_"))}
-        child_env.update(fault_stack.as_env())
-        child_env.update(
-            {
-                "PREFECT_API_URL": fault_stack.prefect_api_url,
-                "PREFECT_HOME": str(tmp_path / "prefect-home"),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "DO_NOT_TRACK": "1",
-                "PYTHONPATH": str(ROOT),
-                **(env or {}),
-            }
-        )
+        path.write_text(yaml.safe_dump(small_config(example_files, name, seed, approval, **tune)), encoding="utf-8")
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "tuneline"), "run", str(path), "--json"],
+            [TUNELINE, "run", str(path), "--json"],
             cwd=ROOT,
-            env=child_env,
+            env={**lifecycle_env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -191,3 +222,15 @@ def start_lifecycle(
     for run in started:
         if run.proc.poll() is None:
             run.kill9()
+
+
+@pytest.fixture
+def tuneline_command(lifecycle_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Runs ``tuneline ARGS`` (e.g. ``approve``) against the fault stack, as a user would."""
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [TUNELINE, *args], cwd=ROOT, env=lifecycle_env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    return command

@@ -3,7 +3,9 @@ MLflow (params, tags, metric names, artifacts, registry), Prefect (flow run para
 artifacts), S3 (every object in the bucket), the job folders, or the command's own output.
 
 This file runs after ``test_faults.py`` in a session, so the scan also covers what the failed,
-retried and killed runs of the fault tests left behind.
+retried and killed runs of the fault tests left behind. The fault stack's MLflow runs with basic
+auth (``stack up --auth``), the fake MLflow password being the admin's: every client path must
+send it, and none may write it down.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tuneline.settings import Settings
+from tuneline.stack._service import http_status
 from tuneline.storage.s3 import ObjectStore
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.service]
+
 
 def _mlflow_texts(settings: Settings, download_to: Path) -> Iterator[tuple[str, bytes]]:
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -51,7 +55,10 @@ def _prefect_texts(settings: Settings) -> Iterator[tuple[str, bytes]]:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}), get_client(sync_client=True) as client:
+    with (
+        temporary_settings({PREFECT_API_URL: settings.prefect_api_url}),
+        get_client(sync_client=True) as client,
+    ):
         for flow_run in client.read_flow_runs(limit=200):
             yield f"flow run {flow_run.name} parameters", repr(flow_run.parameters).encode()
         offset = 0
@@ -78,9 +85,31 @@ def _job_files(settings: Settings) -> Iterator[tuple[str, bytes]]:
             yield f"job file {path.relative_to(settings.home)}", path.read_bytes()
 
 
+def _stack_files(settings: Settings) -> Iterator[tuple[str, bytes]]:
+    """The services' logs, pid files (their command lines) and MLflow's auth config."""
+    home = settings.home
+    paths = [
+        *(home / "logs").glob("*.log"),
+        *(home / "run").glob("*.pid"),
+        home / "mlflow" / "basic_auth.ini",
+    ]
+    assert (home / "mlflow" / "basic_auth.ini").exists(), "MLflow did not start with auth"
+    for path in paths:
+        yield f"stack file {path.relative_to(home)}", path.read_bytes()
+
+
 def test_no_secret_appears_anywhere_a_lifecycle_run_writes(
-    fault_stack: Settings, fault_secrets: tuple[str, ...], start_lifecycle: Callable[..., Any], tmp_path: Path
+    fault_stack: Settings,
+    fault_secrets: tuple[str, ...],
+    start_lifecycle: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
+    assert fault_stack.mlflow_username and fault_stack.mlflow_password
+    password = fault_stack.mlflow_password.get_secret_value()
+    assert password in fault_secrets
+    probe = f"{fault_stack.mlflow_tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert http_status(probe, timeout_s=30) == 401, "MLflow answers without credentials: auth is off"
+
     run = start_lifecycle("secrets-scan", seed=101)
     rc, summary, err = run.finish()
     assert rc == 0, err[-4000:]
@@ -93,6 +122,7 @@ def test_no_secret_appears_anywhere_a_lifecycle_run_writes(
         *_prefect_texts(fault_stack),
         *_s3_objects(fault_stack),
         *_job_files(fault_stack),
+        *_stack_files(fault_stack),
     ]
     assert len(sources) > 50
     leaks = [where for where, data in sources for secret in fault_secrets if secret.encode() in data]

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
+from pydantic import SecretStr, ValidationError
 
 from tuneline.errors import ConfigError, ServiceUnavailableError
 from tuneline.settings import Settings
-from tuneline.storage.s3 import ObjectStore, S3Uri, local_path_or_none
+from tuneline.storage.s3 import ObjectStore, S3Uri, local_path_or_none, sse_request_args
 
 service = pytest.mark.service
 
@@ -173,3 +175,123 @@ def test_unreachable_endpoint_names_the_service(make_stack_settings: Callable[..
     store = ObjectStore(settings)
     with pytest.raises(ServiceUnavailableError, match="S3"):
         store.get_bytes(f"s3://{settings.s3_bucket}/x")
+
+
+# --- server-side encryption: the request parameters, checked against the real S3 model ----------
+def _sse_store(endpoint: str | None, **sse: object) -> ObjectStore:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        s3_endpoint_url=endpoint or "",
+        s3_bucket="tl-sse",
+        aws_access_key_id=SecretStr("AKIDEXAMPLE"),
+        aws_secret_access_key=SecretStr("not-a-real-secret"),
+        **sse,
+    )
+    # A client that never reaches the network: the Stubber answers (and validates) every call.
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="x",
+        endpoint_url=endpoint or "https://s3.us-east-1.amazonaws.com",
+    )
+    return ObjectStore(settings, client=client)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "sse", "expected"),
+    [
+        (None, {}, {"ServerSideEncryption": "AES256"}),
+        ("http://127.0.0.1:1", {}, {}),
+        ("http://127.0.0.1:1", {"s3_server_side_encryption": "AES256"}, {"ServerSideEncryption": "AES256"}),
+        (None, {"s3_server_side_encryption": "off"}, {}),
+        (
+            None,
+            {"s3_server_side_encryption": "aws:kms", "s3_sse_kms_key_id": "alias/tuneline"},
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/tuneline"},
+        ),
+    ],
+    ids=[
+        "aws-default-aes256",
+        "custom-endpoint-default-off",
+        "custom-endpoint-explicit",
+        "aws-off",
+        "kms-key",
+    ],
+)
+def test_put_bytes_requests_the_configured_encryption(
+    endpoint: str | None, sse: dict[str, object], expected: dict[str, str]
+) -> None:
+    store = _sse_store(endpoint, **sse)
+    assert sse_request_args(store.settings) == expected
+    with Stubber(store.client) as stub:
+        stub.add_response(
+            "put_object",
+            {},
+            {
+                "Bucket": "tl-sse",
+                "Key": "k",
+                "Body": ANY,
+                "ContentType": "application/octet-stream",
+                **expected,
+            },
+        )
+        store.put_bytes("s3://tl-sse/k", b"x")
+        stub.assert_no_pending_responses()
+
+
+def test_multipart_upload_requests_encryption_when_it_starts(tmp_path: Path) -> None:
+    # Above boto3's 8 MiB threshold upload_file goes multipart: SSE belongs on CreateMultipartUpload.
+    store = _sse_store(None, s3_server_side_encryption="aws:kms", s3_sse_kms_key_id="alias/tuneline")
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"\0" * (8 * 1024 * 1024 + 1))
+    with Stubber(store.client) as stub:
+        stub.add_response(
+            "create_multipart_upload",
+            {"UploadId": "u1"},
+            {
+                "Bucket": "tl-sse",
+                "Key": "m/weights.bin",
+                "ServerSideEncryption": "aws:kms",
+                "SSEKMSKeyId": "alias/tuneline",
+                "ChecksumAlgorithm": ANY,
+            },
+        )
+        # Parts may go out in either order from the transfer threads: match any parameters.
+        stub.add_response("upload_part", {"ETag": '"e1"'})
+        stub.add_response("upload_part", {"ETag": '"e2"'})
+        stub.add_response("complete_multipart_upload", {})
+        store.put_file("s3://tl-sse/m/weights.bin", path)
+        stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    "sse",
+    [
+        {"s3_server_side_encryption": "AES256", "s3_sse_kms_key_id": "alias/k"},
+        {"s3_server_side_encryption": "off", "s3_sse_kms_key_id": "alias/k"},
+    ],
+    ids=["key-with-aes256", "key-with-off"],
+)
+def test_a_kms_key_without_kms_encryption_is_refused(sse: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="TUNELINE_S3_SERVER_SIDE_ENCRYPTION=aws:kms"):
+        _sse_store(None, **sse)
+
+
+def test_unknown_encryption_mode_is_rejected_by_settings() -> None:
+    with pytest.raises(ValidationError, match="s3_server_side_encryption"):
+        Settings(_env_file=None, s3_server_side_encryption="rot13")  # type: ignore[call-arg]
+
+
+@service
+def test_seaweedfs_stores_what_an_explicitly_encrypted_write_sends(
+    s3_settings: Settings, s3_prefix: Callable[[str], str]
+) -> None:
+    # SeaweedFS implements SSE-S3: an operator may turn it on for the local stack too.
+    store = ObjectStore(s3_settings.model_copy(update={"s3_server_side_encryption": "AES256"}))
+    uri = f"{s3_prefix('sse')}/obj.bin"
+    store.put_bytes(uri, b"private")
+    loc = S3Uri.parse(uri)
+    head = store.client.head_object(Bucket=loc.bucket, Key=loc.key)
+    assert head.get("ServerSideEncryption") == "AES256"
+    assert store.get_bytes(uri) == b"private"

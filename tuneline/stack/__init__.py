@@ -3,12 +3,15 @@
 ``up`` starts what is not already answering (S3 first: MLflow stores its artifacts there) and is
 safe to repeat; ``down`` stops only the processes whose pid files it wrote; ``status`` reports
 each service's health. State lives under ``settings.home``: ``run/*.pid``, ``logs/*.log``, the
-services' data, and ``stack.env`` with the S3 credentials generated on the first ``up``.
+services' data, and ``stack.env`` with the S3 credentials generated on the first ``up`` and
+whether MLflow runs with basic auth (and as which user). The MLflow password is never written
+there: it comes from the environment (``TUNELINE_MLFLOW_PASSWORD``), like any secret a user chose.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +23,7 @@ from tuneline.errors import ConfigError
 from tuneline.settings import Settings
 from tuneline.stack import _process
 from tuneline.stack._service import Service
-from tuneline.stack.mlflow_server import MlflowServer
+from tuneline.stack.mlflow_server import DEFAULT_ADMIN, MlflowServer, admin_password
 from tuneline.stack.prefect_server import PrefectServer
 from tuneline.stack.seaweedfs import SeaweedFS
 
@@ -33,6 +36,12 @@ __all__ = [
     "up",
     "with_stack_credentials",
 ]
+
+_S3_KEY_ID = "TUNELINE_AWS_ACCESS_KEY_ID"
+_S3_SECRET = "TUNELINE_AWS_SECRET_ACCESS_KEY"
+_MLFLOW_AUTH = "TUNELINE_MLFLOW_AUTH"
+_MLFLOW_USERNAME = "TUNELINE_MLFLOW_USERNAME"
+_SAFE_USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 _SERVICES: dict[str, Service] = {s.name: s for s in (SeaweedFS(), MlflowServer(), PrefectServer())}
 # Start order: MLflow proxies its artifacts to S3, so S3 comes first (and stops last).
@@ -48,6 +57,8 @@ class ServiceStatus(BaseModel):
     healthy: bool
     log_path: Path
     startup_s: float | None = None  # set by ``up`` for a service it started now
+    problem: str | None = None  # why a service that answers is still unusable (refused credentials)
+    auth: bool = False  # whether clients must authenticate (MLflow basic auth)
 
 
 def stack_env_path(settings: Settings) -> Path:
@@ -55,28 +66,52 @@ def stack_env_path(settings: Settings) -> Path:
 
 
 def with_stack_credentials(settings: Settings, create: bool = False) -> Settings:
-    """``settings`` with the local S3 credentials filled in.
+    """``settings`` with the local S3 credentials and MLflow auth state of the stack filled in.
 
-    Credentials already in ``settings`` win; otherwise those in ``<home>/stack.env``; otherwise,
-    when ``create``, new random ones are generated and written there (mode 600).
+    S3 credentials already in ``settings`` win; otherwise those in ``<home>/stack.env``; otherwise,
+    when ``create``, new random ones are generated and written there (mode 600). Whether MLflow
+    runs with auth, and its user, come from ``stack.env`` unless ``settings`` set them explicitly.
     """
-    if settings.aws_access_key_id and settings.aws_secret_access_key:
-        return settings
     path = stack_env_path(settings)
-    values = dotenv_values(path) if path.exists() else {}
-    key_id = values.get("TUNELINE_AWS_ACCESS_KEY_ID")
-    secret = values.get("TUNELINE_AWS_SECRET_ACCESS_KEY")
-    if not (key_id and secret):
-        if not create:
-            return settings
-        key_id = "TL" + secrets.token_hex(9).upper()
-        secret = secrets.token_hex(20)
-        _write_private(
-            path, f"TUNELINE_AWS_ACCESS_KEY_ID={key_id}\nTUNELINE_AWS_SECRET_ACCESS_KEY={secret}\n"
+    values = {k: v for k, v in (dotenv_values(path) if path.exists() else {}).items() if v is not None}
+    update: dict[str, object] = {}
+    if not (settings.aws_access_key_id and settings.aws_secret_access_key):
+        key_id = values.get(_S3_KEY_ID)
+        secret = values.get(_S3_SECRET)
+        if not (key_id and secret) and create:
+            key_id = "TL" + secrets.token_hex(9).upper()
+            secret = secrets.token_hex(20)
+            _update_stack_env(path, {_S3_KEY_ID: key_id, _S3_SECRET: secret})
+        if key_id and secret:
+            update |= {"aws_access_key_id": SecretStr(key_id), "aws_secret_access_key": SecretStr(secret)}
+    recorded_auth = values.get(_MLFLOW_AUTH)
+    if recorded_auth and "mlflow_auth" not in settings.model_fields_set:
+        update["mlflow_auth"] = recorded_auth.lower() == "true"
+    if values.get(_MLFLOW_USERNAME) and settings.mlflow_username is None:
+        update["mlflow_username"] = values[_MLFLOW_USERNAME]
+    return settings.model_copy(update=update) if update else settings
+
+
+def _record_mlflow_auth(settings: Settings) -> Settings:
+    """Write whether MLflow runs with auth (and its admin) to ``stack.env``; return the settings used."""
+    if not settings.mlflow_auth:
+        _update_stack_env(stack_env_path(settings), {_MLFLOW_AUTH: "false"})
+        return settings
+    admin_password(settings)  # refuse before anything starts, not half-way through
+    username = settings.mlflow_username or DEFAULT_ADMIN
+    if not _SAFE_USERNAME.fullmatch(username):
+        raise ConfigError(
+            f"mlflow username {username!r} is not allowed for the local stack: use letters, digits and . _ @ -"
         )
-    return settings.model_copy(
-        update={"aws_access_key_id": SecretStr(key_id), "aws_secret_access_key": SecretStr(secret)}
-    )
+    _update_stack_env(stack_env_path(settings), {_MLFLOW_AUTH: "true", _MLFLOW_USERNAME: username})
+    return settings.model_copy(update={"mlflow_username": username})
+
+
+def _update_stack_env(path: Path, changes: dict[str, str]) -> None:
+    current = {k: v for k, v in (dotenv_values(path) if path.exists() else {}).items() if v is not None}
+    current.update(changes)
+    # Values are generated tokens, "true"/"false" and checked user names: no quoting needed.
+    _write_private(path, "".join(f"{key}={value}\n" for key, value in current.items()))
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -100,13 +135,17 @@ def _status(settings: Settings, name: str, startup_s: float | None = None) -> Se
     service = _SERVICES[name]
     home = settings.home.resolve()
     record = _process.running_record(home, name)
+    answers = service.is_healthy(settings)
+    problem = service.check(settings) if answers else None
     return ServiceStatus(
         name=name,
         url=service.url(settings),
         pid=record.pid if record else None,
-        healthy=service.is_healthy(settings),
+        healthy=answers and problem is None,
         log_path=_process.log_path(home, name),
         startup_s=startup_s,
+        problem=problem,
+        auth=name == "mlflow" and settings.mlflow_auth,
     )
 
 
@@ -118,6 +157,8 @@ def up(settings: Settings, services: Iterable[str] = SERVICE_NAMES) -> list[Serv
     """
     names = _selected(services)
     settings = with_stack_credentials(settings, create=True)
+    if "mlflow" in names:
+        settings = _record_mlflow_auth(settings)
     home = settings.home.resolve()
     statuses = []
     for name in names:
@@ -150,5 +191,6 @@ def down(settings: Settings, services: Iterable[str] = SERVICE_NAMES) -> list[Se
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    """Health, pid and log of every stack service."""
+    """Health, pid and log of every stack service (MLflow checked with the stack's credentials)."""
+    settings = with_stack_credentials(settings)
     return [_status(settings, name) for name in SERVICE_NAMES]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Protocol
 
 from tuneline.settings import Settings
 
-__all__ = ["Service", "http_ok", "service_dir"]
+__all__ = ["Service", "http_ok", "http_status", "service_dir"]
 
 
 class Service(Protocol):
@@ -34,6 +35,10 @@ class Service(Protocol):
         """Work that needs the service up (e.g. creating the bucket)."""
         ...
 
+    def check(self, settings: Settings) -> str | None:
+        """What stops clients from using this healthy service (e.g. refused credentials); None if nothing."""
+        ...
+
 
 def http_ok(url: str, timeout_s: float = 2.0) -> bool:
     """True when ``url`` answers a GET with a 2xx status."""
@@ -42,6 +47,21 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def http_status(url: str, basic_auth: tuple[str, str] | None = None, timeout_s: float = 5.0) -> int | None:
+    """The HTTP status ``url`` answers a GET with (sending basic-auth credentials if given); None if unreachable."""
+    request = urllib.request.Request(url)  # noqa: S310 - local URLs
+    if basic_auth is not None:
+        token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - local URLs
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
 
 
 def service_dir(settings: Settings, name: str) -> Path:

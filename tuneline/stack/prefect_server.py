@@ -55,3 +55,6 @@ class PrefectServer:
 
     def after_start(self, settings: Settings) -> None:
         return None
+
+    def check(self, settings: Settings) -> str | None:
+        return None

@@ -103,6 +103,9 @@ class SeaweedFS:
                     raise StackError(f"s3: could not create bucket {settings.s3_bucket!r}: {exc}") from exc
                 time.sleep(0.5)
 
+    def check(self, settings: Settings) -> str | None:
+        return None
+
 
 def _local_settings(settings: Settings) -> Settings:
     """``settings`` pointed at this local S3 (the endpoint follows the port)."""

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from tuneline.errors import ConfigError, ServiceUnavailableError
 from tuneline.settings import Settings
 
-__all__ = ["ObjectStore", "S3Uri", "local_path_or_none", "make_s3_client"]
+__all__ = ["ObjectStore", "S3Uri", "local_path_or_none", "make_s3_client", "sse_request_args"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,34 @@ def make_s3_client(settings: Settings) -> Any:
     return boto3.client("s3", **kwargs)
 
 
+def sse_request_args(settings: Settings) -> dict[str, str]:
+    """The server-side-encryption parameters every write (put, upload, copy) sends.
+
+    Unset means AES256 on AWS S3 and nothing on a custom endpoint: SeaweedFS and other
+    S3-compatible stores implement SSE partly or not at all, and one that does not would refuse
+    every write. The same parameters go to the MLflow server (``MLFLOW_S3_UPLOAD_EXTRA_ARGS``).
+    """
+    mode = settings.s3_server_side_encryption
+    if mode is None:
+        mode = "off" if settings.s3_endpoint_url else "AES256"
+    if mode == "off":
+        if settings.s3_sse_kms_key_id:
+            raise ConfigError(
+                "s3_sse_kms_key_id is set but server-side encryption is off: set "
+                "TUNELINE_S3_SERVER_SIDE_ENCRYPTION=aws:kms, or unset TUNELINE_S3_SSE_KMS_KEY_ID"
+            )
+        return {}
+    args = {"ServerSideEncryption": mode}
+    if settings.s3_sse_kms_key_id:
+        if not mode.startswith("aws:kms"):
+            raise ConfigError(
+                f"s3_sse_kms_key_id needs KMS encryption, but s3_server_side_encryption is {mode!r}: "
+                "set TUNELINE_S3_SERVER_SIDE_ENCRYPTION=aws:kms, or unset TUNELINE_S3_SSE_KMS_KEY_ID"
+            )
+        args["SSEKMSKeyId"] = settings.s3_sse_kms_key_id
+    return args
+
+
 class ObjectStore:
     """Read and write objects in the configured bucket (or any bucket by full URI)."""
 
@@ -73,6 +101,8 @@ class ObjectStore:
         self.settings = settings
         self.bucket = settings.s3_bucket
         self.client = client or make_s3_client(settings)
+        # Resolved once: a contradictory setting fails here, before any write is attempted.
+        self._sse = sse_request_args(settings)
 
     # --- URIs ------------------------------------------------------------------------------
     def uri(self, key: str) -> str:
@@ -80,8 +110,7 @@ class ObjectStore:
 
     # --- writes ----------------------------------------------------------------------------
     def _put_extra(self) -> dict[str, str]:
-        sse = self.settings.s3_server_side_encryption
-        return {"ServerSideEncryption": sse} if sse else {}
+        return dict(self._sse)
 
     def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         loc = S3Uri.parse(uri)
@@ -189,7 +218,11 @@ class _service_errors:
         return None
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is not None and isinstance(exc, (EndpointConnectionError, BotoCoreError)) and not isinstance(exc, ClientError):
+        if (
+            exc is not None
+            and isinstance(exc, (EndpointConnectionError, BotoCoreError))
+            and not isinstance(exc, ClientError)
+        ):
             raise ServiceUnavailableError("S3", str(exc)) from exc
         return False
 
