@@ -4,20 +4,55 @@ A scheduled run, an event-triggered run and a manual run of the same model would
 both evaluate against the same champion, and the second promotion is refused only at the very end
 (compare-then-set), after all the tuning. With this lock the later run waits for the earlier one
 and then evaluates against whatever champion it left.
+
+A holder killed outright (``kill -9``, a lost node) cannot release its slot: the slot is freed when
+its lease lapses, which is why leases here are short (``LEASE_S``) and renewed while the run lives.
+The run that takes the slot next then marks runs that held it and never finished as Crashed, so a
+dead run does not sit "Running" or "Paused" (waiting for an approval nobody can act on) forever.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from uuid import UUID
 
+import httpx
 from prefect import get_client, get_run_logger
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
+from prefect.runtime import flow_run
+from prefect.states import Crashed
 
 from tuneline.errors import TunelineError
 
-__all__ = ["LifecycleBusyError", "ensure_concurrency_limit", "lifecycle_lock", "lifecycle_lock_name"]
+__all__ = [
+    "LEASE_S",
+    "LifecycleBusyError",
+    "ensure_concurrency_limit",
+    "lease_holder",
+    "lifecycle_lock",
+    "lifecycle_lock_name",
+    "lifecycle_lock_tag",
+]
+
+LEASE_S = 60.0
+"""Seconds a slot outlives its holder's last lease renewal (the holder renews every 45 s).
+
+Prefect's default, 300 s, kept a killed run's model locked for five minutes; 60 s is the shortest
+lease the Prefect server accepts. The server's lease reaper runs every 15 s, so a dead holder's
+slot is free again within about 75 s.
+"""
+
+_UNFINISHED = [StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
 
 
 def ensure_concurrency_limit(name: str, limit: int = 1) -> None:
@@ -33,12 +68,98 @@ def ensure_concurrency_limit(name: str, limit: int = 1) -> None:
             pass
 
 
+def lease_holder() -> ConcurrencyLeaseHolder | None:
+    """The current flow run as a lease holder, so the server records who holds a slot."""
+    run_id = flow_run.get_id()
+    return ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
+
+
 class LifecycleBusyError(TunelineError):
     """Another lifecycle run of the same model held the lock for longer than this run would wait."""
 
 
 def lifecycle_lock_name(model_name: str) -> str:
     return f"tuneline-lifecycle-{model_name}"
+
+
+def lifecycle_lock_tag(model_name: str) -> str:
+    """The tag a lifecycle run puts on itself once it holds the model's slot."""
+    return f"tuneline.lifecycle-lock:{model_name}"
+
+
+def _unfinished_holders(model_name: str, except_id: str | None) -> list[FlowRun]:
+    """Runs that took the model's slot and have not finished (alive, or dead and never marked)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[lifecycle_lock_tag(model_name)]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_UNFINISHED)),
+            )
+        )
+    return [run for run in runs if str(run.id) != except_id]
+
+
+def _release_claim(model_name: str) -> None:
+    """Untag this run before its slot is released: a tagged run is one that holds the slot or died.
+
+    Otherwise the next holder could take the slot in the moment between the release and this run's
+    Completed state, and mark this live run Crashed.
+    """
+    me = flow_run.get_id()
+    if me is None:
+        return
+    tag = lifecycle_lock_tag(model_name)
+    try:
+        with get_client(sync_client=True) as client:
+            this = client.read_flow_run(UUID(me))
+            client.update_flow_run(this.id, tags=[t for t in this.tags if t != tag])
+    except httpx.HTTPError as exc:
+        # The run's own outcome matters more than the tag; the next holder may mark it Crashed.
+        get_run_logger().warning("could not untag flow run %s as the holder of %r: %s", me, tag, exc)
+
+
+def _claim_and_crash_orphans(model_name: str) -> None:
+    """Tag this run as the slot's holder; mark earlier holders that never finished as Crashed.
+
+    Holding the slot proves that no earlier holder is alive (its lease lapsed), so an earlier
+    holder still Running or Paused is a dead process's leftover. Its paused approval subflow is
+    crashed too: resuming it would approve a run that can no longer promote anything, so this run
+    asks for the decision again.
+    """
+    me = flow_run.get_id()
+    if me is None:  # not inside a flow run: nothing to tag
+        return
+    logger = get_run_logger()
+    tag = lifecycle_lock_tag(model_name)
+    orphans = _unfinished_holders(model_name, except_id=me)
+    with get_client(sync_client=True) as client:
+        this = client.read_flow_run(UUID(me))
+        client.update_flow_run(this.id, tags=sorted({*this.tags, tag}))
+        for orphan in orphans:
+            message = (
+                f"its process died while it held the lifecycle lock of {model_name!r}; "
+                f"superseded by flow run {this.name} ({me})"
+            )
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[orphan.id]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_UNFINISHED)),
+                )
+            )
+            for run in [*children, orphan]:
+                client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            was = orphan.state.name if orphan.state else "unknown"
+            paused = [c.name for c in children if c.state and c.state.type is StateType.PAUSED]
+            logger.warning(
+                "flow run %s (%s) of %s was left %s by a process that died; marked Crashed%s",
+                orphan.name,
+                orphan.id,
+                model_name,
+                was,
+                f" with its approval request {paused[0]} (this run asks for approval again)"
+                if paused
+                else "",
+            )
 
 
 @contextmanager
@@ -51,9 +172,15 @@ def lifecycle_lock(model_name: str, timeout_s: float | None) -> Iterator[None]:
         busy = client.read_global_concurrency_limit_by_name(name).active_slots >= 1
     if busy:
         limit = "without limit" if timeout_s is None else f"up to {timeout_s:.0f} s"
+        holders = ", ".join(f"{r.name} ({r.id})" for r in _unfinished_holders(model_name, flow_run.get_id()))
         logger.warning(
-            "another lifecycle run of %s is in progress (concurrency limit %r); waiting %s for it to finish",
-            model_name, name, limit,
+            "another lifecycle run of %s holds the concurrency limit %r (%s); waiting %s for it to finish. "
+            "If that run's process died, its slot is freed when its lease lapses, within %.0f s",
+            model_name,
+            name,
+            holders or "holder unknown",
+            limit,
+            LEASE_S + 15,
         )
     with ExitStack() as held:
         try:
@@ -61,7 +188,13 @@ def lifecycle_lock(model_name: str, timeout_s: float | None) -> Iterator[None]:
             # to renew the lease must not kill it; a crashed run's lease still expires.
             held.enter_context(
                 concurrency(
-                    name, occupy=1, timeout_seconds=timeout_s, strict=True, raise_on_lease_renewal_failure=False
+                    name,
+                    occupy=1,
+                    timeout_seconds=timeout_s,
+                    lease_duration=LEASE_S,
+                    strict=True,
+                    holder=lease_holder(),
+                    raise_on_lease_renewal_failure=False,
                 )
             )
         except TimeoutError as exc:
@@ -70,4 +203,8 @@ def lifecycle_lock(model_name: str, timeout_s: float | None) -> Iterator[None]:
                 f"than {timeout_s:.0f} s; this run did nothing. Wait for that run (Prefect UI, flow runs of "
                 f"'customize-model'), or raise TUNELINE_LIFECYCLE_LOCK_TIMEOUT_S"
             ) from exc
-        yield
+        _claim_and_crash_orphans(model_name)
+        try:
+            yield
+        finally:
+            _release_claim(model_name)

@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 
-from tasks.locks import ensure_concurrency_limit
+from tasks.locks import LEASE_S, ensure_concurrency_limit, lease_holder
 from tuneline.config import RunConfig
 from tuneline.lineage import DatasetVersion, Decision, EvaluationReport, ModelVersionRef, TrainedModel
 from tuneline.settings import get_settings
@@ -36,7 +36,10 @@ def promote_model(
     ctx = StageContext(settings, run_id=mlflow_run_id)
     lock = promotion_lock_name(config.name)
     ensure_concurrency_limit(lock)
-    with concurrency(lock, occupy=1, strict=True), unreachable_as_service_error():
+    with (
+        concurrency(lock, occupy=1, lease_duration=LEASE_S, strict=True, holder=lease_holder()),
+        unreachable_as_service_error(),
+    ):
         ref = run_promote(ctx, config, dataset, model, report, decision, evaluation_summary, flow_run_id)
     url = model_version_url(settings, ref.name, ref.version)
     verb = "promoted to champion" if ref.promoted else "registered, not promoted"
@@ -54,7 +57,10 @@ def rollback_model(model_name: str, to_version: str | None, actor: str, reason: 
     ctx = StageContext(get_settings())
     lock = promotion_lock_name(model_name)
     ensure_concurrency_limit(lock)
-    with concurrency(lock, occupy=1, strict=True), unreachable_as_service_error():
+    with (
+        concurrency(lock, occupy=1, lease_duration=LEASE_S, strict=True, holder=lease_holder()),
+        unreachable_as_service_error(),
+    ):
         ref = run_rollback(ctx, model_name, to_version, actor, reason)
     get_run_logger().info("%s champion rolled back from v%s to v%s", model_name, ref.previous_champion, ref.version)
     return ref

@@ -9,13 +9,27 @@ docs/reliability.md.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+    FlowRunFilterStartTime,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from tasks.locks import LEASE_S
 from tuneline import stack
 from tuneline.data.versions import list_versions, load_dataset_version
 from tuneline.governance.audit import AuditLog
@@ -211,3 +225,195 @@ def test_concurrent_runs_of_one_model_leave_a_consistent_registry(
     if len(promoted) == 2:
         assert model.aliases[PREVIOUS] == records[0].new_champion == records[-1].previous_champion
     _report("concurrent-runs-same-model", promoted=len(promoted), refused=len(failed), wall_s=max(r.wall_s for r in runs))
+
+
+# --- kill -9 in every stage ---------------------------------------------------------------------
+# A killed holder's lifecycle slot is freed when its lease lapses (LEASE_S, plus the server's
+# 15 s lease sweep); a re-run that waits much longer than that was held up by the dead run.
+_LOCK_BOUND_S = LEASE_S + 15 + 30
+
+
+@pytest.fixture
+def prefect(fault_stack: Settings) -> Iterator[SyncPrefectClient]:
+    """A Prefect client on the fault stack's server."""
+    with (
+        temporary_settings({PREFECT_API_URL: fault_stack.prefect_api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        yield client
+
+
+class _Watch:
+    """Finds one lifecycle process's flow runs, by stage, from Prefect's API."""
+
+    def __init__(self, client: SyncPrefectClient, run: Any) -> None:
+        self.client, self.run = client, run
+        # server times are UTC; the slack covers a child that starts within the same second
+        self.since = datetime.now(UTC) - timedelta(seconds=1)
+        self._root: FlowRun | None = None
+
+    def _alive(self) -> None:
+        if self.run.proc.poll() is not None:
+            _, _, err = self.run.finish()
+            pytest.fail(f"lifecycle {self.run.name} ended early:\n{err[-4000:]}")
+
+    def root(self) -> FlowRun | None:
+        if self._root is None:
+            runs = self.client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["customize-model"])),
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=self.since)),
+            )
+            self._root = runs[0] if len(runs) == 1 else None
+        return self._root
+
+    def stage(self, stage: str) -> FlowRun | None:
+        self._alive()
+        root = self.root()
+        if root is None:
+            return None
+        runs = self.client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[stage])),
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[root.id])),
+        )
+        return runs[0] if runs else None
+
+    def stage_in(
+        self, stage: str, *states: StateType, timeout_s: float = 600, interval_s: float = 0.1
+    ) -> FlowRun:
+        def reached() -> FlowRun | None:
+            run = self.stage(stage)
+            return run if run is not None and run.state is not None and run.state.type in states else None
+
+        return _wait_for(reached, timeout_s, f"{stage} of {self.run.name} in {states}", interval_s)
+
+    def state_of(self, flow_run_id: UUID) -> StateType | None:
+        state = self.client.read_flow_run(flow_run_id).state
+        return state.type if state else None
+
+
+def _last_modified(settings: Settings, prefix: str) -> dict[str, datetime]:
+    store = ObjectStore(settings)
+    return {
+        key: store.client.head_object(Bucket=store.bucket, Key=key)["LastModified"]
+        for key in store.list_keys(store.uri(prefix))
+    }
+
+
+def _approve(tuneline: Callable[..., subprocess.CompletedProcess[str]], flow_run_id: UUID) -> None:
+    done = tuneline("approve", str(flow_run_id), "--reviewer", "fault-reviewer", "--comment", "fault test")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.timeout(1200)  # four kills, each re-run waiting out a dead run's lease
+def test_a_run_killed_in_each_stage_completes_on_rerun_reusing_its_work(
+    fault_stack: Settings,
+    start_lifecycle: Callable[..., Any],
+    prefect: SyncPrefectClient,
+    tuneline_command: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """kill -9 during prepare, evaluate, the approval wait and promote; each re-run goes further.
+
+    One chain, so that each re-run both recovers from one kill and carries the run to the next
+    stage to kill (tune has its own test above). Every run has the same config, with a person's
+    approval, so that the run pauses.
+    """
+    name = "fault-kill9-stages"
+    store = ObjectStore(fault_stack)
+    start = lambda: start_lifecycle(name, seed=701, approval={"mode": "human"})  # noqa: E731
+    recovery: dict[str, dict[str, float]] = {}
+
+    def rerun_after(kill: str) -> tuple[Any, _Watch]:
+        """Start the same config again; time how long the dead run's lifecycle slot held it up."""
+        rerun = start()
+        watch = _Watch(prefect, rerun)
+        watch.stage_in("prepare", StateType.RUNNING, StateType.COMPLETED, interval_s=0.5)
+        recovery[kill] = {"lock_wait_s": time.monotonic() - rerun.started}
+        assert recovery[kill]["lock_wait_s"] < _LOCK_BOUND_S + 45, (
+            "the dead run's slot held the re-run too long"
+        )
+        return rerun, watch
+
+    def recovered(kill: str, rerun: Any) -> None:
+        recovery[kill]["recover_s"] = time.monotonic() - rerun.started
+
+    # 1. prepare: killed once the dataset version starts to be written (staged, then published).
+    run = start()
+    watch = _Watch(prefect, run)
+    prepare_run = watch.stage_in("prepare", StateType.RUNNING)
+    _wait_for(lambda: _s3_keys(fault_stack, f"datasets/{name}/"), 300, "the dataset version to be written", 0.05)
+    run.kill9()
+    assert watch.state_of(prepare_run.id) is StateType.RUNNING, "prepare finished before the kill"
+    # only complete versions are listed, and each of them loads
+    for version in list_versions(store, name):
+        load_dataset_version(store, store.uri(f"datasets/{name}/{version}/"))
+    staged = {k for k in _s3_keys(fault_stack, f"datasets/{name}/") if "/_staging/" in k}
+    killed_roots = [watch.root()]
+
+    # 2. re-run: passes prepare, trains, and is killed in evaluate once a generation is cached.
+    rerun, watch = rerun_after("kill9-during-prepare")
+    watch.stage_in("prepare", StateType.COMPLETED, interval_s=0.5)
+    recovered("kill9-during-prepare", rerun)
+    evaluate_run = watch.stage_in("evaluate", StateType.RUNNING, interval_s=0.5)
+    cached = _wait_for(
+        lambda: _last_modified(fault_stack, f"eval-cache/{name}/"), 600, "a cached generation", 0.2
+    )
+    rerun.kill9()
+    assert watch.state_of(evaluate_run.id) is StateType.RUNNING, "evaluate finished before the kill"
+    killed_roots.append(watch.root())
+
+    # 3. re-run: prepare is a cache hit, the trained job is reused, evaluation reuses the cached
+    #    generations; killed while paused for approval.
+    rerun, watch = rerun_after("kill9-during-evaluate")
+    watch.stage_in("evaluate", StateType.COMPLETED, interval_s=0.5)
+    recovered("kill9-during-evaluate", rerun)
+    paused = watch.stage_in("approve", StateType.PAUSED, interval_s=0.5)
+    rerun.kill9()
+    assert "Finished in state Cached" in rerun.stderr, "the dataset build was not a cache hit"
+    killed_roots.append(orphan_root := watch.root())
+
+    # 4. re-run: the dead run's approval request is void (Crashed; approving it is refused) and
+    #    approval is asked again; approved, then killed in promote.
+    rerun, watch = rerun_after("kill9-while-paused-for-approval")
+    again = watch.stage_in("approve", StateType.PAUSED, interval_s=0.5)
+    recovered("kill9-while-paused-for-approval", rerun)
+    assert again.id != paused.id
+    for killed in killed_roots:
+        assert killed is not None and watch.state_of(killed.id) is StateType.CRASHED, killed
+    assert watch.state_of(paused.id) is StateType.CRASHED
+    refused = tuneline_command("approve", str(paused.id), "--reviewer", "fault-reviewer")
+    assert refused.returncode != 0 and "not waiting for approval" in refused.stdout + refused.stderr
+    assert orphan_root is not None and (root := watch.root()) is not None
+    _approve(tuneline_command, root.id)
+    promote_run = watch.stage_in("promote", StateType.RUNNING, interval_s=0.05)
+    rerun.kill9()
+    assert watch.state_of(promote_run.id) is StateType.RUNNING, "promote finished before the kill"
+
+    # 5. final re-run: asks again, is approved, and completes.
+    rerun, watch = rerun_after("kill9-during-promote")
+    _approve(tuneline_command, watch.stage_in("approve", StateType.PAUSED, interval_s=0.5).id)
+    rc, summary, err = rerun.finish()
+    summary = _assert_completed(summary, rc, err)
+    recovered("kill9-during-promote", rerun)
+    # while it waited, the re-run said why; once in, it marked the dead run
+    assert "its slot is freed when its lease lapses" in err, err[-3000:]
+    assert "was left Running by a process that died; marked Crashed" in err, err[-3000:]
+
+    # Work was reused: the trained job (no training step logged by the final run), the cached
+    # generations (never rewritten), and one dataset version.
+    client = MlflowClient(fault_stack.mlflow_tracking_uri)
+    assert client.get_metric_history(summary["mlflow_run_id"], "train_loss") == []
+    after = _last_modified(fault_stack, f"eval-cache/{name}/")
+    assert {key: after[key] for key in cached} == cached
+    assert list_versions(store, name) == [summary["dataset"]["version"]]
+    recovery["kill9-during-prepare"]["staged_keys_at_kill"] = len(staged)
+    # One model version for the job, champion, approved by the person who approved the last run.
+    versions = _versions_of_job(fault_stack, name, summary["model"]["job_id"])
+    assert len(versions) == 1
+    assert client.get_model_version_by_alias(name, CHAMPION).version == versions[0].version
+    assert summary["decision"]["decided_by"] == "fault-reviewer"
+    promotions = [r for r in AuditLog(store).records(name) if r.kind == "promotion"]
+    assert {r.new_champion for r in promotions} == {versions[0].version}
+
+    for scenario, numbers in recovery.items():
+        assert numbers["recover_s"] > 0
+        _report(scenario, **numbers)
