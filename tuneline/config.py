@@ -131,8 +131,14 @@ class LoraConfig(_Strict):
 class LocalTuneConfig(_Strict):
     backend: Literal["local"] = "local"
     base_model: str = Field(description="Hugging Face model directory (local path or s3:// prefix).")
-    method: Literal["lora", "full"] = Field(default="lora", description="LoRA adapters, or update every weight.")
-    lora: LoraConfig = Field(default=LoraConfig(), description="Adapter shape, for method 'lora'.")
+    method: Literal["lora", "qlora", "full"] = Field(
+        default="lora",
+        description="LoRA adapters; QLoRA (LoRA on a 4-bit NF4 base: needs a CUDA GPU and the 'gpu' extra); "
+        "or update every weight.",
+    )
+    lora: LoraConfig = Field(
+        default=LoraConfig(), description="Adapter shape, for methods 'lora' and 'qlora'."
+    )
     epochs: float = Field(default=1.0, gt=0, le=100, description="Passes over the training split.")
     max_steps: int | None = Field(default=None, ge=1, description="Overrides epochs when set.")
     learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
@@ -153,6 +159,16 @@ class LocalTuneConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     trust_remote_code: bool = False
     merge_adapter: bool = False
+
+    @model_validator(mode="after")
+    def _merge_needs_a_full_precision_base(self) -> LocalTuneConfig:
+        if self.method == "qlora" and self.merge_adapter:
+            raise ValueError(
+                "tune.merge_adapter is not supported with method 'qlora': merging into a 4-bit base "
+                "re-quantizes the adapter away; keep the adapter (it loads on the full-precision base) "
+                "or use method 'lora'"
+            )
+        return self
 
     @property
     def target(self) -> Target:

@@ -6,10 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, Gemma2Config
 
 from tuneline.backends.hf_models import DEFAULT_CHAT_TEMPLATE, load_tokenizer
-from tuneline.backends.sequences import IGNORE_INDEX, collate, encode_record, pack_examples
+from tuneline.backends.sequences import (
+    IGNORE_INDEX,
+    Batch,
+    collate,
+    encode_record,
+    loss_sum,
+    pack_examples,
+    split_output_layer,
+)
 from tuneline.records import ChatRecord, Message
 
 KNOWN = ChatRecord(
@@ -130,3 +138,55 @@ def test_padded_batch_counts_real_and_target_tokens(
         == sum(e.target_tokens for e in examples)
         == int((batch.labels != IGNORE_INDEX).sum())
     )
+
+
+def _batch(examples, packed: bool) -> Batch:
+    rows = [examples[:3], examples[3:6]] if packed else [[e] for e in examples[:6]]
+    return collate(rows, pad_token_id=0).to(torch.device("cpu"), torch.float32)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_loss_on_labelled_positions_only_equals_the_full_logits_loss(
+    tiny_model_dir: Path, ticket_records: list[ChatRecord], packed: bool
+) -> None:
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    batch = _batch([encode_record(r, tokenizer, 128) for r in ticket_records[:6]], packed)
+    split = split_output_layer(model, batch)
+    assert split is not None
+
+    results = []
+    for used in (None, split):
+        model.zero_grad()
+        loss = loss_sum(model, batch, used)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (full_loss, full_grads), (split_loss, split_grads) = results
+    torch.testing.assert_close(split_loss, full_loss, rtol=1e-5, atol=1e-5)
+    for full, part in zip(full_grads, split_grads, strict=True):
+        torch.testing.assert_close(part, full, rtol=1e-4, atol=1e-6)
+
+
+def test_the_split_is_refused_for_a_model_that_transforms_its_logits(
+    tiny_model_dir: Path, ticket_records: list[ChatRecord]
+) -> None:
+    # Gemma 2 soft-caps its logits after the output layer: decoder + head alone would be wrong
+    # once logits grow, though a fresh model's small logits are almost unchanged by the cap.
+    torch.manual_seed(0)
+    config = Gemma2Config(
+        vocab_size=1024,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        attn_logit_softcapping=None,
+        final_logit_softcapping=30.0,
+    )
+    gemma = AutoModelForCausalLM.from_config(config).eval()
+    llama = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = load_tokenizer(tiny_model_dir)
+    batch = _batch([encode_record(r, tokenizer, 128) for r in ticket_records[:6]], packed=False)
+    assert split_output_layer(gemma, batch) is None
+    assert split_output_layer(llama, batch) is not None

@@ -28,7 +28,7 @@ BAD_VALUES = [
     ("  lora: {r: 0}\n", "tune.local.lora.r"),
     ("  lora: {dropout: 1.5}\n", "tune.local.lora.dropout"),
     ("  lora: {rank: 8}\n", "tune.local.lora.rank"),
-    ("  method: qlora\n", "tune.local.method"),
+    ("  method: dora\n", "tune.local.method"),
     ("  batch_size: [8]\n", "tune.local.batch_size"),
     ("  trust_remote_code: maybe\n", "tune.local.trust_remote_code"),
     ("evaluation:\n  suites:\n    - {name: t, kind: task, metricz: [exact_match]}\n", "evaluation.suites.0.metricz"),

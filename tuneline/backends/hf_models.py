@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import warnings
@@ -102,7 +103,9 @@ def resolve_model_dir(source: str | Path, store: ObjectStore | None, cache_root:
 
 def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The directory's tokenizer, with a chat template and a pad token guaranteed."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_dir, local_files_only=True, trust_remote_code=trust_remote_code
+    )
     if not getattr(tokenizer, "is_fast", False):
         raise BackendError(
             f"the tokenizer in {model_dir} is not a fast tokenizer; Tuneline needs tokenizer.json "
@@ -111,7 +114,10 @@ def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> PreTrain
     if tokenizer.eos_token is None:
         raise BackendError(f"the tokenizer in {model_dir} has no eos_token; set one in tokenizer_config.json")
     if not tokenizer.chat_template:
-        _log.info("%s has no chat template; using Tuneline's default (see hf_models.DEFAULT_CHAT_TEMPLATE)", model_dir)
+        _log.info(
+            "%s has no chat template; using Tuneline's default (see hf_models.DEFAULT_CHAT_TEMPLATE)",
+            model_dir,
+        )
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -125,38 +131,76 @@ class Placement:
     device: torch.device
     autocast_dtype: torch.dtype | None  # None: plain fp32
     weights_dtype: torch.dtype
+    quantize_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (bitsandbytes)
+
+
+def _qlora_missing() -> list[str]:
+    """What this machine lacks for QLoRA, each with what to do about it (empty: nothing)."""
+    missing = []
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes is not installed (install the 'gpu' extra: pip install 'tuneline[gpu]')")
+    if not torch.cuda.is_available():
+        missing.append("no CUDA GPU is available (run on a GPU machine)")
+    return missing
 
 
 def select_placement(device: str = "auto", precision: str = "auto", method: str = "full") -> Placement:
     """CUDA when present (or asked), else CPU; bf16 autocast where the GPU supports it.
 
     Full fine-tuning keeps fp32 master weights under autocast; LoRA keeps the frozen base in the
-    compute dtype (half the memory) while PEFT keeps the adapter itself in fp32.
+    compute dtype (half the memory) while PEFT keeps the adapter itself in fp32. QLoRA needs
+    bitsandbytes and a CUDA GPU and is refused, never silently downgraded, without them.
     """
+    if method == "qlora":
+        missing = _qlora_missing()
+        if device == "cpu":
+            missing.append("tune.device is 'cpu' (use 'auto' or 'cuda')")
+        if missing:
+            raise ConfigError(
+                "tune.method 'qlora' cannot run here: " + "; ".join(missing) + ". Use method 'lora' "
+                "on this machine"
+            )
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("tune.device is 'cuda' but no CUDA device is available: use 'auto' or 'cpu'")
-    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    dev = torch.device(
+        "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     if precision == "auto":
         half = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        if half is None and method == "qlora":
+            half = torch.float16  # a 4-bit base computes in a half type; fp16 on pre-Ampere GPUs
     elif precision == "fp32":
+        if method == "qlora":
+            raise ConfigError(
+                "tune.precision 'fp32' does not apply to method 'qlora': use 'auto', 'bf16' or 'fp16'"
+            )
         half = None
     elif precision == "fp16":
         if dev.type != "cuda":
-            raise ConfigError("tune.precision 'fp16' needs a CUDA device: use 'bf16', 'fp32' or 'auto' on CPU")
+            raise ConfigError(
+                "tune.precision 'fp16' needs a CUDA device: use 'bf16', 'fp32' or 'auto' on CPU"
+            )
         half = torch.float16
     else:
         half = torch.bfloat16
-    weights = half if (half is not None and method == "lora") else torch.float32
-    return Placement(device=dev, autocast_dtype=half, weights_dtype=weights)
+    weights = half if (half is not None and method in ("lora", "qlora")) else torch.float32
+    return Placement(device=dev, autocast_dtype=half, weights_dtype=weights, quantize_4bit=method == "qlora")
 
 
 def load_causal_lm(model_dir: Path, placement: Placement, trust_remote_code: bool = False) -> PreTrainedModel:
-    """The directory's causal LM on ``placement.device``, from safetensors only."""
+    """The directory's causal LM on ``placement.device``, from safetensors only.
+
+    With ``placement.quantize_4bit`` the weights are quantized to 4-bit NF4 while loading
+    (bitsandbytes, double quantization, computing in ``weights_dtype``) and prepared for training
+    adapters on top (PEFT's ``prepare_model_for_kbit_training``: norms in fp32, input gradients on).
+    """
     if not any(model_dir.glob("*.safetensors")):
         raise BackendError(
             f"{model_dir} has no .safetensors weights; Tuneline does not load pickled weights "
             "(convert them with `safetensors` first)"
         )
+    if placement.quantize_4bit:
+        return _load_4bit(model_dir, placement, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
         dtype=placement.weights_dtype,
@@ -167,12 +211,39 @@ def load_causal_lm(model_dir: Path, placement: Placement, trust_remote_code: boo
     return model.to(placement.device)
 
 
+def _load_4bit(model_dir: Path, placement: Placement, trust_remote_code: bool) -> PreTrainedModel:
+    # Not exercised by the test suite: it needs bitsandbytes and a CUDA GPU (see docs/local-backend.md).
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=placement.weights_dtype,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        dtype=placement.weights_dtype,
+        quantization_config=quantization,
+        # 4-bit weights cannot be moved after loading: place them on the chosen GPU directly.
+        device_map={"": placement.device.index or 0},
+        use_safetensors=True,
+        local_files_only=True,
+        trust_remote_code=trust_remote_code,
+    )
+    with peft_calls():
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+
 @contextlib.contextmanager
 def peft_calls() -> Iterator[None]:
     """Around calls into PEFT: peft 0.21 still calls transformers' renamed
     ``is_gradient_checkpointing``, a FutureWarning no Tuneline user can act on."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
         yield
 
 

@@ -1,4 +1,4 @@
-"""The local tuning backend: transformers + PEFT, LoRA or full fine-tuning, in this process.
+"""The local tuning backend: transformers + PEFT, LoRA, QLoRA or full fine-tuning, in this process.
 
 A job is identified by ``spec.identity`` (dataset version, base model, training config) and lives
 in ``<settings.home>/jobs/<identity>/``; its checkpoints and final model are mirrored to
@@ -23,7 +23,10 @@ digits differ; expect agreement within 1e-3 relative.
 ``metrics.jsonl`` in the job directory: ``train_loss`` (mean over the step's assistant tokens),
 ``learning_rate``, ``grad_norm`` (before clipping), ``tokens_per_second`` (real, non-padding
 tokens), ``elapsed_s`` (training time across restarts) and, every ``eval_every_steps`` and at
-the end, ``validation_loss``. After a resume, steps past the checkpoint are logged again.
+the end, ``validation_loss``. After a resume, the steps past the checkpoint are emitted to the
+sink again (their values repeat the killed attempt's); the tune stage's MLflow sink
+(``BatchedMetricsLogger(skip_logged=True)``) drops the steps its run already has, so each step
+appears once there.
 
 **Early stopping**: after each validation, when the loss has not improved on the best so far by
 more than ``early_stopping_threshold`` for ``early_stopping_patience`` validations in a row, the
@@ -74,7 +77,16 @@ from tuneline.backends.hf_models import (
     resolve_model_dir,
     select_placement,
 )
-from tuneline.backends.sequences import IGNORE_INDEX, Batch, Example, collate, encode_record, pack_examples
+from tuneline.backends.sequences import (
+    Batch,
+    Example,
+    OutputSplit,
+    collate,
+    encode_record,
+    loss_sum,
+    pack_examples,
+    split_output_layer,
+)
 from tuneline.config import LocalTuneConfig
 from tuneline.errors import BackendError, ConfigError, JobFailedError, TunelineError, ValidationFailedError
 from tuneline.lineage import JobState, TrainedModel
@@ -229,8 +241,14 @@ class _Run:
         decay = [p for p in self.params if p.dim() >= 2]
         no_decay = [p for p in self.params if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": self.cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=self.cfg.learning_rate,
+            # One kernel for all parameters instead of a dozen small ops each: ~5% of a small
+            # model's step on CPU. Same update rule; CPU and CUDA both have it.
+            fused=True,
         )
         self.scheduler = get_scheduler(
             _SCHEDULERS[self.cfg.lr_scheduler],
@@ -243,13 +261,14 @@ class _Run:
         )
         self.state = _TrainerState()
         self._status_written = float("-inf")
+        self._split = self._split_output_layer()
 
     def _build_model(self) -> PreTrainedModel:
         torch.manual_seed(self.cfg.seed)
         random.seed(self.cfg.seed)
         model = load_causal_lm(self.base_dir, self.placement, self.cfg.trust_remote_code)
         model.config.use_cache = False
-        if self.cfg.method == "lora":
+        if self.cfg.method in ("lora", "qlora"):
             with peft_calls():
                 model = self._wrap_lora(model)
         model.train()
@@ -274,11 +293,18 @@ class _Run:
         if cut:
             _log.warning(
                 "%d of %d %s examples are longer than max_seq_length=%d tokens and were cut",
-                cut, len(examples), split, self.cfg.max_seq_length,
+                cut,
+                len(examples),
+                split,
+                self.cfg.max_seq_length,
             )
         kept = [e for e in examples if e.target_tokens > 0]
         if len(kept) < len(examples):
-            _log.warning("%d %s examples have no assistant tokens left and are skipped", len(examples) - len(kept), split)
+            _log.warning(
+                "%d %s examples have no assistant tokens left and are skipped",
+                len(examples) - len(kept),
+                split,
+            )
         if split == "train" and not kept:
             raise BackendError(f"the train split {uri} has no example with assistant tokens to learn from")
         return kept
@@ -302,7 +328,11 @@ class _Run:
 
     # --- checkpoints ------------------------------------------------------------------------
     def _trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().to("cpu").contiguous().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        return {
+            n: p.detach().to("cpu").contiguous().clone()
+            for n, p in self.model.named_parameters()
+            if p.requires_grad
+        }
 
     def _save_checkpoint(self) -> None:
         staging = self.checkpoints.staging_dir(self.state.step)
@@ -322,10 +352,14 @@ class _Run:
         weights = load_file(str(directory / "weights.safetensors"), device=str(self.placement.device))
         missing = {n for n, p in self.model.named_parameters() if p.requires_grad} - set(weights)
         if missing:
-            raise BackendError(f"checkpoint {directory} lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[0]}")
+            raise BackendError(
+                f"checkpoint {directory} lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[0]}"
+            )
         self.model.load_state_dict(weights, strict=False)
         device = self.placement.device
-        self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device, weights_only=True))
+        self.optimizer.load_state_dict(
+            torch.load(directory / "optimizer.pt", map_location=device, weights_only=True)
+        )
         self.scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
         self.scaler.load_state_dict(torch.load(directory / "scaler.pt", weights_only=True))
         rng = torch.load(directory / "rng.pt", weights_only=True)
@@ -333,14 +367,21 @@ class _Run:
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        self.state = _TrainerState(**json.loads((directory / "trainer_state.json").read_text(encoding="utf-8")))
+        self.state = _TrainerState(
+            **json.loads((directory / "trainer_state.json").read_text(encoding="utf-8"))
+        )
 
     def _resume(self) -> None:
         for step, directory in self.checkpoints.candidates():
             try:
                 self._load_checkpoint(directory)
             except (OSError, RuntimeError, ValueError, KeyError, TunelineError) as exc:
-                _log.warning("checkpoint step-%d at %s could not be loaded (%s); falling back to an earlier one", step, directory, exc)
+                _log.warning(
+                    "checkpoint step-%d at %s could not be loaded (%s); falling back to an earlier one",
+                    step,
+                    directory,
+                    exc,
+                )
                 # A half-loaded checkpoint leaves the model and optimizer in an unknown state.
                 self._reset()
                 continue
@@ -352,7 +393,11 @@ class _Run:
     def _truncate_metrics(self, step: int) -> None:
         if not self.job.metrics_file.is_file():
             return
-        kept = [line for line in self.job.metrics_file.read_text(encoding="utf-8").splitlines() if json.loads(line)["step"] <= step]
+        kept = [
+            line
+            for line in self.job.metrics_file.read_text(encoding="utf-8").splitlines()
+            if json.loads(line)["step"] <= step
+        ]
         self.job.metrics_file.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     # --- the loop ---------------------------------------------------------------------------
@@ -362,16 +407,20 @@ class _Run:
             return contextlib.nullcontext()
         return torch.autocast(self.placement.device.type, dtype=dtype)
 
+    def _split_output_layer(self) -> OutputSplit | None:
+        probe = self._device_batch([[e] for e in self.train[:2]])
+        self.model.eval()
+        with self._autocast():
+            split = split_output_layer(self.model, probe)
+        self.model.train()
+        if split is None:
+            _log.info("the base model's logits are not its output layer's alone; the loss uses full logits")
+        return split
+
     def _loss_sum(self, batch: Batch) -> torch.Tensor:
         """Summed cross-entropy over the batch's labelled tokens (the caller divides)."""
         with self._autocast():
-            logits = self.model(**batch.model_inputs(), use_cache=False).logits
-        return torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-            batch.labels[:, 1:].reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
+            return loss_sum(self.model, batch, self._split)
 
     def _device_batch(self, rows: list[list[Example]]) -> Batch:
         mask_dtype = self.placement.autocast_dtype or torch.float32
@@ -485,9 +534,15 @@ class _Run:
             self._emit(metrics)
             if self.state.step % self.cfg.checkpoint_every_steps == 0 or last or self.state.stopped_early:
                 self._save_checkpoint()
-            self._progress(self._status(JobState.RUNNING, f"step {self.state.step}/{self.total_steps}"), every_s=1.0)
+            self._progress(
+                self._status(JobState.RUNNING, f"step {self.state.step}/{self.total_steps}"), every_s=1.0
+            )
         self._export()
-        message = f"stopped early at step {self.state.step}: validation loss stopped improving" if self.state.stopped_early else ""
+        message = (
+            f"stopped early at step {self.state.step}: validation loss stopped improving"
+            if self.state.stopped_early
+            else ""
+        )
         return self._status(JobState.COMPLETED, message)
 
     # --- the result -------------------------------------------------------------------------
@@ -504,7 +559,9 @@ class _Run:
             "steps": self.state.step,
             "final_train_loss": self.state.last_train_loss,
             "final_validation_loss": self.state.last_validation_loss,
-            "tokens_per_second": self.state.tokens / self.state.train_seconds if self.state.train_seconds else None,
+            "tokens_per_second": self.state.tokens / self.state.train_seconds
+            if self.state.train_seconds
+            else None,
             "train_seconds": self.state.train_seconds,
             "tokens": self.state.tokens,
         }
@@ -550,7 +607,9 @@ class LocalBackend(TuningBackend):
     def validate(self, spec: JobSpec) -> None:
         cfg = spec.tune
         if not isinstance(cfg, LocalTuneConfig):
-            raise ValidationFailedError([f"tune.backend is {cfg.backend!r}; the local backend runs only 'local' jobs"])
+            raise ValidationFailedError(
+                [f"tune.backend is {cfg.backend!r}; the local backend runs only 'local' jobs"]
+            )
         problems: list[str] = []
         try:
             select_placement(cfg.device, cfg.precision, cfg.method)
@@ -571,16 +630,24 @@ class LocalBackend(TuningBackend):
                     f"tune.max_seq_length={cfg.max_seq_length} exceeds the base model's "
                     f"max_position_embeddings={limit}"
                 )
-            if cfg.method == "lora" and cfg.lora.target_modules != "all-linear":
+            if cfg.method in ("lora", "qlora") and cfg.lora.target_modules != "all-linear":
                 with torch.device("meta"):
-                    skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
+                    skeleton = AutoModelForCausalLM.from_config(
+                        config, trust_remote_code=cfg.trust_remote_code
+                    )
                 names = {name.rsplit(".", 1)[-1] for name, _ in skeleton.named_modules()}
                 unknown = [m for m in cfg.lora.target_modules if m not in names]
                 if unknown:
                     linear = sorted(
-                        {n.rsplit(".", 1)[-1] for n, m in skeleton.named_modules() if isinstance(m, torch.nn.Linear)}
+                        {
+                            n.rsplit(".", 1)[-1]
+                            for n, m in skeleton.named_modules()
+                            if isinstance(m, torch.nn.Linear)
+                        }
                     )
-                    problems.append(f"tune.lora.target_modules {unknown} are not modules of the base model; its linear layers are {linear}")
+                    problems.append(
+                        f"tune.lora.target_modules {unknown} are not modules of the base model; its linear layers are {linear}"
+                    )
         if problems:
             raise ValidationFailedError(problems)
 
@@ -621,12 +688,16 @@ class LocalBackend(TuningBackend):
         return JobStatus.model_validate_json(self.store.get_bytes(uri))
 
     def _publish_status(self, spec: JobSpec, status: JobStatus) -> None:
-        self.store.put_bytes(_output(spec) + "status.json", status.model_dump_json().encode(), "application/json")
+        self.store.put_bytes(
+            _output(spec) + "status.json", status.model_dump_json().encode(), "application/json"
+        )
 
     def status(self, job_id: str) -> JobStatus:
         status = self._job(job_id).read_status()
         if status is None:
-            raise BackendError(f"no local job {job_id} under {self.settings.home / 'jobs'}; submit its spec first")
+            raise BackendError(
+                f"no local job {job_id} under {self.settings.home / 'jobs'}; submit its spec first"
+            )
         return status
 
     def wait(
@@ -638,7 +709,11 @@ class LocalBackend(TuningBackend):
     ) -> JobStatus:
         job = self._job(job_id)
         current = job.read_status() or self._remote_status(spec)
-        if current is not None and current.state == JobState.COMPLETED and self.store.exists(_output(spec, "model") + MANIFEST):
+        if (
+            current is not None
+            and current.state == JobState.COMPLETED
+            and self.store.exists(_output(spec, "model") + MANIFEST)
+        ):
             return current
         with job.lock():
             try:
@@ -651,7 +726,9 @@ class LocalBackend(TuningBackend):
                 self._publish_status(spec, failed)
                 if on_progress is not None:
                     on_progress(failed)
-                raise JobFailedError(f"local job {job_id} failed at step {failed.steps}: {failed.message}") from exc
+                raise JobFailedError(
+                    f"local job {job_id} failed at step {failed.steps}: {failed.message}"
+                ) from exc
         job.write_status(status)
         self._publish_status(spec, status)
         if on_progress is not None:
@@ -679,7 +756,9 @@ class LocalBackend(TuningBackend):
         if not self.store.exists(prefix + MANIFEST):
             local = self._job(job_id).model_dir
             if not (local / MODEL_MANIFEST).is_file():
-                raise JobFailedError(f"local job {job_id} completed but its model is neither in {prefix} nor in {local}")
+                raise JobFailedError(
+                    f"local job {job_id} completed but its model is neither in {prefix} nor in {local}"
+                )
             _upload_sealed(self.store, prefix, local)
         summary = json.loads(self.store.get_bytes(prefix + MODEL_MANIFEST))
         return TrainedModel(

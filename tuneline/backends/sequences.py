@@ -16,20 +16,39 @@ tokens *of its own example*: packing changes the batch layout, never what any ex
 
 **Padding.** Without packing, a micro-batch is right-padded to its longest row with an ordinary
 attention mask.
+
+**Loss on the labelled positions only.** Only assistant tokens carry a loss: about a third of the
+tokens of chat data. :func:`loss_sum` runs the model's decoder on every token but its output
+layer (and the softmax over the vocabulary) only where a label is, the same loss for a fraction
+of that cost -- a large share of a small model's step. Some models transform the logits after the
+output layer (soft-capping, scaling): :func:`split_output_layer` offers the split only for model
+types known to apply the output layer alone, and only where decoder and output layer reproduce the
+model's own logits on a real batch; otherwise the loss is computed from the full logits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tuneline.errors import BackendError
 from tuneline.records import ChatRecord
 
-__all__ = ["Batch", "Example", "collate", "encode_record", "pack_examples"]
+__all__ = [
+    "IGNORE_INDEX",
+    "Batch",
+    "Example",
+    "OutputSplit",
+    "collate",
+    "encode_record",
+    "loss_sum",
+    "pack_examples",
+    "split_output_layer",
+]
 
 IGNORE_INDEX = -100
 _OPEN_ROWS = 64
@@ -49,7 +68,9 @@ class Example:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+def _render(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool
+) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
@@ -130,7 +151,11 @@ class Batch:
         )
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
+        return {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+        }
 
 
 def collate(rows: Sequence[Sequence[Example]], pad_token_id: int) -> Batch:
@@ -169,3 +194,54 @@ def collate(rows: Sequence[Sequence[Example]], pad_token_id: int) -> Batch:
             idx = torch.arange(offset, width)
             mask[r, 0, idx, idx] = True
     return Batch(input_ids, labels, mask, position_ids, tokens, targets)
+
+
+class OutputSplit(NamedTuple):
+    decoder: torch.nn.Module  # token ids -> last hidden states
+    head: torch.nn.Module  # last hidden states -> logits
+
+
+# Model types whose causal-LM head is ``logits = lm_head(hidden_states)`` and nothing more (checked
+# in transformers 5.23's modeling files). Not Gemma 2/3 (soft-capping), Granite or Cohere (scaling):
+# a near-identity transform of a fresh model's small logits would pass a numeric check alone.
+_PLAIN_OUTPUT_LAYER = frozenset(
+    {"llama", "mistral", "qwen2", "qwen3", "phi", "phi3", "gemma", "olmo2", "smollm3"}
+)
+
+
+def split_output_layer(model: PreTrainedModel, probe: Batch) -> OutputSplit | None:
+    """The model as decoder + output layer, where that is known to give exactly its logits.
+
+    The model type must be one whose head only applies the output layer, and on ``probe`` the
+    split must reproduce the logits (custom code under a known type name). Call it in eval mode
+    (dropout off), under the autocast the loss will run under.
+    """
+    if model.config.model_type not in _PLAIN_OUTPUT_LAYER:
+        return None
+    decoder = model.get_decoder()
+    head = model.get_output_embeddings()
+    if decoder is None or head is None or decoder is model:
+        return None
+    with torch.no_grad():
+        full = model(**probe.model_inputs(), use_cache=False).logits
+        split = head(decoder(**probe.model_inputs(), use_cache=False).last_hidden_state)
+    if full.shape != split.shape or not torch.allclose(full.float(), split.float(), rtol=1e-4, atol=1e-4):
+        return None
+    return OutputSplit(decoder, head)
+
+
+def loss_sum(model: PreTrainedModel, batch: Batch, split: OutputSplit | None) -> torch.Tensor:
+    """Summed cross-entropy of the batch's labelled next tokens (the caller divides)."""
+    targets = batch.labels[:, 1:]
+    if split is None:
+        logits = model(**batch.model_inputs(), use_cache=False).logits[:, :-1]
+    else:
+        hidden = split.decoder(**batch.model_inputs(), use_cache=False).last_hidden_state[:, :-1]
+        labelled = targets != IGNORE_INDEX
+        logits, targets = split.head(hidden[labelled]), targets[labelled]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )

@@ -69,7 +69,8 @@ def run_tune(
         ctx.mlflow.set_tag(ctx.run_id, "tuneline.job_id", job_id)
         ctx.mlflow.set_tag(ctx.run_id, "tuneline.job_identity", spec.identity)
     if ctx.run_id:
-        with BatchedMetricsLogger(ctx.mlflow, ctx.run_id) as sink:
+        # A retried or resumed job re-emits the steps after its last checkpoint: log each once.
+        with BatchedMetricsLogger(ctx.mlflow, ctx.run_id, skip_logged=True) as sink:
             status = backend.wait(spec, job_id, sink=sink, on_progress=on_progress)
     else:
         status = backend.wait(spec, job_id, on_progress=on_progress)
@@ -118,7 +119,7 @@ def _log_local_model(ctx: StageContext, tune: LocalTuneConfig, model: TrainedMod
 
     cache = ctx.settings.home / "cache" / "models"
     model_dir = resolve_model_dir(model.model_uri, ctx.store, cache)
-    base_dir = resolve_model_dir(tune.base_model, ctx.store, cache) if tune.method == "lora" else None
+    base_dir = resolve_model_dir(tune.base_model, ctx.store, cache) if tune.method != "full" else None
     # log_model needs mlflow's fluent "active run"; it is entered for this call only, and the
     # lifecycle sets the run's final status when it ends.
     with mlflow.start_run(run_id=run_id):

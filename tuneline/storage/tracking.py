@@ -164,22 +164,40 @@ class MetricsLoggerClosedError(TunelineError):
     """``log_metrics`` was called after ``close``."""
 
 
+def _logged_steps(client: MlflowClient, run_id: str) -> dict[str, set[int]]:
+    """The steps at which each metric of the run already has a value."""
+    keys = client.get_run(run_id).data.metrics
+    return {key: {m.step for m in client.get_metric_history(run_id, key)} for key in keys}
+
+
 class BatchedMetricsLogger:
     """A ``MetricsSink`` that buffers metrics and sends them with ``log_batch`` from a thread.
 
     A batch goes out when ``flush_every`` metrics are waiting or ``flush_seconds`` have passed,
     and on ``flush``/``close``. ``log_metrics`` never waits for the network. A batch the server
     rejects is not retried (the client already retried the HTTP call); ``flush`` and ``close``
-    then raise ``ServiceUnavailableError`` saying how many metrics were lost.
+    then raise ``ServiceUnavailableError`` saying how many metrics were lost. With
+    ``skip_logged``, a metric at a step the run already has for its key is dropped (a resumed
+    attempt does not log its steps twice; the first value logged stands).
     """
 
     def __init__(
-        self, client: MlflowClient, run_id: str, flush_every: int = 50, flush_seconds: float = 5.0
+        self,
+        client: MlflowClient,
+        run_id: str,
+        flush_every: int = 50,
+        flush_seconds: float = 5.0,
+        skip_logged: bool = False,
     ) -> None:
         if flush_every < 1 or flush_seconds <= 0:
             raise ValueError("flush_every must be >= 1 and flush_seconds > 0")
         self.client = client
         self.run_id = run_id
+        # A retried attempt (a training job resumed from its last checkpoint) emits again the
+        # steps its killed predecessor already logged. MLflow keeps every (key, step, timestamp,
+        # value), so each such step would appear twice in the history and the charts: with
+        # ``skip_logged`` the run's existing (key, step) pairs are read once, here, and dropped.
+        self._logged = _logged_steps(client, run_id) if skip_logged else {}
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
         self.batches_sent = 0
@@ -198,7 +216,11 @@ class BatchedMetricsLogger:
     # MetricsSink
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         timestamp = int(time.time() * 1000)
-        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
+        batch = [
+            Metric(key, float(value), timestamp, step)
+            for key, value in metrics.items()
+            if step not in self._logged.get(key, ())
+        ]
         with self._cond:
             if self._closed:
                 raise MetricsLoggerClosedError(f"metrics logger for run {self.run_id} is closed")

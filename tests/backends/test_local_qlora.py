@@ -1,0 +1,106 @@
+"""QLoRA is refused early, naming what is missing, on a machine without bitsandbytes or a GPU.
+
+The 4-bit training path itself needs both and is not exercised here (see docs/local-backend.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from tuneline.backends.base import JobSpec
+from tuneline.backends.hf_models import select_placement
+from tuneline.backends.local_hf import LocalBackend
+from tuneline.config import LocalTuneConfig, Target
+from tuneline.errors import ConfigError, ValidationFailedError
+from tuneline.lineage import DatasetVersion
+from tuneline.settings import Settings
+from tuneline.storage.s3 import ObjectStore
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("bitsandbytes") is not None,
+    reason="bitsandbytes is installed: these tests check the refusal without it",
+)
+
+NO_BNB = "bitsandbytes is not installed (install the 'gpu' extra: pip install 'tuneline[gpu]')"
+NO_GPU = "no CUDA GPU is available"
+
+
+@pytest.fixture
+def qlora_spec(tiny_model_dir: Path) -> Callable[..., JobSpec]:
+    def make(**tune: object) -> JobSpec:
+        dataset = DatasetVersion(
+            name="tickets",
+            version="v-qlora",
+            uri="s3://tuneline-test/data/",
+            target=Target.LOCAL,
+            total=1,
+            accepted=1,
+            rejected=0,
+            duplicates=0,
+            splits={"train": 1},
+            split_uris={"train": "s3://tuneline-test/data/train.jsonl"},
+            tokens=0,
+        )
+        config = LocalTuneConfig.model_validate(
+            {"base_model": str(tiny_model_dir), "method": "qlora", **tune}
+        )
+        return JobSpec(name="tickets", dataset=dataset, tune=config, output_uri="s3://tuneline-test/runs/")
+
+    return make
+
+
+@pytest.fixture
+def offline_backend(tmp_path: Path) -> LocalBackend:
+    # validate() reads a local base model only: the store is never contacted.
+    settings = Settings(
+        _env_file=None, home=tmp_path, s3_bucket="tuneline-test", s3_endpoint_url="http://127.0.0.1:1"
+    )  # type: ignore[call-arg]
+    return LocalBackend(settings, ObjectStore(settings))
+
+
+@pytest.mark.parametrize(
+    ("gpu", "named", "not_named"),
+    [(False, [NO_BNB, NO_GPU], []), (True, [NO_BNB], [NO_GPU])],
+    ids=["no-bitsandbytes-no-gpu", "gpu-without-bitsandbytes"],
+)
+def test_validate_refuses_qlora_naming_what_is_missing(
+    qlora_spec: Callable[..., JobSpec],
+    offline_backend: LocalBackend,
+    monkeypatch: pytest.MonkeyPatch,
+    gpu: bool,
+    named: list[str],
+    not_named: list[str],
+) -> None:
+    if gpu:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    elif torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(ValidationFailedError) as caught:
+        offline_backend.validate(qlora_spec())
+    text = str(caught.value)
+    assert "tune.method 'qlora' cannot run here" in text and "Use method 'lora' on this machine" in text
+    assert all(reason in text for reason in named)
+    assert not any(reason in text for reason in not_named)
+
+
+def test_qlora_on_cpu_names_the_device_setting() -> None:
+    with pytest.raises(ConfigError, match="tune.device is 'cpu' \\(use 'auto' or 'cuda'\\)"):
+        select_placement("cpu", "auto", "qlora")
+
+
+def test_lora_still_runs_where_qlora_is_refused(
+    qlora_spec: Callable[..., JobSpec], offline_backend: LocalBackend
+) -> None:
+    # The message's advice holds: the same job as LoRA validates on this machine.
+    offline_backend.validate(qlora_spec(method="lora"))
+
+
+def test_merging_an_adapter_into_a_4bit_base_is_refused(tiny_model_dir: Path) -> None:
+    with pytest.raises(ValidationError, match="tune.merge_adapter is not supported with method 'qlora'"):
+        LocalTuneConfig(base_model=str(tiny_model_dir), method="qlora", merge_adapter=True)
