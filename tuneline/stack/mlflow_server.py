@@ -86,6 +86,10 @@ class MlflowServer:
             "AWS_ACCESS_KEY_ID": settings.aws_access_key_id.get_secret_value(),
             "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key.get_secret_value(),
             "AWS_DEFAULT_REGION": settings.aws_region,
+            # MLflow 3 starts seven job-runner processes (huey consumers, ~50 threads) for its GenAI
+            # jobs (prompt optimisation, trace roll-ups), which Tuneline never submits: on two cores
+            # they tripled the server's start time and held ~1 GB.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
         # Artifacts the server proxies are encrypted like Tuneline's own writes (the server's S3 is
         # the local one, so "unset" resolves as for a custom endpoint).
