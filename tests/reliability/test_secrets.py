@@ -2,8 +2,9 @@
 MLflow (params, tags, metric names, artifacts, registry), Prefect (flow run parameters, logs,
 artifacts), S3 (every object in the bucket), the job folders, or the command's own output.
 
-This file runs after ``test_faults.py`` in a session, so the scan also covers what the failed,
-retried and killed runs of the fault tests left behind. The fault stack's MLflow runs with basic
+This file runs after ``test_faults.py`` in a session (``make test`` runs it after the chain of
+killed runs, on the same fault stack), so the scan also covers what killed and re-run lifecycles
+left behind. The fault stack's MLflow runs with basic
 auth (``stack up --auth``), the fake MLflow password being the admin's: every client path must
 send it, and none may write it down.
 """

@@ -114,8 +114,13 @@ def test_status_checks_the_credentials_not_just_the_port(auth_mlflow: Settings) 
 
 
 @pytest.mark.service
-def test_auth_state_persists_and_the_password_is_written_nowhere(auth_mlflow: Settings) -> None:
+def test_auth_state_persists_and_the_password_is_written_nowhere(
+    auth_mlflow: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = auth_mlflow.home
+    # Only what this "later command" is given: a session fixture may have exported TUNELINE_* values.
+    for key in [k for k in os.environ if k.startswith("TUNELINE_")]:
+        monkeypatch.delenv(key)
     # A later command with only the home (and the password from its environment) finds auth on.
     later = Settings(_env_file=None, home=home, mlflow_password=auth_mlflow.mlflow_password)  # type: ignore[call-arg]
     recorded = stack.with_stack_credentials(later)
