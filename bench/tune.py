@@ -195,34 +195,20 @@ def main() -> None:
             )
             dynamic = bare_loop(model_dir, lines, args.batch_size, args.lr, seed=0, pad_to=None)
             runs["bare_dynamic"].append(dynamic)
-            runs["tuneline_padded"].append(
-                tuneline_run(
-                    backend,
-                    store,
-                    model_dir,
-                    train_uri,
-                    len(lines),
-                    packing=False,
-                    batch_size=args.batch_size,
-                    **common,
-                )
-            )
             # Keep the number of examples per step comparable to the padded runs: a packed row
             # holds about row_length / mean_length examples.
             mean_tokens = dynamic["useful_tokens"] / len(lines)
             packed_rows = max(1, round(args.batch_size * mean_tokens / args.row_length))
-            runs["tuneline_packed"].append(
-                tuneline_run(
-                    backend,
-                    store,
-                    model_dir,
-                    train_uri,
-                    len(lines),
-                    packing=True,
-                    batch_size=packed_rows,
-                    **common,
+            for name, packing, batch_size in (
+                ("tuneline_padded", False, args.batch_size),
+                ("tuneline_packed", True, packed_rows),
+            ):
+                runs[name].append(
+                    tuneline_run(
+                        backend, store, model_dir, train_uri, len(lines),
+                        packing=packing, batch_size=batch_size, **common,
+                    )
                 )
-            )
         store.delete_prefix(train_uri)
     result: dict[str, Any] = {
         "bench": "tune",

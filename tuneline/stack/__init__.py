@@ -73,7 +73,7 @@ def with_stack_credentials(settings: Settings, create: bool = False) -> Settings
     runs with auth, and its user, come from ``stack.env`` unless ``settings`` set them explicitly.
     """
     path = stack_env_path(settings)
-    values = {k: v for k, v in (dotenv_values(path) if path.exists() else {}).items() if v is not None}
+    values = _read_stack_env(path)
     update: dict[str, object] = {}
     if not (settings.aws_access_key_id and settings.aws_secret_access_key):
         key_id = values.get(_S3_KEY_ID)
@@ -107,8 +107,12 @@ def _record_mlflow_auth(settings: Settings) -> Settings:
     return settings.model_copy(update={"mlflow_username": username})
 
 
+def _read_stack_env(path: Path) -> dict[str, str]:
+    return {k: v for k, v in (dotenv_values(path) if path.exists() else {}).items() if v is not None}
+
+
 def _update_stack_env(path: Path, changes: dict[str, str]) -> None:
-    current = {k: v for k, v in (dotenv_values(path) if path.exists() else {}).items() if v is not None}
+    current = _read_stack_env(path)
     current.update(changes)
     # Values are generated tokens, "true"/"false" and checked user names: no quoting needed.
     _write_private(path, "".join(f"{key}={value}\n" for key, value in current.items()))

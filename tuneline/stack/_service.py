@@ -40,28 +40,25 @@ class Service(Protocol):
         ...
 
 
-def http_ok(url: str, timeout_s: float = 2.0) -> bool:
-    """True when ``url`` answers a GET with a 2xx status."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - local URLs
-            return 200 <= response.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
 def http_status(url: str, basic_auth: tuple[str, str] | None = None, timeout_s: float = 5.0) -> int | None:
     """The HTTP status ``url`` answers a GET with (sending basic-auth credentials if given); None if unreachable."""
-    request = urllib.request.Request(url)  # noqa: S310 - local URLs
-    if basic_auth is not None:
-        token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
     try:
+        request = urllib.request.Request(url)  # noqa: S310 - local URLs; ValueError if malformed
+        if basic_auth is not None:
+            token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - local URLs
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """True when ``url`` answers a GET with a 2xx status."""
+    status = http_status(url, timeout_s=timeout_s)
+    return status is not None and 200 <= status < 300
 
 
 def service_dir(settings: Settings, name: str) -> Path:
