@@ -136,6 +136,20 @@ def test_busy_port_fails_with_the_service_named_and_its_log_tail(fresh_settings:
     assert not _process.pid_path(fresh_settings.home.resolve(), "s3").exists()
 
 
+def test_another_homes_s3_on_the_port_is_named_not_reused(fresh_settings: Settings, tmp_path: Path) -> None:
+    # A second checkout's `stack up` finds the first one's SeaweedFS answering on the same port.
+    stack.up(fresh_settings, services=("s3",))
+    other = fresh_settings.model_copy(
+        update={"home": tmp_path / "other-checkout", "aws_access_key_id": None, "aws_secret_access_key": None}
+    )
+    with pytest.raises(StackError) as info:
+        stack.up(other, services=("s3",))
+    message = str(info.value)
+    assert f"127.0.0.1:{fresh_settings.s3_port} was not started from {other.home}" in message
+    assert "InvalidAccessKeyId" in message and "TUNELINE_S3_PORT" in message
+    assert stack.status(fresh_settings)[0].healthy  # the first checkout's server is left alone
+
+
 def test_unknown_service_is_a_config_error(fresh_settings: Settings) -> None:
     with pytest.raises(ConfigError, match="unknown stack service"):
         stack.up(fresh_settings, services=("s3", "redis"))

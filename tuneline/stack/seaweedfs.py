@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from tuneline.errors import ServiceUnavailableError, StackError
 from tuneline.settings import Settings
+from tuneline.stack import _process
 from tuneline.stack._service import http_ok, service_dir
 from tuneline.storage.s3 import ObjectStore
 
@@ -99,12 +100,28 @@ class SeaweedFS:
                 store.ensure_bucket()
                 return
             except (ClientError, ServiceUnavailableError) as exc:
+                if _refused_credentials(exc) and _process.running_record(settings.home.resolve(), self.name) is None:
+                    # Not a start-up race: the server on the port is another home's (a second checkout).
+                    raise StackError(
+                        f"s3: the server on 127.0.0.1:{settings.s3_port} was not started from {settings.home} "
+                        f"and refuses its credentials ({exc.response['Error']['Code']}): another checkout's "
+                        "stack is using the port. Run `tuneline stack down` there, or give this one other "
+                        "ports (TUNELINE_S3_PORT, TUNELINE_MLFLOW_PORT, TUNELINE_PREFECT_PORT)"
+                    ) from exc
                 if time.monotonic() >= deadline:
                     raise StackError(f"s3: could not create bucket {settings.s3_bucket!r}: {exc}") from exc
                 time.sleep(0.5)
 
     def check(self, settings: Settings) -> str | None:
         return None
+
+
+def _refused_credentials(exc: Exception) -> bool:
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+    )
 
 
 def _local_settings(settings: Settings) -> Settings:
