@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tuneline.config import DataConfig, Target
+from tuneline.data import sources
 from tuneline.data.prepare import build_dataset
 
 ALL_TRAIN = {"train": 1, "validation": 0, "test": 0}
@@ -78,3 +79,25 @@ def test_a_raw_cr_inside_a_jsonl_line_is_not_a_line_break(tmp_path, chat):
     s, _, _ = _build(path, tmp_path / "work")
 
     assert (s.total, s.accepted) == (2, 2)
+
+
+@pytest.mark.parametrize("chunk_bytes", [5, 64, 333], ids=["line-longer-than-block", "small", "medium"])
+def test_lines_are_the_same_whatever_the_block_size(tmp_path, chat, monkeypatch, chunk_bytes):
+    # A file read in blocks of any size gives the same records with the same line numbers:
+    # lines cut by a block end, lines longer than a block, a BOM, blank and non-UTF-8 lines, and
+    # a last line without its newline.
+    lines = [json.dumps(chat(i)).encode() for i in range(6)]
+    lines[1:1] = [b"", b"  \t"]
+    lines.insert(5, b'{"messages": [{"role": "user", "content": "\xff"}]}')
+    path = tmp_path / "blocks.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines))
+
+    whole = _build(path, tmp_path / "whole")
+    monkeypatch.setattr(sources, "_CHUNK_BYTES", chunk_bytes)
+    in_blocks = _build(path, tmp_path / f"blocks-{chunk_bytes}")
+
+    assert in_blocks == whole
+    s, rejected, train = in_blocks
+    assert (s.total, s.accepted, s.errors) == (7, 6, {"not_utf8": 1})
+    assert rejected[0]["line"] == 6
+    assert train == [chat(i) for i in range(6)]

@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,9 +237,13 @@ def build_dataset(
         if write and not summary.problems:
             out = workdir / "out"
             out.mkdir(parents=True)
-            _write_outputs(con, limits, out)
+            _write_rejected(con, out)
+            # The input's text is not read again: its memory goes to the output lines. (Arrow's
+            # allocator keeps freed pages for reuse until told otherwise.)
+            con.unregister("raw")
+            pa.default_memory_pool().release_unused()
+            built.content_digest = _write_splits(con, limits, out)
             built.files_dir = out
-            built.content_digest = _digest(out)
         return built
     finally:
         con.close()
@@ -487,7 +493,23 @@ def _profile(
     }
 
 
-def _write_outputs(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Path) -> None:
+def _write_rejected(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    rejected = """
+        SELECT f.name AS file, r.line, e.errors, r.text AS original
+        FROM (SELECT rid, list({'code': code, 'field': field, 'message': message} ORDER BY code, field) AS errors
+              FROM errs GROUP BY rid) e
+        JOIN raw r USING (rid) JOIN files f USING (file_id)
+        ORDER BY r.rid
+    """
+    con.execute(f"COPY ({rejected}) TO '{out / 'rejected.jsonl'}' (FORMAT JSON)")
+    con.execute(f"COPY ({rejected}) TO '{out / 'rejected.parquet'}' (FORMAT PARQUET)")
+
+
+def _write_splits(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Path) -> str:
+    """Write each split as JSONL in the target's format, and a Parquet copy, into ``out``.
+
+    Returns the digest of the version's JSONL files, ``rejected.jsonl`` (written before) last.
+    """
     con.execute(
         """
         CREATE TEMP VIEW outrec AS
@@ -507,29 +529,39 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Pa
     else:
         line = """CASE WHEN system IS NULL THEN '{"messages":' || to_json(messages) || '}'
                ELSE '{"system":' || to_json(system) || ',"messages":' || to_json(messages) || '}' END"""
-    for split in SPLITS:
-        _write_lines(
-            con,
-            f"SELECT ({line}) || chr(10) FROM outrec WHERE split = '{split}' ORDER BY rid",
-            out / f"{split}.jsonl",
-        )
-        con.execute(
-            f"COPY (SELECT system, messages FROM outrec WHERE split = '{split}' ORDER BY rid) "
-            f"TO '{out / f'{split}.parquet'}' (FORMAT PARQUET)"
-        )
-    rejected = """
-        SELECT f.name AS file, r.line, e.errors, r.text AS original
-        FROM (SELECT rid, list({'code': code, 'field': field, 'message': message} ORDER BY code, field) AS errors
-              FROM errs GROUP BY rid) e
-        JOIN raw r USING (rid) JOIN files f USING (file_id)
-        ORDER BY r.rid
-    """
-    con.execute(f"COPY ({rejected}) TO '{out / 'rejected.jsonl'}' (FORMAT JSON)")
-    con.execute(f"COPY ({rejected}) TO '{out / 'rejected.parquet'}' (FORMAT PARQUET)")
+    # Built in parallel first: in a streamed ORDER BY query DuckDB would spell the lines out after
+    # the sort, on the one thread that hands out the result.
+    con.execute(f"CREATE TEMP TABLE outline AS SELECT rid, split, ({line}) || chr(10) AS line FROM outrec")
+    digest = hashlib.sha256()
+    # The bytes are hashed on another core as they are written (hashlib releases the GIL), in
+    # the order written: a one-worker pool runs its tasks in turn.
+    with ThreadPoolExecutor(max_workers=1) as hashing:
+        hashed = []
+        for split in SPLITS:
+            name = f"{split}.jsonl"
+            hashed.append(hashing.submit(digest.update, name.encode() + b"\0"))
+            _write_lines(
+                con,
+                f"SELECT line FROM outline WHERE split = '{split}' ORDER BY rid",
+                out / name,
+                lambda chunk: hashed.append(hashing.submit(digest.update, chunk)),
+            )
+            con.execute(
+                f"COPY (SELECT system, messages FROM outrec WHERE split = '{split}' ORDER BY rid) "
+                f"TO '{out / f'{split}.parquet'}' (FORMAT PARQUET)"
+            )
+        hashed.append(hashing.submit(_hash_file, digest.update, out / "rejected.jsonl"))
+        for future in hashed:
+            future.result()
+    con.execute("DROP TABLE outline")
+    return digest.hexdigest()
 
 
-def _write_lines(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
-    """Write the values of the one VARCHAR column of ``sql`` (each ending in a newline) to ``path``.
+def _write_lines(
+    con: duckdb.DuckDBPyConnection, sql: str, path: Path, on_chunk: Callable[[memoryview], object]
+) -> None:
+    """Write the values of the one VARCHAR column of ``sql`` (each ending in a newline) to ``path``,
+    handing each chunk of bytes written to ``on_chunk`` too.
 
     The JSON encoder has already escaped every newline and control character, so the bytes of a
     batch are its Arrow data buffer as it is: no per-row work, no quoting pass of a CSV writer.
@@ -544,14 +576,13 @@ def _write_lines(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
             offsets_type = np.int64 if pa.types.is_large_string(col.type) else np.int32
             offsets = np.frombuffer(col.buffers()[1], dtype=offsets_type)
             start, end = offsets[col.offset], offsets[col.offset + len(col)]
-            fh.write(memoryview(col.buffers()[2])[start:end])
+            chunk = memoryview(col.buffers()[2])[start:end]
+            fh.write(chunk)
+            on_chunk(chunk)
 
 
-def _digest(out: Path) -> str:
-    h = hashlib.sha256()
-    for name in [*(f"{s}.jsonl" for s in SPLITS), "rejected.jsonl"]:
-        h.update(name.encode() + b"\0")
-        with (out / name).open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-    return h.hexdigest()
+def _hash_file(update: Callable[[bytes], object], path: Path) -> None:
+    update(path.name.encode() + b"\0")
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            update(chunk)
