@@ -148,6 +148,75 @@ def test_each_error_code_names_line_field_and_fix(write_lines, chat, tmp_path, b
     assert len(error["message"]) > 20  # says what is wrong and what to do
 
 
+# Lines that json_transform reads as a plain chat record (it turns objects, lists and numbers
+# into strings and ignores extra keys), but whose shape is not plain: each must be rejected
+# with the general path's reason.
+NEAR_PLAIN = [
+    (
+        "content_object",
+        '{"messages": [{"role": "user", "content": {"q": "x"}}, {"role": "assistant", "content": "a"}]}',
+        ErrorCode.WRONG_TYPE,
+        "messages[0].content",
+    ),
+    (
+        "content_empty_list",
+        '{"messages": [{"role": "user", "content": []}, {"role": "assistant", "content": "a"}]}',
+        ErrorCode.WRONG_TYPE,
+        "messages[0].content",
+    ),
+    (
+        "system_object",
+        '{"system": {}, "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+        ErrorCode.WRONG_TYPE,
+        "system",
+    ),
+    (
+        "system_list",
+        '{"system": ["s"], "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+        ErrorCode.WRONG_TYPE,
+        "system",
+    ),
+    (
+        "extra_key_holding_list",
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "x": []}',
+        ErrorCode.UNEXPECTED_KEY,
+        "x",
+    ),
+    (
+        "extra_key_in_place_of_system",
+        '{"x": "s", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+        ErrorCode.UNEXPECTED_KEY,
+        "x",
+    ),
+    (
+        "role_number",
+        '{"messages": [{"role": 1, "content": "q"}, {"role": "assistant", "content": "a"}]}',
+        ErrorCode.UNKNOWN_ROLE,
+        "messages[0].role",
+    ),
+    (
+        "message_key_swapped_for_another",
+        '{"messages": [{"role": "user", "text": "q", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+        ErrorCode.UNEXPECTED_KEY,
+        "messages[0].text",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "field"), [c[1:] for c in NEAR_PLAIN], ids=[c[0] for c in NEAR_PLAIN]
+)
+def test_lines_that_only_look_plain_are_rejected_with_their_reason(
+    write_lines, chat, tmp_path, line, code, field
+):
+    path = write_lines([chat(0), line])
+    built = build_dataset(DataConfig(source=str(path)), Target.LOCAL, tmp_path / "work", write=False)
+    assert (built.summary.accepted, built.summary.rejected) == (1, 1)
+    assert code.value in built.summary.errors
+    (example,) = built.profile["error_examples"][code.value]
+    assert (example["line"], example["field"]) == (2, field)
+
+
 def test_a_file_without_any_known_format_is_unknown_format(write_lines):
     summary = validate(DataConfig(source=str(write_lines([{"foo": 1}, {"bar": 2}]))), Target.LOCAL)
     assert summary.errors == {"unknown_format": 2}

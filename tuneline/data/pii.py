@@ -29,6 +29,7 @@ _HEX = r"[0-9A-Fa-f]{1,4}"
 PII_TYPES: tuple[PiiType, ...] = (
     PiiType("aws_access_key", r"\b(?:AKIA|ASIA|AIDA|AROA)[0-9A-Z]{16}\b"),
     PiiType("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+    # Digits, spaces and dashes only: rules.apply_pii strips just those two before the Luhn check.
     PiiType("credit_card", r"\b[0-9](?:[ -]?[0-9]){12,18}\b", luhn=True),
     PiiType("ssn", r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"),
     PiiType("phone", r"(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{3}\)|\b[0-9]{3})[ .-][0-9]{3}[ .-][0-9]{4}\b"),

@@ -181,12 +181,14 @@ def _parse_plain_chat(con: duckdb.DuckDBPyConnection) -> None:
 
     Plain means ``{"system": str?, "messages": [{"role": str, "content": str}, ...]}`` with
     nothing else in it. ``json_transform`` alone would not prove that (it ignores unknown and
-    duplicate keys and turns numbers into strings), so the line's own shape is checked too, with
-    cheap one-pass JSON functions rather than a re-serialisation: its top-level keys are exactly
-    ``messages`` (and ``system``, a string), and the members of its messages are all strings, two
-    per message -- with a non-null role and content in each, that leaves no room for another or
-    a repeated key. Valid then means what the general rules would conclude for such a record in
-    a chat-format file: user and assistant alternate, starting with the user and ending with the
+    duplicate keys and turns numbers into strings), so the line's shape is checked too, by
+    counting the types of all its values (``$.**``, one more parse) rather than by a
+    re-serialisation. With the transform's non-null ``messages`` of n messages, each with a
+    non-null role and content, the line holds at least ``1 + 3n`` values (the list, n objects,
+    2n members) plus the system prompt if set; exactly that many, ``2n (+1)`` of them strings,
+    leaves no room for another or a repeated key, or a role, content or system that is not a
+    string. Valid then means what the general rules would conclude for such a record in a
+    chat-format file: user and assistant alternate, starting with the user and ending with the
     assistant, and no turn is blank. Anything else -- a system turn, null fields, duplicate keys
     -- simply takes the general path, which gives the same result more slowly.
     """
@@ -195,23 +197,21 @@ def _parse_plain_chat(con: duckdb.DuckDBPyConnection) -> None:
         CREATE TABLE conversations AS
         SELECT rid, file_id, s.system AS system, s.messages AS messages, 0 AS shift
         FROM (
-            SELECT rid, file_id, text, s, json_type(text, '$.messages[*].*') AS member_types
+            SELECT rid, file_id, s, json_type(text, '$.**') AS value_types,
+                   len(s.messages) AS n, (s.system IS NOT NULL)::INTEGER AS has_system
             FROM (
                 SELECT rid, file_id, text, json_transform(text, {_lit(_PLAIN_CHAT)}) AS s
                 FROM raw WHERE utf8 AND json_valid(text)
             )
         )
-        WHERE len(s.messages) >= 2 AND len(s.messages) % 2 = 0
+        WHERE n >= 2 AND n % 2 = 0
           -- coalesce: list_bool_and skips NULLs, and a null message, role or content is not plain.
           -- A text starting with printable ASCII is not blank; trim() (slow) decides the others.
           AND list_bool_and(list_transform(s.messages, lambda m, i: coalesce(
                   m.role = CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END
                   AND CASE WHEN regexp_matches(m.content, '^[!-~]') THEN true ELSE trim(m.content) <> '' END, false)))
-          AND CASE WHEN s.system IS NULL THEN json_keys(text) = ['messages']
-                   ELSE json_keys(text) IN (['system', 'messages'], ['messages', 'system'])
-                        AND json_type(text, '$.system') = 'VARCHAR' END
-          AND len(member_types) = 2 * len(s.messages)
-          AND list_bool_and(list_transform(member_types, lambda t: t = 'VARCHAR'))
+          AND len(value_types) = 1 + 3 * n + has_system
+          AND len(list_filter(value_types, lambda t: t = 'VARCHAR')) = 2 * n + has_system
         """
     )
 
@@ -533,30 +533,31 @@ def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
         f"WHERE regexp_matches(text, {_lit(combined)})"
     )
     con.execute("DROP TABLE screened")
-    steps, counts = [], []
+    # Each type's pass sees the previous type's output, so one span is never counted twice. A
+    # type's spans are found in one query level and replaced in the next, so that the replace
+    # reads them as a column (an alias in the same SELECT would be computed again) and runs only
+    # on the texts that hold some.
+    selects = "SELECT rid, idx, text FROM pii_cand"
+    carried = ["rid", "idx", "text"]
+    counts = []
     prev = "text"
     for i, t in enumerate(PII_TYPES):
         found = f"regexp_extract_all({prev}, {_lit(t.pattern)})"
         if t.luhn:
-            found = f"list_filter({found}, lambda c: _luhn(regexp_replace(c, '[^0-9]', '', 'g')))"
+            # A candidate holds only digits, spaces and dashes (see the pattern). replace(), not
+            # regexp_replace(): inside a lambda DuckDB compiles the regex again for every candidate.
+            found = f"list_filter({found}, lambda c: _luhn(replace(replace(c, ' ', ''), '-', '')))"
+        selects = f"SELECT {', '.join(carried)}, {found} AS f{i} FROM ({selects})"
+        carried.append(f"f{i}")
         counts.append(f"len(f{i}) AS n{i}")
         if getattr(policy, t.name) is PiiAction.REDACT:
             if t.luhn:
                 out = f"list_reduce(list_prepend({prev}, f{i}), lambda acc, c: replace(acc, c, {_lit(placeholder(t.name))}))"
             else:
                 out = f"regexp_replace({prev}, {_lit(t.pattern)}, {_lit(placeholder(t.name))}, 'g')"
-        else:
-            out = prev
-        steps.append((f"f{i}", found, f"t{i}", out))
-        prev = f"t{i}"
-    # Each type's pass sees the previous type's output, so one span is never counted twice.
-    selects = "SELECT rid, idx, text FROM pii_cand"
-    carried = ["rid", "idx", "text"]
-    for found_name, found, out_name, out in steps:
-        selects = (
-            f"SELECT {', '.join(carried)}, {found} AS {found_name}, {out} AS {out_name} FROM ({selects})"
-        )
-        carried += [found_name, out_name]
+            selects = f"SELECT {', '.join(carried)}, CASE WHEN len(f{i}) = 0 THEN {prev} ELSE {out} END AS t{i} FROM ({selects})"
+            carried.append(f"t{i}")
+            prev = f"t{i}"
     con.execute(
         f"CREATE TABLE pii_scan AS SELECT rid, idx, {prev} AS redacted, {', '.join(counts)} FROM ({selects})"
     )
