@@ -544,8 +544,9 @@ def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
     for i, t in enumerate(PII_TYPES):
         found = f"regexp_extract_all({prev}, {_lit(t.pattern)})"
         if t.luhn:
-            # A candidate holds only digits, spaces and dashes (see the pattern). replace(), not
-            # regexp_replace(): inside a lambda DuckDB compiles the regex again for every candidate.
+            # A candidate holds only digits, spaces and dashes (see the pattern). _luhn is a macro:
+            # its argument is spelled out at each of its ~40 uses, so it must be cheap (with
+            # regexp_replace() this filter took 0.5 s for 10k candidates; with replace() 0.2 s).
             found = f"list_filter({found}, lambda c: _luhn(replace(replace(c, ' ', ''), '-', '')))"
         selects = f"SELECT {', '.join(carried)}, {found} AS f{i} FROM ({selects})"
         carried.append(f"f{i}")
