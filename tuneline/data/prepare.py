@@ -566,9 +566,12 @@ def _write_lines(
     The JSON encoder has already escaped every newline and control character, so the bytes of a
     batch are its Arrow data buffer as it is: no per-row work, no quoting pass of a CSV writer.
     """
-    reader = con.sql(sql).to_arrow_reader(_WRITE_BATCH)
-    with path.open("wb") as fh:
-        for batch in reader:
+    batches = iter(con.sql(sql).to_arrow_reader(_WRITE_BATCH))
+    # The next batch is fetched while this one is written: both let go of the GIL.
+    with path.open("wb") as fh, ThreadPoolExecutor(max_workers=1) as fetching:
+        upcoming = fetching.submit(next, batches, None)
+        while (batch := upcoming.result()) is not None:
+            upcoming = fetching.submit(next, batches, None)
             col = batch.column(0)
             if len(col) == 0:
                 continue
