@@ -254,6 +254,32 @@ _ALL = [
     ),
 ]
 
+
+# --- tuneline.graders as metrics: the same scores the RFT grader Lambda and local GRPO rewards use.
+# Registered under ``grader_<name>`` with the graders' default options (the regex grader then reads
+# the reference as the pattern); the LLM judge is the ``judge`` metric above, on the same BedrockJudge.
+def _grader_metric(grader_name: str) -> Metric:
+    from tuneline.graders import GRADERS, GradeRecord, build_grader
+    from tuneline.graders.registry import GraderConfig
+
+    grader = build_grader(GraderConfig(name=grader_name))
+
+    def score(reference: str, prediction: str, **context: Any) -> float:
+        return grader.grade(prediction, GradeRecord(reference=reference, fields=context)).score
+
+    return Metric(
+        f"grader_{grader_name}",
+        f"Grader {grader_name}: {GRADERS[grader_name].description}",
+        score,
+        library="tuneline.graders",
+    )
+
+
+_ALL += [
+    _grader_metric(name)
+    for name in ("exact_match", "json_valid", "json_schema", "field_accuracy", "regex", "numeric")
+]
+
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 """Every metric a suite config may name, by name."""
 
