@@ -10,7 +10,8 @@ from prefect.logging import get_logger
 
 from tasks._retry import RETRY_DELAYS, transient_only
 from tuneline.backends.base import JobStatus
-from tuneline.config import LocalTuneConfig, RunConfig
+from tuneline.backends.registry import provider_for
+from tuneline.config import RunConfig
 from tuneline.lineage import DatasetVersion, TrainedModel
 from tuneline.settings import get_settings
 from tuneline.stages.context import StageContext
@@ -20,7 +21,7 @@ __all__ = ["stop_tuning_job", "tune_model"]
 
 
 def _expected_steps(config: RunConfig) -> int | None:
-    return config.tune.max_steps if isinstance(config.tune, LocalTuneConfig) else None
+    return provider_for(config).expected_steps(config.tune)
 
 
 # Retrying is safe: the job identity makes a re-submit re-attach (Bedrock) or resume from the

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.entities import Metric
 
 from tuneline.backends.base import TextGenerator
-from tuneline.config import BedrockTuneConfig, RunConfig, SuiteKind
+from tuneline.backends.registry import provider, provider_for
+from tuneline.config import RunConfig, SuiteKind
 from tuneline.data.versions import read_split
 from tuneline.errors import EvaluationError
 from tuneline.evaluation.cache import ResultCache
 from tuneline.evaluation.report import plot_comparisons, render_report
 from tuneline.evaluation.runner import EvaluationResult, Judge, ModelUnderTest, evaluate_models
 from tuneline.evaluation.suites import LoadedSuite
-from tuneline.governance.registry import JOB_ID_TAG, ModelRegistry
+from tuneline.governance.registry import ModelRegistry
 from tuneline.lineage import DatasetVersion, EvaluationReport, TrainedModel
 from tuneline.stages.context import StageContext
 from tuneline.storage.s3 import local_path_or_none
 from tuneline.storage.tracking import run_url, unreachable_as_service_error
+from tuneline.tags import BACKEND_TAG, BASE_MODEL_TAG, EVAL_RESULTS_URI_TAG, JOB_ID_TAG, MODEL_URI_TAG
 
-__all__ = ["EvaluateOutcome", "MODEL_URI_TAG", "BASE_MODEL_TAG", "load_suites", "run_evaluate"]
+# The tag names are re-exported for the modules that imported them from here (tuneline.tags owns them).
+__all__ = ["BACKEND_TAG", "BASE_MODEL_TAG", "MODEL_URI_TAG", "EvaluateOutcome", "load_suites", "run_evaluate"]
 
-MODEL_URI_TAG = "tuneline.model_uri"
-BASE_MODEL_TAG = "tuneline.base_model"
-BACKEND_TAG = "tuneline.backend"
+# The LLM judge runs on Bedrock Runtime whichever backend tuned the model.
+JUDGE_BACKEND = "bedrock"
 
 
 @dataclass(frozen=True)
@@ -64,37 +66,19 @@ def _read_lines(ctx: StageContext, source: str) -> list[str]:
 def _generator_factory(
     ctx: StageContext, config: RunConfig, label: str, model_uri: str | None, base_model: str
 ) -> Callable[[], TextGenerator]:
-    if isinstance(config.tune, BedrockTuneConfig):
-        from tuneline.backends.bedrock_runtime import BedrockGenerator
-
-        return lambda: BedrockGenerator(model_uri or base_model, settings=ctx.settings, label=label)
-    from tuneline.backends.local_generation import LocalGenerator
-
-    trust = bool(getattr(config.tune, "trust_remote_code", False))
-    return lambda: LocalGenerator(
-        model_uri or base_model,
-        base_model=base_model if model_uri else None,
-        label=label,
-        settings=ctx.settings,
-        store=ctx.store,
-        trust_remote_code=trust,
+    backend = provider_for(config)
+    return lambda: backend.generator(
+        config, label=label, model_uri=model_uri, base_model=base_model, settings=ctx.settings, store=ctx.store
     )
 
 
 @unreachable_as_service_error()
 def _judge(ctx: StageContext, config: RunConfig) -> Judge | None:
-    """The LLM judge (Bedrock Runtime), when the config turns it on; its verdicts are cached."""
+    """The LLM judge (Bedrock Runtime, whatever the tuning backend), when the config turns it on;
+    its verdicts are cached."""
     if config.evaluation.judge is None:
         return None
-    from tuneline.backends.bedrock_runtime import BedrockJudge, JudgeItem
-
-    judge = BedrockJudge.from_settings(config.evaluation.judge, ctx.settings)
-
-    def score(items: Sequence[tuple[str, str, str]]) -> list[float]:
-        verdicts = judge.score([JudgeItem(prompt=p, answer=a, reference=r) for p, a, r in items])
-        return [v.score for v in verdicts]
-
-    return score
+    return provider(JUDGE_BACKEND).judge(config.evaluation.judge, ctx.settings)
 
 
 def run_evaluate(
@@ -163,7 +147,7 @@ def _log_to_mlflow(ctx: StageContext, result: EvaluationResult, markdown: str, r
     ctx.mlflow.log_table(run_id, result.rows.to_pandas(), "evaluate/per_example.json")
     ctx.mlflow.log_text(run_id, markdown, "evaluate/report.md")
     ctx.mlflow.log_dict(run_id, report.model_dump(mode="json"), "evaluate/report.json")
-    ctx.mlflow.set_tag(run_id, "tuneline.eval_results_uri", report.results_uri)
+    ctx.mlflow.set_tag(run_id, EVAL_RESULTS_URI_TAG, report.results_uri)
     with tempfile.TemporaryDirectory() as tmp:
         chart = plot_comparisons(list(result.comparisons), Path(tmp) / "comparison.png")
         ctx.mlflow.log_artifact(run_id, str(chart), "evaluate")

@@ -10,10 +10,11 @@ from typing import Any
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric
 from pydantic import BaseModel, ConfigDict
 
+from tuneline.backends.registry import provider_for
 from tuneline.config import RunConfig, Target
 from tuneline.data.fingerprint import source_fingerprint
 from tuneline.data.prepare import PIPELINE_REVISION, prepare
-from tuneline.data.tokens import HFTokenCounter, TokenCounter
+from tuneline.data.tokens import TokenCounter
 from tuneline.data.versions import load_dataset_version
 from tuneline.lineage import DatasetVersion
 from tuneline.stages.context import StageContext
@@ -76,15 +77,8 @@ def run_prepare(ctx: StageContext, config: RunConfig) -> PrepareOutcome:
 
 
 def _token_counter(ctx: StageContext, config: RunConfig) -> TokenCounter | None:
-    """The local backend's own tokenizer counts tokens exactly; Bedrock targets use the estimate."""
-    if config.target is not Target.LOCAL:
-        return None
-    # transformers is heavy: imported only when the local target needs its tokenizer
-    from tuneline.backends.hf_models import load_tokenizer, resolve_model_dir
-
-    trust = bool(getattr(config.tune, "trust_remote_code", False))
-    model_dir = resolve_model_dir(config.tune.base_model, ctx.store, ctx.settings.home / "cache" / "models")
-    return HFTokenCounter(load_tokenizer(model_dir, trust), name=config.tune.base_model)
+    """The backend's exact counter (local: its own tokenizer); None means the estimate (Bedrock)."""
+    return provider_for(config).token_counter(config, ctx.settings, ctx.store)
 
 
 def _log_to_mlflow(ctx: StageContext, prepared: PrepareOutcome) -> None:

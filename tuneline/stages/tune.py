@@ -9,25 +9,19 @@ from __future__ import annotations
 import io
 
 from tuneline.backends.base import JobSpec, JobStatus, ProgressCallback, TuningBackend
-from tuneline.config import BedrockTuneConfig, LocalTuneConfig, RunConfig
+from tuneline.backends.registry import provider_for
+from tuneline.config import RunConfig
 from tuneline.errors import JobFailedError
 from tuneline.lineage import DatasetVersion, JobState, TrainedModel
 from tuneline.stages.context import StageContext
 from tuneline.storage.tracking import BatchedMetricsLogger, unreachable_as_service_error
+from tuneline.tags import JOB_ID_TAG, JOB_IDENTITY_TAG
 
 __all__ = ["cancel_tune", "job_id_for", "job_spec", "make_backend", "run_tune"]
 
 
 def make_backend(ctx: StageContext, config: RunConfig) -> TuningBackend:
-    if isinstance(config.tune, LocalTuneConfig):
-        from tuneline.backends.local_hf import LocalBackend
-
-        return LocalBackend(ctx.settings, ctx.store)
-    if isinstance(config.tune, BedrockTuneConfig):
-        from tuneline.backends.bedrock import BedrockBackend
-
-        return BedrockBackend(ctx.settings, store=ctx.store)
-    raise TypeError(f"no backend for {type(config.tune).__name__}")
+    return provider_for(config).tuner(ctx.settings, ctx.store)
 
 
 def job_spec(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -> JobSpec:
@@ -38,12 +32,7 @@ def job_spec(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -> J
 @unreachable_as_service_error()
 def job_id_for(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -> str:
     """The backend's id of the job this config and dataset identify (whether or not it exists)."""
-    spec = job_spec(ctx, config, dataset)
-    if isinstance(config.tune, BedrockTuneConfig):
-        from tuneline.backends.bedrock import bedrock_job_name
-
-        return bedrock_job_name(spec.name, spec.identity)
-    return spec.identity
+    return provider_for(config).job_id(job_spec(ctx, config, dataset))
 
 
 def cancel_tune(
@@ -66,8 +55,8 @@ def run_tune(
     backend.validate(spec)
     job_id = backend.submit(spec)
     if ctx.run_id:
-        ctx.mlflow.set_tag(ctx.run_id, "tuneline.job_id", job_id)
-        ctx.mlflow.set_tag(ctx.run_id, "tuneline.job_identity", spec.identity)
+        ctx.mlflow.set_tag(ctx.run_id, JOB_ID_TAG, job_id)
+        ctx.mlflow.set_tag(ctx.run_id, JOB_IDENTITY_TAG, spec.identity)
     if ctx.run_id:
         # A retried or resumed job re-emits the steps after its last checkpoint: log each once.
         with BatchedMetricsLogger(ctx.mlflow, ctx.run_id, skip_logged=True) as sink:
@@ -100,31 +89,10 @@ def _log_model(
     points = backend.metrics(job_id)
     if points:
         ctx.mlflow.log_image(run_id, _loss_curve_png(points), "tune/loss_curve.png")
-    if isinstance(config.tune, LocalTuneConfig):
-        mlflow_model_uri = _log_local_model(ctx, config.tune, model, run_id)
-    else:
-        # MLflow cannot register an ARN as a version's source: register a small reference
-        # artifact on the run instead; the ARN itself travels in the version's lineage tags.
-        ctx.mlflow.log_dict(run_id, model.model_dump(mode="json"), "bedrock_model/reference.json")
-        mlflow_model_uri = f"runs:/{run_id}/bedrock_model"
+    mlflow_model_uri = provider_for(config).log_model(
+        config, model, mlflow=ctx.mlflow, run_id=run_id, settings=ctx.settings, store=ctx.store
+    )
     return model.model_copy(update={"mlflow_model_uri": mlflow_model_uri})
-
-
-def _log_local_model(ctx: StageContext, tune: LocalTuneConfig, model: TrainedModel, run_id: str) -> str:
-    """Log the tuned weights as an MLflow pyfunc model that loads and generates offline."""
-    import mlflow
-
-    from tuneline.backends.hf_models import resolve_model_dir
-    from tuneline.backends.local_pyfunc import log_local_model
-
-    cache = ctx.settings.home / "cache" / "models"
-    model_dir = resolve_model_dir(model.model_uri, ctx.store, cache)
-    base_dir = resolve_model_dir(tune.base_model, ctx.store, cache) if tune.method != "full" else None
-    # log_model needs mlflow's fluent "active run"; it is entered for this call only, and the
-    # lifecycle sets the run's final status when it ends.
-    with mlflow.start_run(run_id=run_id):
-        info = log_local_model(model_dir, base_dir=base_dir, name="model")
-    return info.model_uri
 
 
 def _loss_curve_png(points):  # -> PIL.Image.Image

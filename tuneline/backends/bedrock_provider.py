@@ -1,0 +1,88 @@
+"""Interim Bedrock provider (issue 16): adapts the existing Bedrock classes to ``BackendProvider``.
+
+Written by the registry's author so that stages can go through the registry before the Bedrock
+package (issue 17) exists; that move takes this module into ``tuneline.backends.bedrock`` as
+``PROVIDER`` and updates ``tuneline.backends.registry.PROVIDERS``. Imports stay inside the methods:
+a Bedrock run never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from tuneline.backends.base import JobSpec, TextGenerator, TuningBackend
+    from tuneline.backends.provider import JudgeFunction
+    from tuneline.config import JudgeConfig, RunConfig, TuneConfig
+    from tuneline.data.tokens import TokenCounter
+    from tuneline.lineage import TrainedModel
+    from tuneline.settings import Settings
+    from tuneline.storage.s3 import ObjectStore
+
+__all__ = ["PROVIDER", "BedrockProvider"]
+
+
+class BedrockProvider:
+    name = "bedrock"
+
+    def tuner(self, settings: Settings, store: ObjectStore) -> TuningBackend:
+        from tuneline.backends.bedrock import BedrockBackend
+
+        return BedrockBackend(settings, store=store)
+
+    def job_id(self, spec: JobSpec) -> str:
+        from tuneline.backends.bedrock import bedrock_job_name
+
+        return bedrock_job_name(spec.name, spec.identity)
+
+    def expected_steps(self, tune: TuneConfig) -> int | None:
+        return None  # Bedrock decides the number of steps from the data and its hyperparameters
+
+    def generator(
+        self,
+        config: RunConfig,
+        *,
+        label: str,
+        model_uri: str | None,
+        base_model: str,
+        settings: Settings,
+        store: ObjectStore,
+    ) -> TextGenerator:
+        from tuneline.backends.bedrock_runtime import BedrockGenerator
+
+        return BedrockGenerator(model_uri or base_model, settings=settings, label=label)
+
+    def token_counter(self, config: RunConfig, settings: Settings, store: ObjectStore) -> TokenCounter | None:
+        return None  # prepare uses AWS's documented estimate for Bedrock targets
+
+    def log_model(
+        self,
+        config: RunConfig,
+        model: TrainedModel,
+        *,
+        mlflow: MlflowClient,
+        run_id: str,
+        settings: Settings,
+        store: ObjectStore,
+    ) -> str:
+        # MLflow cannot register an ARN as a version's source: register a small reference
+        # artifact on the run instead; the ARN itself travels in the version's lineage tags.
+        mlflow.log_dict(run_id, model.model_dump(mode="json"), "bedrock_model/reference.json")
+        return f"runs:/{run_id}/bedrock_model"
+
+    def judge(self, config: JudgeConfig, settings: Settings) -> JudgeFunction | None:
+        from tuneline.backends.bedrock_runtime import BedrockJudge, JudgeItem
+
+        judge = BedrockJudge.from_settings(config, settings)
+
+        def score(items: Sequence[tuple[str, str, str]]) -> list[float]:
+            verdicts = judge.score([JudgeItem(prompt=p, answer=a, reference=r) for p, a, r in items])
+            return [v.score for v in verdicts]
+
+        return score
+
+
+PROVIDER = BedrockProvider()
