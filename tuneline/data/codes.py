@@ -26,6 +26,15 @@ class ErrorCode(StrEnum):
     RESERVED_STRING = "reserved_string"
     TOO_MANY_TOKENS = "too_many_tokens"
     PII = "pii"
+    # per-record, issue 14: formats, kinds, target capabilities and limits
+    LAST_NOT_USER = "last_not_user"
+    ORPHAN_TOOL_RESULT = "orphan_tool_result"
+    UNSUPPORTED_CONTENT = "unsupported_content"
+    UNSUPPORTED_KIND = "unsupported_kind"
+    KIND_MISMATCH = "kind_mismatch"
+    UNDESIRABLE_ANSWER = "undesirable_answer"
+    RECORD_TOO_LARGE = "record_too_large"
+    TOO_MANY_MESSAGES = "too_many_messages"
     # file-level: raised as DataError before anything is uploaded
     TOO_FEW_RECORDS = "too_few_records"
     TOO_MANY_RECORDS = "too_many_records"
