@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tuneline.backends.bedrock_models import BedrockModelSpec
+from tuneline.backends.bedrock.models import BedrockModelSpec
 from tuneline.errors import ConfigError
 from tuneline.records import RecordFormat
 
@@ -190,7 +190,7 @@ class BedrockTuneConfig(_Strict):
     max_poll_interval_seconds: float = Field(default=600.0, gt=0)
     model_limits: BedrockModelSpec | None = Field(
         default=None,
-        description="Limits of a base model missing from Tuneline's table (tuneline.backends.bedrock_models).",
+        description="Limits of a base model missing from Tuneline's table (tuneline.backends.bedrock.models).",
     )
 
     @property

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tuneline.backends.bedrock_models import (
+from tuneline.backends.bedrock.models import (
     BEDROCK_MODELS,
     BedrockModelSpec,
     HyperparameterLimit,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.stub import Stubber
 
-from tuneline.backends.bedrock_runtime import BedrockGenerator, BedrockJudge, JudgeItem
+from tuneline.backends.bedrock.runtime import BedrockGenerator, BedrockJudge, JudgeItem
 from tuneline.config import EvaluationConfig, GenerationConfig, JudgeConfig
 from tuneline.errors import BackendError, EvaluationError, ServiceUnavailableError
 from tuneline.records import ChatRecord, Message

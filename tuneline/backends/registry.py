@@ -29,7 +29,7 @@ __all__ = ["PROVIDERS", "provider", "provider_for"]
 
 PROVIDERS: dict[str, str] = {
     "local": "tuneline.backends.local:PROVIDER",
-    "bedrock": "tuneline.backends.bedrock_provider:PROVIDER",
+    "bedrock": "tuneline.backends.bedrock:PROVIDER",
 }
 
 

@@ -342,7 +342,7 @@ class LlmJudgeGrader(Grader):
     def _bedrock_judge(self) -> Any:
         if self._judge is None:
             # Imported here: the rule-based graders run in a Lambda without boto3's Bedrock code.
-            from tuneline.backends.bedrock_runtime import BedrockGenerator, BedrockJudge
+            from tuneline.backends.bedrock.runtime import BedrockGenerator, BedrockJudge
             from tuneline.config import JudgeConfig
             from tuneline.settings import Settings
 
@@ -369,7 +369,7 @@ class LlmJudgeGrader(Grader):
         return self.grade_many([answer], [record])[0]
 
     def grade_many(self, answers: Sequence[str], records: Sequence[GradeRecord]) -> list[Grade]:
-        from tuneline.backends.bedrock_runtime import JudgeItem
+        from tuneline.backends.bedrock.runtime import JudgeItem
 
         if len(answers) != len(records):
             raise ValueError(f"{len(answers)} answers but {len(records)} records")

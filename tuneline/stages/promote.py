@@ -40,7 +40,7 @@ def bedrock_serving(
     from tuneline.governance.bedrock_serving import ensure_serving, serving_name
 
     if client is None:
-        from tuneline.backends.bedrock_api import make_bedrock_client
+        from tuneline.governance.bedrock_serving import make_bedrock_client
 
         client = make_bedrock_client(ctx.settings)
 

@@ -1,9 +1,8 @@
-"""Interim Bedrock provider (issue 16): adapts the existing Bedrock classes to ``BackendProvider``.
+"""The Bedrock ``BackendProvider`` that ``tuneline.backends.registry`` names (``PROVIDER``).
 
-Written by the registry's author so that stages can go through the registry before the Bedrock
-package (issue 17) exists; that move takes this module into ``tuneline.backends.bedrock`` as
-``PROVIDER`` and updates ``tuneline.backends.registry.PROVIDERS``. Imports stay inside the methods:
-a Bedrock run never imports torch.
+Written first by the registry's author (issue 16) as an adapter over the Bedrock classes, taken into
+this package by the move (issue 17). Imports stay inside the methods: resolving the provider imports
+no boto3 client code, and a Bedrock run never imports torch.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ class BedrockProvider:
         settings: Settings,
         store: ObjectStore,
     ) -> TextGenerator:
-        from tuneline.backends.bedrock_runtime import BedrockGenerator
+        from tuneline.backends.bedrock.runtime import BedrockGenerator
 
         return BedrockGenerator(model_uri or base_model, settings=settings, label=label)
 
@@ -74,7 +73,7 @@ class BedrockProvider:
         return f"runs:/{run_id}/bedrock_model"
 
     def judge(self, config: JudgeConfig, settings: Settings) -> JudgeFunction | None:
-        from tuneline.backends.bedrock_runtime import BedrockJudge, JudgeItem
+        from tuneline.backends.bedrock.runtime import BedrockJudge, JudgeItem
 
         judge = BedrockJudge.from_settings(config, settings)
 

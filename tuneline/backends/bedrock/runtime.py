@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneline.backends.base import Generation
-from tuneline.backends.bedrock_api import BedrockCaller, Sleep, make_bedrock_client
+from tuneline.backends.bedrock.api import BedrockCaller, Sleep, make_bedrock_client
 from tuneline.config import GenerationConfig, JudgeConfig
 from tuneline.errors import EvaluationError
 from tuneline.records import ChatRecord, Message

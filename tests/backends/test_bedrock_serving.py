@@ -12,9 +12,7 @@ from botocore.stub import ANY, Stubber
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tuneline.config import PromotionConfig
-from tuneline.errors import PromotionError
-from tuneline.governance.bedrock_serving import (
+from tuneline.backends.bedrock.serving import (
     delete_custom_model_deployment,
     delete_provisioned_throughput,
     ensure_custom_model_deployment,
@@ -22,6 +20,8 @@ from tuneline.governance.bedrock_serving import (
     ensure_serving,
     serving_name,
 )
+from tuneline.config import PromotionConfig
+from tuneline.errors import PromotionError
 
 if TYPE_CHECKING:
     from tests.conftest import SleepRecorder

@@ -31,8 +31,8 @@ from tuneline.backends.base import (
     ProgressCallback,
     TuningBackend,
 )
-from tuneline.backends.bedrock_api import BedrockCaller, BedrockServiceError, Sleep, make_bedrock_client
-from tuneline.backends.bedrock_models import BedrockModelSpec, bedrock_model_spec, hyperparameter_strings
+from tuneline.backends.bedrock.api import BedrockCaller, BedrockServiceError, Sleep, make_bedrock_client
+from tuneline.backends.bedrock.models import BedrockModelSpec, bedrock_model_spec, hyperparameter_strings
 from tuneline.config import BedrockTuneConfig, Target
 from tuneline.errors import BackendError, ConfigError, JobFailedError, ValidationFailedError
 from tuneline.lineage import JobState, TrainedModel
