@@ -7,7 +7,8 @@ has none), and generates in batches: prompts are left-padded so that every row's
 follows its own last prompt token, with the KV cache on.
 
 Each :class:`~tuneline.backends.base.Generation` carries as ``latency_s`` the wall time of the
-batch that produced it: what a caller sending that batch waited. Stop sequences end a row's
+batch that produced it divided by the batch's size, and that size as ``batch_size``: per-example
+latencies then add up to the time generation took. Stop sequences end a row's
 generation as soon as they appear and are cut from the text, as is the end-of-sequence token.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tuneline.backends.base import Generation
 from tuneline.backends.hf_models import (
@@ -32,13 +33,35 @@ from tuneline.backends.hf_models import (
     resolve_model_dir,
     select_placement,
 )
+from tuneline.backends.local.chat_encoding import encode_chat
 from tuneline.config import GenerationConfig
 from tuneline.errors import ConfigError
 from tuneline.records import ChatRecord
 from tuneline.settings import Settings
 from tuneline.storage.s3 import ObjectStore
 
-__all__ = ["LocalGenerator"]
+__all__ = ["LocalGenerator", "encode_prompts"]
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, records: Sequence[ChatRecord]) -> dict[str, torch.Tensor]:
+    """Each record's prompt turns rendered with the generation prompt, left-padded into one batch.
+
+    Text in a prompt that equals one of the tokenizer's special tokens stays text, as in training
+    (:mod:`tuneline.backends.local.chat_encoding`): a ticket cannot end its own turn."""
+    rows = [
+        encode_chat(
+            tokenizer, chat_messages(r.prompt_messages, r.system), generation_prompt=True, where=f"prompt {i}"
+        ).input_ids
+        for i, r in enumerate(records)
+    ]
+    width = max(len(row) for row in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, width - len(row) :] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 class LocalGenerator:
@@ -83,10 +106,8 @@ class LocalGenerator:
         self._tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
         self._tokenizer.padding_side = "left"
 
-    def _prompt(self, record: ChatRecord) -> str:
-        return self._tokenizer.apply_chat_template(
-            chat_messages(record.prompt_messages, record.system), tokenize=False, add_generation_prompt=True
-        )
+    def _encode_prompts(self, records: Sequence[ChatRecord]) -> dict[str, torch.Tensor]:
+        return encode_prompts(self._tokenizer, records)
 
     def generate(self, prompts: Sequence[ChatRecord], config: GenerationConfig) -> list[Generation]:
         if self._model is None:
@@ -100,9 +121,7 @@ class LocalGenerator:
         assert self._model is not None
         tokenizer = self._tokenizer
         started = time.perf_counter()
-        encoded = tokenizer(
-            [self._prompt(r) for r in records], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(self._device)
+        encoded = {k: v.to(self._device) for k, v in self._encode_prompts(records).items()}
         sampling = config.temperature > 0
         options: dict[str, object] = {
             "max_new_tokens": config.max_new_tokens,
@@ -136,7 +155,11 @@ class LocalGenerator:
                 cut = text.find(stop)
                 if cut >= 0:
                     text = text[:cut]
-            generations.append(Generation(text=text, latency_s=latency, output_tokens=len(row)))
+            generations.append(
+                Generation(
+                    text=text, latency_s=latency / len(records), output_tokens=len(row), batch_size=len(records)
+                )
+            )
         return generations
 
     def close(self) -> None:

@@ -1,12 +1,13 @@
 """Turning chat records into training rows: assistant-only labels, packing, padding.
 
 **Labels.** A record is rendered with the tokenizer's chat template and tokenized once, with
-character offsets. Each assistant turn's span runs from the end of the rendering of the turns
-before it *with* the generation prompt (so the assistant header is prompt, not answer) to the end
-of the rendering that includes the turn (so the template's end-of-turn token is learned and the
-model learns to stop). Tokens starting inside such a span keep their id as label; every other
-label is ``-100``. Templates whose rendering of a conversation does not start with the rendering
-of its earlier turns (some re-write history) are refused with a clear error.
+character offsets (:func:`tuneline.backends.local.chat_encoding.encode_chat`: linear in the
+conversation; special tokens typed in the data stay text). Each assistant turn's span runs from
+the start of its content (the assistant header is prompt, not answer) through the template's
+end-of-turn text (so the model learns to stop). Tokens starting inside such a span keep their id
+as label; every other label is ``-100``. Templates whose rendering of a conversation does not
+start with the rendering of its earlier turns (some re-write history) are refused with a clear
+error.
 
 **Packing.** Examples are placed, in their shuffled order, into rows of at most ``row_length``
 tokens: each goes into the first open row with room (a bounded first-fit, which keeps rows nearly
@@ -35,7 +36,7 @@ from typing import NamedTuple
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tuneline.errors import BackendError
+from tuneline.backends.local.chat_encoding import encode_chat
 from tuneline.records import ChatRecord
 
 __all__ = [
@@ -68,37 +69,18 @@ class Example:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def _render(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool
-) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-
-
 def encode_record(record: ChatRecord, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Example:
-    """Token ids and assistant-only labels for one record, cut to ``max_length`` tokens."""
+    """Token ids and assistant-only labels for one record, cut to ``max_length`` tokens.
+
+    Rendering and tokenizing take time linear in the conversation, and text typed in the data
+    that equals a special token stays text (:mod:`tuneline.backends.local.chat_encoding`)."""
     messages = ([{"role": "system", "content": record.system}] if record.system is not None else []) + [
         {"role": m.role, "content": m.content} for m in record.messages
     ]
-    text = _render(tokenizer, messages, generation_prompt=False)
-    spans: list[tuple[int, int]] = []
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prompt = _render(tokenizer, messages[:index], generation_prompt=True)
-        through = _render(tokenizer, messages[: index + 1], generation_prompt=False)
-        if not text.startswith(prompt) or not text.startswith(through) or len(through) <= len(prompt):
-            raise BackendError(
-                "the chat template does not render conversations prefix by prefix (turn "
-                f"{index} of a record starting {record.messages[0].content[:60]!r}), so the "
-                "assistant's tokens cannot be located; use a template without history rewriting"
-            )
-        spans.append((len(prompt), len(through)))
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids: list[int] = encoding["input_ids"]
-    labels = [
-        token if any(start <= begin < end for start, end in spans) else IGNORE_INDEX
-        for token, (begin, _) in zip(ids, encoding["offset_mapping"], strict=True)
-    ]
+    where = f"the record starting {record.messages[0].content[:60]!r}"
+    encoded = encode_chat(tokenizer, messages, generation_prompt=False, where=where)
+    ids = encoded.input_ids
+    labels = [token if inside else IGNORE_INDEX for token, inside in zip(ids, encoded.labelled(), strict=True)]
     # An example's first token is never predicted from inside the example; in a packed row it
     # would be predicted from the previous example's last token.
     labels[0] = IGNORE_INDEX
