@@ -116,7 +116,7 @@ def tuneline_run(
     )
     config = LocalTuneConfig(
         base_model=str(model_dir),
-        method="full",
+        adapter="full",
         epochs=1,
         warmup_ratio=0.0,
         lr_scheduler="constant",

@@ -173,7 +173,7 @@ def run_config() -> Callable[..., RunConfig]:
         return RunConfig(
             name=name or f"stage-{uuid.uuid4().hex[:8]}",
             data={"source": "tickets.jsonl"},
-            tune={"backend": "local", "base_model": "models/tiny", "method": "full"},
+            tune={"backend": "local", "base_model": "models/tiny", "adapter": "full"},
             approval={"checks": [MetricCheck(suite="task", metric="exact_match", min_value=0.5)]},
             promotion={"intended_use": "Tests.", "limitations": "None known."},
         )

@@ -131,13 +131,18 @@ class LoraConfig(_Strict):
 class LocalTuneConfig(_Strict):
     backend: Literal["local"] = "local"
     base_model: str = Field(description="Hugging Face model directory (local path or s3:// prefix).")
-    method: Literal["lora", "qlora", "full"] = Field(
+    method: Literal["sft", "dpo", "kto", "grpo"] = Field(
+        default="sft",
+        description="What the model learns from: 'sft' (chat records), 'dpo' (preference pairs), 'kto' "
+        "(answers labelled good or bad), 'grpo' (prompts scored by graders).",
+    )
+    adapter: Literal["lora", "qlora", "full"] = Field(
         default="lora",
         description="LoRA adapters; QLoRA (LoRA on a 4-bit NF4 base: needs a CUDA GPU and the 'gpu' extra); "
         "or update every weight.",
     )
     lora: LoraConfig = Field(
-        default=LoraConfig(), description="Adapter shape, for methods 'lora' and 'qlora'."
+        default=LoraConfig(), description="Adapter shape, for adapters 'lora' and 'qlora'."
     )
     epochs: float = Field(default=1.0, gt=0, le=100, description="Passes over the training split.")
     max_steps: int | None = Field(default=None, ge=1, description="Overrides epochs when set.")
@@ -160,13 +165,25 @@ class LocalTuneConfig(_Strict):
     trust_remote_code: bool = False
     merge_adapter: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _method_was_the_adapter(cls, data: object) -> object:
+        # Until issue 16, `method` named the adapter; such a config must say what to write now.
+        if isinstance(data, dict) and data.get("method") in ("lora", "qlora", "full"):
+            old = data["method"]
+            raise ValueError(
+                f"tune.method {old!r} is now tune.adapter: write `method: sft` and `adapter: {old}` "
+                "(method says what the model learns from: sft, dpo, kto or grpo)"
+            )
+        return data
+
     @model_validator(mode="after")
     def _merge_needs_a_full_precision_base(self) -> LocalTuneConfig:
-        if self.method == "qlora" and self.merge_adapter:
+        if self.adapter == "qlora" and self.merge_adapter:
             raise ValueError(
-                "tune.merge_adapter is not supported with method 'qlora': merging into a 4-bit base "
+                "tune.merge_adapter is not supported with adapter 'qlora': merging into a 4-bit base "
                 "re-quantizes the adapter away; keep the adapter (it loads on the full-precision base) "
-                "or use method 'lora'"
+                "or use adapter 'lora'"
             )
         return self
 

@@ -72,7 +72,7 @@ def make_spec(
         }
         fields: dict[str, object] = {
             "base_model": str(tiny_model_dir),
-            "method": "full",
+            "adapter": "full",
             "learning_rate": 3e-3,
             "batch_size": 4,
             "max_seq_length": 128,

@@ -26,16 +26,16 @@ def _train(backend: LocalBackend, spec: JobSpec, sink: Any) -> tuple[str, Any]:
     return job_id, sink
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
+@pytest.mark.parametrize("adapter", ["full", "lora"])
 def test_short_training_lowers_validation_loss_and_exports_the_model(
     recording_sink: Any,
-    method: str,
+    adapter: str,
     make_settings: Callable[[], Settings],
     make_spec: Callable[..., JobSpec],
     object_store: ObjectStore,
 ) -> None:
-    lora = {"lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "learning_rate": 1e-2} if method == "lora" else {}
-    spec = make_spec(method=method, max_steps=16, **lora)
+    lora = {"lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "learning_rate": 1e-2} if adapter == "lora" else {}
+    spec = make_spec(adapter=adapter, max_steps=16, **lora)
     backend = LocalBackend(make_settings(), object_store)
     progress = []
     job_id = backend.submit(spec)
@@ -54,7 +54,7 @@ def test_short_training_lowers_validation_loss_and_exports_the_model(
     assert model.model_uri == spec.output_uri + "model/" and model.steps == 16
     assert model.final_validation_loss == pytest.approx(validation[-1])
     keys = {k.rsplit("/", 1)[-1] for k in object_store.list_keys(model.model_uri)}
-    weights = "adapter_model.safetensors" if method == "lora" else "model.safetensors"
+    weights = "adapter_model.safetensors" if adapter == "lora" else "model.safetensors"
     assert {weights, "tokenizer.json", "tuneline_model.json", "manifest.json"} <= keys
     checkpoints = {
         k.split("/checkpoints/")[1].split("/")[0]
@@ -214,11 +214,11 @@ def test_validate_lists_every_bad_value(
     tmp_path: Path,
 ) -> None:
     backend = LocalBackend(make_settings(), object_store)
-    backend.validate(make_spec(method="lora", lora={"target_modules": ["q_proj", "v_proj"]}))
+    backend.validate(make_spec(adapter="lora", lora={"target_modules": ["q_proj", "v_proj"]}))
     with pytest.raises(ValidationFailedError) as caught:
         backend.validate(
             make_spec(
-                method="lora",
+                adapter="lora",
                 max_seq_length=4096,
                 lora={"target_modules": ["q_proj", "attn_qkv"]},
                 precision="fp16",

@@ -48,7 +48,7 @@ def qlora_spec(tiny_model_dir: Path) -> Callable[..., JobSpec]:
             tokens=0,
         )
         config = LocalTuneConfig.model_validate(
-            {"base_model": str(tiny_model_dir), "method": "qlora", **tune}
+            {"base_model": str(tiny_model_dir), "adapter": "qlora", **tune}
         )
         return JobSpec(name="tickets", dataset=dataset, tune=config, output_uri="s3://tuneline-test/runs/")
 
@@ -84,7 +84,7 @@ def test_validate_refuses_qlora_naming_what_is_missing(
     with pytest.raises(ValidationFailedError) as caught:
         offline_backend.validate(qlora_spec())
     text = str(caught.value)
-    assert "tune.method 'qlora' cannot run here" in text and "Use method 'lora' on this machine" in text
+    assert "tune.adapter 'qlora' cannot run here" in text and "Use adapter 'lora' on this machine" in text
     assert all(reason in text for reason in named)
     assert not any(reason in text for reason in not_named)
 
@@ -98,9 +98,15 @@ def test_lora_still_runs_where_qlora_is_refused(
     qlora_spec: Callable[..., JobSpec], offline_backend: LocalBackend
 ) -> None:
     # The message's advice holds: the same job as LoRA validates on this machine.
-    offline_backend.validate(qlora_spec(method="lora"))
+    offline_backend.validate(qlora_spec(adapter="lora"))
 
 
 def test_merging_an_adapter_into_a_4bit_base_is_refused(tiny_model_dir: Path) -> None:
-    with pytest.raises(ValidationError, match="tune.merge_adapter is not supported with method 'qlora'"):
-        LocalTuneConfig(base_model=str(tiny_model_dir), method="qlora", merge_adapter=True)
+    with pytest.raises(ValidationError, match="tune.merge_adapter is not supported with adapter 'qlora'"):
+        LocalTuneConfig(base_model=str(tiny_model_dir), adapter="qlora", merge_adapter=True)
+
+
+@pytest.mark.parametrize("old", ["lora", "qlora", "full"])
+def test_an_old_method_names_what_to_write_instead(old: str, tiny_model_dir: Path) -> None:
+    with pytest.raises(ValidationError, match=rf"tune.method '{old}' is now tune.adapter: write `method: sft` and `adapter: {old}`"):
+        LocalTuneConfig(base_model=str(tiny_model_dir), method=old)

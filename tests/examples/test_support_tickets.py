@@ -49,6 +49,6 @@ def test_safety_and_general_sets_are_held_out() -> None:
 @pytest.mark.parametrize("name", ["run.yaml", "worse.yaml"])
 def test_run_configs_validate(name: str) -> None:
     config = load_run_config(EXAMPLE / name)
-    assert isinstance(config.tune, LocalTuneConfig) and config.tune.method == "full"
+    assert isinstance(config.tune, LocalTuneConfig) and config.tune.adapter == "full"
     for suite in config.evaluation.suites:
         assert suite.source is None or (EXAMPLE.parents[1] / suite.source).is_file()

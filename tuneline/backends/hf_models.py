@@ -144,20 +144,20 @@ def _qlora_missing() -> list[str]:
     return missing
 
 
-def select_placement(device: str = "auto", precision: str = "auto", method: str = "full") -> Placement:
+def select_placement(device: str = "auto", precision: str = "auto", adapter: str = "full") -> Placement:
     """CUDA when present (or asked), else CPU; bf16 autocast where the GPU supports it.
 
     Full fine-tuning keeps fp32 master weights under autocast; LoRA keeps the frozen base in the
     compute dtype (half the memory) while PEFT keeps the adapter itself in fp32. QLoRA needs
     bitsandbytes and a CUDA GPU and is refused, never silently downgraded, without them.
     """
-    if method == "qlora":
+    if adapter == "qlora":
         missing = _qlora_missing()
         if device == "cpu":
             missing.append("tune.device is 'cpu' (use 'auto' or 'cuda')")
         if missing:
             raise ConfigError(
-                "tune.method 'qlora' cannot run here: " + "; ".join(missing) + ". Use method 'lora' "
+                "tune.adapter 'qlora' cannot run here: " + "; ".join(missing) + ". Use adapter 'lora' "
                 "on this machine"
             )
     if device == "cuda" and not torch.cuda.is_available():
@@ -167,12 +167,12 @@ def select_placement(device: str = "auto", precision: str = "auto", method: str 
     )
     if precision == "auto":
         half = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
-        if half is None and method == "qlora":
+        if half is None and adapter == "qlora":
             half = torch.float16  # a 4-bit base computes in a half type; fp16 on pre-Ampere GPUs
     elif precision == "fp32":
-        if method == "qlora":
+        if adapter == "qlora":
             raise ConfigError(
-                "tune.precision 'fp32' does not apply to method 'qlora': use 'auto', 'bf16' or 'fp16'"
+                "tune.precision 'fp32' does not apply to adapter 'qlora': use 'auto', 'bf16' or 'fp16'"
             )
         half = None
     elif precision == "fp16":
@@ -183,8 +183,8 @@ def select_placement(device: str = "auto", precision: str = "auto", method: str 
         half = torch.float16
     else:
         half = torch.bfloat16
-    weights = half if (half is not None and method in ("lora", "qlora")) else torch.float32
-    return Placement(device=dev, autocast_dtype=half, weights_dtype=weights, quantize_4bit=method == "qlora")
+    weights = half if (half is not None and adapter in ("lora", "qlora")) else torch.float32
+    return Placement(device=dev, autocast_dtype=half, weights_dtype=weights, quantize_4bit=adapter == "qlora")
 
 
 def load_causal_lm(model_dir: Path, placement: Placement, trust_remote_code: bool = False) -> PreTrainedModel:

@@ -221,7 +221,7 @@ class _Run:
         self.sink, self.on_progress = sink, on_progress
         self.job_id = spec.identity
         self.base_dir = resolve_model_dir(self.cfg.base_model, store, settings.home / "cache" / "models")
-        self.placement = select_placement(self.cfg.device, self.cfg.precision, self.cfg.method)
+        self.placement = select_placement(self.cfg.device, self.cfg.precision, self.cfg.adapter)
         self.tokenizer = load_tokenizer(self.base_dir, self.cfg.trust_remote_code)
         self.train = self._encode("train")
         self.validation = self._encode("validation") if "validation" in spec.dataset.split_uris else []
@@ -268,7 +268,7 @@ class _Run:
         random.seed(self.cfg.seed)
         model = load_causal_lm(self.base_dir, self.placement, self.cfg.trust_remote_code)
         model.config.use_cache = False
-        if self.cfg.method in ("lora", "qlora"):
+        if self.cfg.adapter in ("lora", "qlora"):
             with peft_calls():
                 model = self._wrap_lora(model)
         model.train()
@@ -555,6 +555,7 @@ class _Run:
         summary = {
             "job_id": self.job_id,
             "method": self.cfg.method,
+            "adapter": self.cfg.adapter,
             "base_model": self.cfg.base_model,
             "steps": self.state.step,
             "final_train_loss": self.state.last_train_loss,
@@ -566,7 +567,7 @@ class _Run:
             "tokens": self.state.tokens,
         }
         (target / MODEL_MANIFEST).write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        if self.cfg.method == "lora" and self.cfg.merge_adapter:
+        if self.cfg.adapter == "lora" and self.cfg.merge_adapter:
             merged = self.job.root / "merged"
             shutil.rmtree(merged, ignore_errors=True)
             assert isinstance(self.model, PeftModel)
@@ -611,8 +612,10 @@ class LocalBackend(TuningBackend):
                 [f"tune.backend is {cfg.backend!r}; the local backend runs only 'local' jobs"]
             )
         problems: list[str] = []
+        if cfg.method != "sft":
+            problems.append(f"tune.method {cfg.method!r} runs on the TRL engine; this engine trains 'sft' only")
         try:
-            select_placement(cfg.device, cfg.precision, cfg.method)
+            select_placement(cfg.device, cfg.precision, cfg.adapter)
         except ConfigError as exc:
             problems.append(str(exc))
         if "train" not in spec.dataset.split_uris:
@@ -630,7 +633,7 @@ class LocalBackend(TuningBackend):
                     f"tune.max_seq_length={cfg.max_seq_length} exceeds the base model's "
                     f"max_position_embeddings={limit}"
                 )
-            if cfg.method in ("lora", "qlora") and cfg.lora.target_modules != "all-linear":
+            if cfg.adapter in ("lora", "qlora") and cfg.lora.target_modules != "all-linear":
                 with torch.device("meta"):
                     skeleton = AutoModelForCausalLM.from_config(
                         config, trust_remote_code=cfg.trust_remote_code

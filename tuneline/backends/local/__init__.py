@@ -91,7 +91,7 @@ class LocalProvider:
 
         cache = settings.home / "cache" / "models"
         model_dir = resolve_model_dir(model.model_uri, store, cache)
-        full = getattr(config.tune, "method", None) == "full"
+        full = getattr(config.tune, "adapter", None) == "full"
         base_dir = None if full else resolve_model_dir(config.tune.base_model, store, cache)
         # log_model needs mlflow's fluent "active run"; it is entered for this call only, and the
         # lifecycle sets the run's final status when it ends.
