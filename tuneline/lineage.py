@@ -126,6 +126,9 @@ class Decision(_Record):
     reasons: list[str]
     comment: str = ""
     policy: PolicyResult
+    unchanged: bool = Field(
+        default=False, description="The candidate is the champion already (same job): nothing was put to anyone."
+    )
 
 
 class ModelVersionRef(_Record):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from tuneline.errors import PromotionError
 from tuneline.governance.audit import AuditLog
 from tuneline.governance.model_card import MODEL_CARD_SECTIONS
 from tuneline.governance.registry import CHALLENGER, ModelRegistry
@@ -26,14 +29,22 @@ def test_approved_candidate_becomes_champion_with_lineage_card_and_audit(ctx, ru
     dataset, model, report, decision = lineage()
     ref = run_promote(ctx, config, dataset, model, report, decision, SUMMARY, flow_run_id="fr-1")
 
-    assert ref.promoted and "champion" in ref.aliases and CHALLENGER in ref.aliases
+    # the challenger is the candidate under decision: once champion, it is no longer one
+    assert ref.promoted and ref.aliases == ["champion"]
     version = ctx.mlflow.get_model_version(config.name, ref.version)
     tags = version.tags
     assert tags["tuneline.dataset_version"] == dataset.version
     assert tags["tuneline.job_id"] == model.job_id
-    assert tags["tuneline.flow_run_id"] == "fr-1"
     assert tags["tuneline.approved"] == "true"
-    assert tags["tuneline.eval.task/exact_match"] == "0.8000"
+    # what a reader of the registry needs is a tag; the rest is one lineage artifact
+    assert set(tags) <= {
+        "tuneline.dataset_version", "tuneline.base_model", "tuneline.backend", "tuneline.model_uri",
+        "tuneline.config_hash", "tuneline.job_id", "tuneline.approved", "tuneline.decided_by",
+        "tuneline.lineage_uri", "tuneline.model_card_uri", "tuneline.audit_record_uri",
+    }, sorted(tags)
+    lineage_doc = json.loads(ctx.store.get_bytes(tags["tuneline.lineage_uri"]))
+    assert lineage_doc["flow_run_id"] == "fr-1" and lineage_doc["dataset"]["uri"] == dataset.uri
+    assert lineage_doc["evaluation_summary"] == SUMMARY and lineage_doc["decision"]["approved"] is True
     card = ctx.store.get_bytes(tags["tuneline.model_card_uri"]).decode()
     for section in MODEL_CARD_SECTIONS:
         assert f"## {section}" in card
@@ -43,6 +54,19 @@ def test_approved_candidate_becomes_champion_with_lineage_card_and_audit(ctx, ru
     assert tags["tuneline.audit_record_uri"].endswith(".jsonl")
 
 
+def test_a_rejected_rerun_of_the_champions_job_leaves_the_champion_as_it_was(ctx, run_config, lineage) -> None:
+    config = run_config()
+    dataset, model, report, decision = lineage(job_id="same-job-identity-02")
+    first = run_promote(ctx, config, dataset, model, report, decision, SUMMARY)
+    before = ctx.mlflow.get_model_version(config.name, first.version)
+    _, _, report2, rejected = lineage(approved=False, champion=first.version, job_id="same-job-identity-02")
+    again = run_promote(ctx, config, dataset, model, report2, rejected, SUMMARY)
+    after = ctx.mlflow.get_model_version(config.name, first.version)
+    assert (again.version, again.promoted) == (first.version, False)
+    assert after.tags == before.tags and after.tags["tuneline.approved"] == "true"
+    assert sorted(after.aliases) == ["champion"]
+
+
 def test_rejected_candidate_is_registered_but_not_promoted(ctx, run_config, lineage) -> None:
     config = run_config()
     dataset, model, report, decision = lineage(approved=False)
@@ -50,6 +74,7 @@ def test_rejected_candidate_is_registered_but_not_promoted(ctx, run_config, line
     assert not ref.promoted and ref.aliases == []
     assert ModelRegistry(ctx.mlflow).champion(config.name) is None
     assert ctx.mlflow.get_model_version(config.name, ref.version).tags["tuneline.approved"] == "false"
+    assert ModelRegistry(ctx.mlflow).alias_version(config.name, CHALLENGER) is None
 
 
 def test_rerun_of_the_same_job_reuses_its_version(ctx, run_config, lineage) -> None:
@@ -87,8 +112,30 @@ def test_rollback_restores_previous_champion_and_records_why(ctx, run_config, li
     assert (ref.version, ref.previous_champion) == (first.version, second.version)
     assert str(ModelRegistry(ctx.mlflow).champion(config.name).version) == first.version
     record = AuditLog(ctx.store).records(config.name)[-1]
-    assert (record.kind, record.actor, record.reasons) == ("rollback", "ana", ["accuracy complaints"])
+    assert (record.kind, record.actor, record.reasons[0]) == ("rollback", "ana", "accuracy complaints")
+    assert not record.forced and "was approved in audit record" in record.reasons[1]
     assert (record.previous_champion, record.new_champion) == (second.version, first.version)
+
+
+def test_rollback_to_a_version_never_approved_is_refused_unless_a_reviewer_forces_it(ctx, run_config, lineage) -> None:
+    config = run_config()
+    first = run_promote(ctx, config, *lineage(), SUMMARY)
+    rejected = run_promote(ctx, config, *lineage(approved=False, champion=first.version), SUMMARY)
+    with pytest.raises(PromotionError, match=f"version {rejected.version} .* was never approved"):
+        run_rollback(ctx, config.name, rejected.version, actor="mallory", reason="trust me")
+    assert str(ModelRegistry(ctx.mlflow).champion(config.name).version) == first.version
+    assert [r.kind for r in AuditLog(ctx.store).records(config.name)] == ["promotion"]
+
+    ref = run_rollback(ctx, config.name, rejected.version, actor="ana", reason="hotfix", forced_by="ana")
+    assert ref.version == rejected.version
+    record = AuditLog(ctx.store).records(config.name)[-1]
+    assert (record.kind, record.actor, record.forced, record.authenticated) == ("rollback", "ana", True, True)
+    assert any("forced by ana" in reason for reason in record.reasons)
+
+
+def test_rollback_of_an_unknown_model_says_no_such_model(ctx) -> None:
+    with pytest.raises(PromotionError, match="no such model 'no-such-model'"):
+        run_rollback(ctx, "no-such-model", None, actor="ana", reason="x")
 
 
 def test_rollback_repoints_bedrock_serving_at_the_restored_champion(ctx, run_config, lineage) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from tuneline.config import ApprovalPolicy
 from tuneline.errors import PromotionError
@@ -22,7 +22,11 @@ class Review(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "reject"] = Field(description="Approve promotes the candidate to champion.")
-    reviewer: str = Field(min_length=1, description="Your name or id; recorded in the audit log.")
+    reviewer: str = Field(min_length=1, description="Your reviewer name (enrolled with `tuneline reviewers add`).")
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Your reviewer token; a decision without a valid one is refused and audited.",
+    )
     comment: str = Field(default="", description="Why; recorded with the decision.")
 
 
@@ -86,9 +90,14 @@ class ApprovalRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["approval", "promotion", "rollback"]
+    kind: Literal["approval", "refused-approval", "promotion", "rollback"]
     model_name: str
     model_version: str | None = None
+    sequence: int = Field(default=0, description="Position in the model's hash chain, from 1 (set by AuditLog.append).")
+    previous_digest: str = Field(default="", description="SHA-256 of the stored bytes of the record before this one.")
+    candidate_uri: str | None = Field(default=None, description="The decided candidate's weights (approval records).")
+    authenticated: bool = Field(default=False, description="The actor proved who they are (reviewer credential).")
+    forced: bool = Field(default=False, description="A rollback to a version that no approval record covers.")
     recorded_at: datetime
     actor: str
     approved: bool | None = None

@@ -63,6 +63,23 @@ class ModelRegistry:
             f"run `tuneline rollback {name} --to-version N` to point it at an existing version"
         )
 
+    def client_model(self, name: str) -> object | None:
+        """The registered model, or None when there is no such model."""
+        try:
+            return self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def version(self, name: str, version: str) -> ModelVersion | None:
+        try:
+            return self.client.get_model_version(name, version)
+        except MlflowException as exc:
+            if _missing(exc) or exc.error_code == "INVALID_PARAMETER_VALUE":
+                return None
+            raise
+
     def champion(self, name: str) -> ModelVersion | None:
         return self.alias_version(name, CHAMPION)
 
@@ -105,6 +122,13 @@ class ModelRegistry:
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as exc:
+            if not _missing(exc):
+                raise
 
     def promote(self, name: str, version: str, expected_champion: str | None) -> str | None:
         """Move ``champion`` to ``version`` if it still points at ``expected_champion``.

@@ -7,12 +7,14 @@ evaluated, and every failure after the alias move puts the registry back as it w
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from tuneline.config import PromotionConfig, RunConfig
+from tuneline.errors import PromotionError
 from tuneline.governance.approval import ApprovalRecord
 from tuneline.governance.audit import AuditLog
 from tuneline.governance.model_card import render_model_card
@@ -21,10 +23,22 @@ from tuneline.lineage import DatasetVersion, Decision, EvaluationReport, ModelVe
 from tuneline.stages.context import StageContext
 from tuneline.stages.evaluate import BACKEND_TAG, BASE_MODEL_TAG, MODEL_URI_TAG
 
-__all__ = ["SERVING_TAG", "bedrock_serving", "lineage_tags", "run_promote", "run_rollback"]
+__all__ = [
+    "LINEAGE_URI_TAG",
+    "SERVING_TAG",
+    "approval_covering",
+    "bedrock_serving",
+    "lineage_document",
+    "lineage_tags",
+    "run_promote",
+    "run_rollback",
+]
 
 
 SERVING_TAG = "tuneline.serving"
+LINEAGE_URI_TAG = "tuneline.lineage_uri"  # the one lineage artifact with everything the tags leave out
+APPROVED_TAG = "tuneline.approved"
+DECIDED_BY_TAG = "tuneline.decided_by"
 
 
 def bedrock_serving(
@@ -68,17 +82,39 @@ def _git_commit() -> str:
 
 
 def lineage_tags(
-    config: RunConfig, dataset: DatasetVersion, model: TrainedModel, flow_run_id: str | None
+    config: RunConfig, dataset: DatasetVersion, model: TrainedModel, flow_run_id: str | None = None
 ) -> dict[str, str]:
+    """The few tags a reader of the registry (and Tuneline itself: evaluate, retraining, serving)
+    needs on the version; everything else is in the lineage artifact (``lineage_document``)."""
+    del flow_run_id  # in the lineage artifact; kept as a parameter for callers of the old signature
     return {
         "tuneline.dataset_version": dataset.version,
-        "tuneline.dataset_uri": dataset.uri,
         BASE_MODEL_TAG: model.base_model,
         BACKEND_TAG: model.backend,
         MODEL_URI_TAG: model.model_uri,
         "tuneline.config_hash": config.config_hash(),
-        "tuneline.git_commit": _git_commit(),
-        "tuneline.flow_run_id": flow_run_id or "",
+    }
+
+
+def lineage_document(
+    config: RunConfig,
+    dataset: DatasetVersion,
+    model: TrainedModel,
+    decision: Decision,
+    evaluation_summary: dict[str, dict[str, float]],
+    flow_run_id: str | None,
+    mlflow_run_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "model_name": config.name,
+        "config_hash": config.config_hash(),
+        "git_commit": _git_commit(),
+        "flow_run_id": flow_run_id,
+        "mlflow_run_id": mlflow_run_id,
+        "dataset": dataset.model_dump(mode="json"),
+        "model": model.model_dump(mode="json"),
+        "decision": decision.model_dump(mode="json"),
+        "evaluation_summary": evaluation_summary,
     }
 
 
@@ -101,20 +137,31 @@ def run_promote(
     registry = ModelRegistry(ctx.mlflow)
     serve = serve if serve is not None else bedrock_serving(ctx, config.promotion)
     source = model.mlflow_model_uri or model.model_uri
-    version = registry.register(
-        config.name, source, model.job_id, lineage_tags(config, dataset, model, flow_run_id), run_id=ctx.run_id
+    existing = registry.version_for_job(config.name, model.job_id)
+    version = existing or registry.register(
+        config.name, source, model.job_id, lineage_tags(config, dataset, model), run_id=ctx.run_id
     )
     number = str(version.version)
-    summary_tags = {f"tuneline.eval.{k}": f"{v.get('candidate', float('nan')):.4f}" for k, v in evaluation_summary.items()}
+    champion_now = registry.champion(config.name) if existing is not None else None
+    is_champion = champion_now is not None and str(champion_now.version) == str(version.version)
+    if existing is not None and (not decision.approved or is_champion):
+        # A re-run of the same job: its decision is this run's (MLflow run + audit log); the
+        # version keeps the tags and aliases of the run that registered or promoted it.
+        return registry.ref(config.name, number, promoted=False)
+    lineage_uri = ctx.store.put_bytes(
+        ctx.store.uri(f"models/{config.name}/v{number}/lineage.json"),
+        json.dumps(
+            lineage_document(config, dataset, model, decision, evaluation_summary, flow_run_id, ctx.run_id), indent=2
+        ).encode(),
+        "application/json",
+    )
     registry.set_tags(
         config.name,
         number,
         {
-            **summary_tags,
-            "tuneline.approved": str(decision.approved).lower(),
-            "tuneline.decided_by": decision.decided_by,
-            "tuneline.decided_at": decision.decided_at.isoformat(),
-            "tuneline.decision_reasons": "; ".join(decision.reasons)[:5000],
+            APPROVED_TAG: str(decision.approved).lower(),
+            DECIDED_BY_TAG: decision.decided_by,
+            LINEAGE_URI_TAG: lineage_uri,
         },
     )
     if not decision.approved:
@@ -125,7 +172,7 @@ def run_promote(
     before_previous = registry.alias_version(config.name, PREVIOUS)
     before_previous_version = str(before_previous.version) if before_previous is not None else None
     old = registry.promote(config.name, number, expected_champion=before_champion)
-    audit = AuditLog(ctx.store)
+    audit = AuditLog(ctx.store, ctx.mlflow)
     try:
         card = render_model_card(config, number, dataset, model, report, decision)
         card_uri = ctx.store.put_bytes(
@@ -148,6 +195,8 @@ def run_promote(
                 mlflow_run_id=ctx.run_id,
                 previous_champion=old,
                 new_champion=number,
+                candidate_uri=model.model_uri,
+                authenticated=decision.decided_by != "policy",
             )
         )
         tags = {"tuneline.model_card_uri": card_uri, "tuneline.audit_record_uri": record_uri}
@@ -161,7 +210,21 @@ def run_promote(
     except BaseException:
         registry.restore(config.name, champion=before_champion, previous=before_previous_version)
         raise
+    # the challenger is the candidate under decision; once champion it is no longer one
+    registry.delete_alias(config.name, CHALLENGER)
     return registry.ref(config.name, number, promoted=True, previous=old)
+
+
+def approval_covering(ctx: StageContext, model_name: str, version: str) -> ApprovalRecord | None:
+    """The audit record that approved ``version`` (its promotion, or an approval of its weights)."""
+    mv = ctx.mlflow.get_model_version(model_name, version)
+    weights = (mv.tags or {}).get(MODEL_URI_TAG)
+    for record in reversed(AuditLog(ctx.store).records(model_name)):
+        if record.kind == "promotion" and record.new_champion == version:
+            return record
+        if record.kind == "approval" and record.approved and weights and record.candidate_uri == weights:
+            return record
+    return None
 
 
 def run_rollback(
@@ -172,27 +235,54 @@ def run_rollback(
     reason: str,
     serve: Callable[[ModelVersionRef], str | None] | None = None,
     bedrock_client: Any | None = None,
+    forced_by: str | None = None,
 ) -> ModelVersionRef:
-    """Move ``champion`` back; re-point Bedrock serving when the champion was served; audit it."""
+    """Move ``champion`` back; re-point Bedrock serving when the champion was served; audit it.
+
+    Only to a version an approval record covers, unless ``forced_by`` names a reviewer the caller
+    has authenticated (``tuneline.governance.reviewers``); the forced rollback is audited as such.
+    """
     registry = ModelRegistry(ctx.mlflow)
+    if registry.client_model(model_name) is None:
+        raise PromotionError(f"no such model {model_name!r} in the registry")
     before_champion = registry.champion(model_name)
     before_previous = registry.alias_version(model_name, PREVIOUS)
+    target = to_version
+    if target is None:
+        if before_previous is None:
+            raise PromotionError(f"model {model_name!r} has no 'previous' version to roll back to; pass --to-version")
+        target = str(before_previous.version)
+    if registry.version(model_name, target) is None:
+        raise PromotionError(f"model {model_name!r} has no version {target}")
+    covering = approval_covering(ctx, model_name, target)
+    if covering is None and forced_by is None:
+        raise PromotionError(
+            f"version {target} of {model_name!r} was never approved (no approval or promotion record covers it); "
+            "an enrolled reviewer may force it: tuneline rollback ... --force --reviewer NAME"
+        )
     if serve is None and (serving := _serving_of(ctx, before_champion)) is not None:
         serve = bedrock_serving(ctx, serving, client=bedrock_client)
-    old, new = registry.rollback(model_name, to_version)
+    old, new = registry.rollback(model_name, target)
     try:
         if serve is not None:
             serve(registry.ref(model_name, new))
-        AuditLog(ctx.store).append(
+        reasons = [reason]
+        if covering is None:
+            reasons.append(f"forced by {forced_by}: version {new} has no approval record")
+        else:
+            reasons.append(f"version {new} was approved in audit record {covering.sequence} ({covering.kind} by {covering.actor})")
+        AuditLog(ctx.store, ctx.mlflow).append(
             ApprovalRecord(
                 kind="rollback",
                 model_name=model_name,
                 model_version=new,
                 recorded_at=datetime.now(UTC),
-                actor=actor,
-                reasons=[reason],
+                actor=forced_by or actor,
+                reasons=reasons,
                 previous_champion=old,
                 new_champion=new,
+                authenticated=forced_by is not None,
+                forced=covering is None,
             )
         )
     except BaseException:

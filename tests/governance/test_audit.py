@@ -1,0 +1,148 @@
+"""The hash-chained audit log against real SeaweedFS and MLflow: every way of tampering with a record is
+named by `verify` and by `tuneline audit --verify`; a bad object never crashes reading the log."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from tuneline.governance.approval import ApprovalRecord
+from tuneline.governance.audit import AUDIT_HEAD_TAG, GENESIS, AuditLog, record_digest, registry_drift
+from tuneline.settings import Settings
+from tuneline.stages.context import StageContext
+
+pytestmark = [pytest.mark.service]
+
+
+@pytest.fixture
+def ctx(stack_settings: Settings) -> StageContext:
+    return StageContext(stack_settings)
+
+
+def _record(model: str, kind: str = "approval", actor: str = "policy", **fields) -> ApprovalRecord:
+    return ApprovalRecord(kind=kind, model_name=model, recorded_at=datetime.now(UTC), actor=actor, **fields)
+
+
+def _log_of_three(ctx: StageContext, prefix: str = "audit") -> tuple[AuditLog, str, list[str]]:
+    model = f"audit-{uuid.uuid4().hex[:8]}"
+    log = AuditLog(ctx.store, ctx.mlflow, prefix=prefix)
+    uris = [log.append(_record(model, approved=i % 2 == 0, reasons=[f"r{i}"])) for i in range(3)]
+    return log, model, uris
+
+
+@pytest.fixture
+def tampered(ctx: StageContext) -> tuple[AuditLog, str, list[str]]:
+    """A log of three records under a prefix the test's own key may rewrite and delete: the attacker
+    these tests play got past the store's identities (an admin key, the filer), so only the chain
+    and its MLflow anchor stand between them and an unnoticed change."""
+    return _log_of_three(ctx, prefix=f"tamper-{uuid.uuid4().hex[:8]}/audit")
+
+
+def _key(uri: str) -> str:
+    return uri.split("/", 3)[-1]
+
+
+def _cli(settings: Settings, *args: str):
+    from tuneline_cli.main import app
+
+    return CliRunner().invoke(app, list(args), env=settings.as_env())
+
+
+def test_records_chain_in_order_and_the_head_is_anchored_in_mlflow(ctx) -> None:
+    log, model, uris = _log_of_three(ctx)
+    records = log.records(model)
+    assert [r.sequence for r in records] == [1, 2, 3]
+    assert records[0].previous_digest == GENESIS
+    for before, after, uri in zip(records, records[1:], uris, strict=False):
+        assert after.previous_digest == record_digest(ctx.store.get_bytes(uri))
+        assert before.sequence + 1 == after.sequence
+    head = ctx.mlflow.get_registered_model(model).tags[AUDIT_HEAD_TAG]
+    assert head == f"3:{record_digest(ctx.store.get_bytes(uris[-1]))}"
+    assert log.verify([model]) == []
+
+
+def test_a_rewritten_record_is_named(ctx, tampered) -> None:
+    log, model, uris = tampered
+    forged = json.loads(ctx.store.get_bytes(uris[1]))
+    forged["actor"], forged["approved"] = "alice", True
+    ctx.store.put_bytes(uris[1], (json.dumps(forged) + "\n").encode())
+    problems = log.verify([model])
+    assert len(problems) == 1
+    assert problems[0].key == uris[1].split("/", 3)[-1] and "record 2 was rewritten" in problems[0].problem
+
+
+def test_a_rewritten_last_record_is_caught_by_the_anchor(ctx, tampered) -> None:
+    log, model, uris = tampered
+    forged = json.loads(ctx.store.get_bytes(uris[2]))
+    forged["reasons"] = ["nothing to see"]
+    ctx.store.put_bytes(uris[2], (json.dumps(forged) + "\n").encode())
+    (problem,) = log.verify([model])
+    assert problem.key == uris[2].split("/", 3)[-1] and "the anchor in MLflow" in problem.problem
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_a_deleted_record_is_named(ctx, tampered, which: int) -> None:
+    log, model, uris = tampered
+    ctx.store.client.delete_object(Bucket=ctx.store.bucket, Key=_key(uris[which]))
+    problems = log.verify([model])
+    assert [p.problem for p in problems if "deleted" in p.problem], f"deleting record {which + 1} went unnoticed: {problems}"
+    assert any(f"record {which + 1} is missing" in p.problem for p in problems)
+
+
+def test_an_inserted_record_is_named(ctx, tampered) -> None:
+    log, model, uris = tampered
+    # a forger copies record 2's link and sequence into a record of their own, under a key that sorts beside it
+    real = json.loads(ctx.store.get_bytes(uris[1]))
+    forged = {**real, "actor": "mallory", "approved": True, "reasons": ["approved"]}
+    key = f"{log.prefix}/{model}/0000000002-approval-forged.jsonl"
+    ctx.store.put_bytes(ctx.store.uri(key), (json.dumps(forged) + "\n").encode())
+    (problem,) = log.verify([model])
+    assert problem.key == key and "an inserted record" in problem.problem
+
+
+def test_a_malformed_object_is_named_and_never_crashes_the_reader(ctx, stack_settings) -> None:
+    log, model, uris = _log_of_three(ctx)
+    bad_key = f"audit/{model}/0000000004-approval.jsonl"
+    ctx.store.put_bytes(ctx.store.uri(bad_key), b"{not json\n")
+    assert [r.sequence for r in log.records(model)] == [1, 2, 3]  # no exception, the good ones read
+    problems = log.verify([model])
+    assert any(p.key == bad_key and "not a valid audit record" in p.problem for p in problems)
+
+    listing = _cli(stack_settings, "audit", "--model", model)
+    assert listing.exit_code == 0, listing.output
+    assert "Traceback" not in listing.output and bad_key in listing.output
+
+    verified = _cli(stack_settings, "audit", "--model", model, "--verify")
+    assert verified.exit_code == 1 and bad_key in verified.output and "Traceback" not in verified.output
+
+
+def test_audit_json_is_one_document_and_verify_passes_an_intact_log(ctx, stack_settings) -> None:
+    _, model, _ = _log_of_three(ctx)
+    result = _cli(stack_settings, "audit", "--model", model, "--json", "--verify")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [r["sequence"] for r in document["records"]] == [1, 2, 3]
+    assert document["verified"] is True and document["problems"] == []
+
+
+def test_registry_changes_made_outside_tuneline_are_reported(ctx, stack_settings, run_config, lineage) -> None:
+    from tuneline.stages.promote import run_promote
+
+    config = run_config()
+    summary = {"task/exact_match": {"candidate": 0.8}}
+    first = run_promote(ctx, config, *lineage(), summary)
+    # a second candidate, rejected, then made champion and tagged approved straight through the MLflow API
+    rejected = run_promote(ctx, config, *lineage(approved=False, champion=first.version), summary)
+    log = AuditLog(ctx.store, ctx.mlflow)
+    assert registry_drift(log, ctx.mlflow, config.name) == []
+    ctx.mlflow.set_registered_model_alias(config.name, "champion", rejected.version)
+    ctx.mlflow.set_model_version_tag(config.name, rejected.version, "tuneline.approved", "true")
+    problems = [str(p) for p in registry_drift(log, ctx.mlflow, config.name)]
+    assert any("alias 'champion' points to version " + rejected.version in p for p in problems)
+    assert any(f"version {rejected.version} is tagged tuneline.approved=true" in p for p in problems)
+    result = _cli(stack_settings, "audit", "--model", config.name, "--verify")
+    assert result.exit_code == 1 and "changed outside Tuneline" in result.output
