@@ -12,6 +12,7 @@ __all__ = [
     "DataError",
     "EvaluationError",
     "JobFailedError",
+    "NotFoundError",
     "PromotionError",
     "ServiceUnavailableError",
     "StackError",
@@ -30,6 +31,10 @@ class ConfigError(TunelineError):
 
 class DataError(TunelineError):
     """The input data as a whole is unusable (no readable records, too few for the target...)."""
+
+
+class NotFoundError(TunelineError):
+    """A thing a person named (model, version, flow run, suite) does not exist; says "no such ..."."""
 
 
 class StackError(TunelineError):

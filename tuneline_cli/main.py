@@ -7,14 +7,25 @@ import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 
 from tuneline.config import ApprovalMode, Target, load_run_config
-from tuneline.errors import TunelineError
+from tuneline.errors import NotFoundError, TunelineError
 from tuneline.settings import Settings, get_settings
+from tuneline_cli.failures import (
+    CleanErrorsGroup,
+    enable_debug,
+    one_line,
+    quiet_prefect_console,
+    quiet_third_parties,
+)
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Errors become one line `error: ...` in CleanErrorsGroup (see tuneline_cli/failures.py), never a traceback.
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, cls=CleanErrorsGroup, pretty_exceptions_enable=False
+)
 stack_app = typer.Typer(no_args_is_help=True, help="The embedded local stack: SeaweedFS (S3), MLflow, Prefect.")
 app.add_typer(stack_app, name="stack")
 deployments_app = typer.Typer(no_args_is_help=True, help="prefect.yaml, generated from the reviewed files in deployments/.")
@@ -23,21 +34,58 @@ automations_app = typer.Typer(no_args_is_help=True, help="Notifications: Prefect
 app.add_typer(automations_app, name="automations")
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"tuneline {version('tuneline')}")
+        except PackageNotFoundError:
+            typer.echo("tuneline (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks, library warnings and progress bars (or TUNELINE_DEBUG=1).")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print Tuneline's version and exit.", callback=_version_callback, is_eager=True),
+    ] = False,
+) -> None:
+    """Tuneline: run the lifecycle or any stage, manage the local stack, approve, roll back, audit."""
+    if debug:
+        enable_debug()
+    quiet_third_parties()
+
+
 def _use_prefect(settings: Settings) -> None:
     """Point Prefect at the configured server before it is first imported."""
     os.environ.setdefault("PREFECT_API_URL", settings.prefect_api_url)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_UI_URL", settings.prefect_ui_url)
+    import prefect  # noqa: F401 - configures Prefect's logging, which quiet_prefect_console adjusts
+
+    quiet_prefect_console()
 
 
 def _fail(exc: Exception, code: int = 1) -> None:
-    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    typer.secho(f"error: {one_line(str(exc))}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
 
 
 def _emit_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, default=str))
+
+
+def _for_people(value: Any) -> str:
+    """Floats to 4 significant digits (0.4028, 1234.6): enough to compare, short enough to read."""
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,9 +224,13 @@ def _paused_run_id(flow_run_id: str) -> str:
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(flow_run_id))
+        try:
+            run = client.read_flow_run(UUID(flow_run_id))
+        except ObjectNotFound:
+            raise NotFoundError(f"no such flow run {flow_run_id} on the Prefect server at {get_settings().prefect_api_url}") from None
         if run.state and run.state.type is StateType.PAUSED:
             return flow_run_id
         # subflows are linked through a task run in the parent
@@ -195,62 +247,93 @@ def _paused_run_id(flow_run_id: str) -> str:
 
 @app.command("approve")
 def approve(
-    flow_run_id: str,
+    flow_run_id: Annotated[UUID, typer.Argument(help="The waiting flow run (the lifecycle run or its approve subflow).")],
     reviewer: Annotated[str, typer.Option(help="Who approves; recorded in the audit log.")],
-    comment: Annotated[str, typer.Option()] = "",
+    comment: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "",
 ) -> None:
     """Approve a run that is waiting for a human decision."""
     _use_prefect(get_settings())
-    _resume(_paused_run_id(flow_run_id), "approve", reviewer, comment)
+    _resume(_paused_run_id(str(flow_run_id)), "approve", reviewer, comment)
 
 
 @app.command("reject")
 def reject(
-    flow_run_id: str,
+    flow_run_id: Annotated[UUID, typer.Argument(help="The waiting flow run (the lifecycle run or its approve subflow).")],
     reviewer: Annotated[str, typer.Option(help="Who rejects; recorded in the audit log.")],
-    comment: Annotated[str, typer.Option()] = "",
+    comment: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "",
 ) -> None:
     """Reject a run that is waiting for a human decision."""
     _use_prefect(get_settings())
-    _resume(_paused_run_id(flow_run_id), "reject", reviewer, comment)
+    _resume(_paused_run_id(str(flow_run_id)), "reject", reviewer, comment)
 
 
 @app.command("rollback")
 def rollback(
-    model_name: str,
+    model_name: Annotated[str, typer.Argument(help="Registered model name.")],
     to_version: Annotated[str | None, typer.Option(help="Version to restore; default: alias 'previous'.")] = None,
-    reason: Annotated[str, typer.Option()] = "manual rollback",
-    actor: Annotated[str, typer.Option()] = os.environ.get("USER", "unknown"),
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "manual rollback",
+    actor: Annotated[str, typer.Option(help="Who rolls back; recorded in the audit log.")] = os.environ.get(
+        "USER", "unknown"
+    ),
 ) -> None:
     """Move the champion alias back (to 'previous' by default) and record why."""
-    _use_prefect(get_settings())
+    settings = get_settings()
+    _check_rollback_target(settings, model_name, to_version)
+    _use_prefect(settings)
     from flows.rollback import rollback as rollback_flow
 
     try:
         ref = rollback_flow(model_name, to_version, actor, reason)
     except TunelineError as exc:
-        _fail(exc)
+        _fail(exc, 2)
     typer.echo(f"{model_name}: champion is now v{ref.version} (was v{ref.previous_champion})")
+
+
+def _check_rollback_target(settings: Settings, model_name: str, to_version: str | None) -> None:
+    """Name a missing model or version before starting a flow (whose failure would print Prefect's logs)."""
+    from mlflow.exceptions import MlflowException
+
+    from tuneline.governance.registry import CHAMPION, PREVIOUS, ModelRegistry
+    from tuneline.stages.context import StageContext
+    from tuneline.storage.tracking import unreachable_as_service_error
+
+    client = StageContext(settings).mlflow
+    with unreachable_as_service_error():
+        try:
+            client.get_registered_model(model_name)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                raise NotFoundError(
+                    f"no such model {model_name!r} in the MLflow registry at {settings.mlflow_tracking_uri}"
+                ) from None
+            raise
+        if to_version is None and ModelRegistry(client).alias_version(model_name, PREVIOUS) is None:
+            champion = ModelRegistry(client).alias_version(model_name, CHAMPION)
+            now = f"its champion is v{champion.version}" if champion is not None else "it has no champion"
+            raise NotFoundError(
+                f"model {model_name!r} has no 'previous' version to roll back to ({now}); "
+                f"pass --to-version N to choose one"
+            )
 
 
 @app.command("audit")
 def audit(
     model: Annotated[str | None, typer.Option(help="Only this model's records.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records as one JSON array.")] = False,
 ) -> None:
     """Print the audit log: every approval, promotion and rollback."""
     from tuneline.governance.audit import AuditLog
     from tuneline.storage.s3 import ObjectStore
 
     records = AuditLog(ObjectStore(get_settings())).records(model)
+    if as_json:
+        _emit_json([r.model_dump(mode="json") for r in records])
+        return
     for r in records:
-        if as_json:
-            _emit_json(r.model_dump(mode="json"))
-        else:
-            typer.echo(
-                f"{r.recorded_at:%Y-%m-%d %H:%M:%S} {r.kind:<9} {r.model_name} v{r.model_version or '-'} "
-                f"by {r.actor} approved={r.approved} {'; '.join(r.reasons)}"
-            )
+        typer.echo(
+            f"{r.recorded_at:%Y-%m-%d %H:%M:%S} {r.kind:<9} {r.model_name} v{r.model_version or '-'} "
+            f"by {r.actor} approved={r.approved} {'; '.join(r.reasons)}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,9 +348,9 @@ def _data_config(input_: str, format_: str, target: Target | None) -> Any:
 @app.command("validate")
 def validate(
     input_: Annotated[str, typer.Option("--input", help="File, glob, directory or s3:// prefix.")],
-    format_: Annotated[str, typer.Option("--format")] = "auto",
-    target: Annotated[Target, typer.Option()] = Target.LOCAL,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    format_: Annotated[str, typer.Option("--format", help="Input record format, or auto to detect it.")] = "auto",
+    target: Annotated[Target, typer.Option(help="Where the data will be tuned; its rules apply.")] = Target.LOCAL,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON document.")] = False,
 ) -> None:
     """Check data against the target's rules without writing anything."""
     from tuneline.data.prepare import validate as validate_data
@@ -291,10 +374,10 @@ def validate(
 @app.command("prepare")
 def prepare(
     input_: Annotated[str, typer.Option("--input", help="File, glob, directory or s3:// prefix.")],
-    format_: Annotated[str, typer.Option("--format")] = "auto",
-    target: Annotated[Target, typer.Option()] = Target.LOCAL,
+    format_: Annotated[str, typer.Option("--format", help="Input record format, or auto to detect it.")] = "auto",
+    target: Annotated[Target, typer.Option(help="Where the data will be tuned; its rules apply.")] = Target.LOCAL,
     name: Annotated[str, typer.Option(help="Dataset name.")] = "dataset",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON document.")] = False,
 ) -> None:
     """Validate, clean, split and write a versioned dataset to S3."""
     from tuneline.data.prepare import prepare as prepare_data
@@ -378,7 +461,7 @@ def _tracked_stage(config: Any, settings: Settings, stage: str) -> Any:
 @app.command("tune")
 def tune(
     dataset: Annotated[str, typer.Option(help="Dataset version id, or its s3:// URI.")],
-    config_path: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False)],
+    config_path: Annotated[Path, typer.Option("--config", help="Run config YAML.", exists=True, dir_okay=False)],
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
 ) -> None:
     """Run the tune stage alone on a prepared dataset version."""
@@ -414,13 +497,13 @@ def tune(
         _emit_json(out)
     else:
         for key, value in out.items():
-            typer.echo(f"{key:<22} {value}")
+            typer.echo(f"{key:<22} {_for_people(value)}")
 
 
 @app.command("evaluate")
 def evaluate(
     model: Annotated[str, typer.Option(help="The candidate: model directory or s3:// prefix.")],
-    config_path: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False)],
+    config_path: Annotated[Path, typer.Option("--config", help="Run config YAML.", exists=True, dir_okay=False)],
     dataset: Annotated[str, typer.Option(help="Dataset version (id or s3:// URI) whose test split is the task suite.")],
     against: Annotated[list[str], typer.Option(help="champion and/or base (default: both).")] = ["champion", "base"],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
@@ -469,8 +552,8 @@ def evaluate(
 @app.command("history")
 def history(
     model: Annotated[str | None, typer.Option(help="Model label, id, or id prefix.")] = None,
-    suite: Annotated[str | None, typer.Option()] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    suite: Annotated[str | None, typer.Option(help="Only this evaluation suite.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as one JSON array.")] = False,
 ) -> None:
     """Metrics over time per model version, from every run's per-example results in S3."""
     from tuneline.evaluation.history import metric_history
@@ -478,10 +561,20 @@ def history(
 
     settings = get_settings()
     store = ObjectStore(settings)
-    try:
-        rows = metric_history(store.uri("evals/"), model=model, suite=suite, store=store)
-    except TunelineError as exc:
-        _fail(exc)
+    source = store.uri("evals/")
+    rows = metric_history(source, model=model, suite=suite, store=store)
+    if not rows and (model is not None or suite is not None):
+        # An empty answer to a named filter is a typo far more often than a model never evaluated.
+        everything = metric_history(source, store=store)
+        for label, wanted, seen in (
+            ("model", model, sorted({r["model"] for r in everything} | {r["model_id"] for r in everything})),
+            ("suite", suite, sorted({r["suite"] for r in everything})),
+        ):
+            if wanted is not None and not any(s == wanted or s.startswith(wanted) for s in seen):
+                raise NotFoundError(
+                    f"no such {label} {wanted!r} in the evaluation history at {source} "
+                    f"(known: {', '.join(seen[:10]) or 'none yet'})"
+                )
     if as_json:
         _emit_json(rows)
         return

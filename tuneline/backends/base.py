@@ -126,7 +126,11 @@ class Generation(BaseModel):
 
     text: str
     latency_s: float
+    """Seconds this answer took. Answers generated together in one batch each carry the batch's
+    wall time divided by ``batch_size``, so that per-example latencies add up to the time spent."""
     output_tokens: int | None = None
+    batch_size: int = 1
+    """How many answers were generated together with this one (1: answered alone)."""
 
 
 class TextGenerator(Protocol):

@@ -3,8 +3,9 @@
 A model's answers depend only on the model, the prompts and the generation settings, so the key
 is (model id, suite version, generation settings). ``batch_size`` is left out of the key: it
 changes how fast answers come, not what they are under greedy decoding. Each entry is one Parquet
-file of (example_id, output, latency_s, output_tokens); metrics are recomputed from it, so adding
-a metric to a suite reuses the cache too.
+file of (example_id, output, latency_s, output_tokens, batch_size); metrics are recomputed from it,
+so adding a metric to a suite reuses the cache too. Entries written before latency was per example
+(no ``batch_size`` column) are not read: their latency is a batch's wall time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _SCHEMA = pa.schema(
         ("output", pa.string()),
         ("latency_s", pa.float64()),
         ("output_tokens", pa.int64()),
+        ("batch_size", pa.int64()),
     ]
 )
 
@@ -85,6 +87,9 @@ class ResultCache:
             return None
         if table is None:
             return None
+        if "batch_size" not in table.column_names:
+            _log.info("regenerating result cache entry %s: written before latency was per example", where)
+            return None
         rows = table.to_pylist()
         if tuple(row["example_id"] for row in rows) != suite.example_ids:
             _log.warning(
@@ -92,7 +97,12 @@ class ResultCache:
             )
             return None
         return [
-            Generation(text=row["output"], latency_s=row["latency_s"], output_tokens=row["output_tokens"])
+            Generation(
+                text=row["output"],
+                latency_s=row["latency_s"],
+                output_tokens=row["output_tokens"],
+                batch_size=row["batch_size"],
+            )
             for row in rows
         ]
 
@@ -114,6 +124,7 @@ class ResultCache:
                 "output": [g.text for g in generations],
                 "latency_s": [g.latency_s for g in generations],
                 "output_tokens": [g.output_tokens for g in generations],
+                "batch_size": [g.batch_size for g in generations],
             },
             schema=_SCHEMA.with_metadata(
                 {

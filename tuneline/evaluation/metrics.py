@@ -8,7 +8,8 @@ thresholds read the same across metrics.
 Metrics that need more than the two strings take keyword context from the runner:
 
 - ``json_schema``: the suite's ``SuiteConfig.json_schema`` (``json_schema_valid``);
-- ``latency_s``: the generation's wall time in seconds (``latency``).
+- ``latency_s``: seconds per answer (``latency``); a batch's wall time divided by its size when
+  answers were generated together (``Generation.batch_size``).
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ _ALL = [
     ),
     Metric(
         "latency",
-        "Generation wall time in seconds (p50 and p95 per model).",
+        "Seconds per answer: a batch's wall time divided by its size (p50 and p95 per model).",
         _latency,
         higher_is_better=False,
         informational=True,

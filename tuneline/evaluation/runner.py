@@ -69,6 +69,7 @@ _FIXED_COLUMNS = [
     ("reference", pa.string()),
     ("output", pa.string()),
     ("latency_s", pa.float64()),
+    ("batch_size", pa.int64()),
     ("output_tokens", pa.int64()),
     ("cached", pa.bool_()),
 ]
@@ -298,6 +299,7 @@ def evaluate_models(
             columns["reference"] += [r.answer for r in suite.records]
             columns["output"] += [g.text for g in outputs]
             columns["latency_s"] += [g.latency_s for g in outputs]
+            columns["batch_size"] += [g.batch_size for g in outputs]
             columns["output_tokens"] += [g.output_tokens for g in outputs]
             columns["cached"] += [cached] * n
             for name in metric_names:

@@ -2,7 +2,9 @@
 
 Gains are measured in the metric's own direction: for a lower-is-better metric (latency), a drop
 is a gain. Suites named as safety suites get an implicit "no regression at all" check on each of
-their metrics unless the policy already says something about that metric.
+their scored metrics unless the policy already says something about that metric. Informational
+metrics (latency, output length) are reported but gated only by a check the policy names:
+timing jitter is not a regression.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tuneline.config import ApprovalMode, ApprovalPolicy, MetricCheck
+from tuneline.evaluation.metrics import metric_for_comparison
 from tuneline.lineage import CheckResult, EvaluationReport, MetricComparison, PolicyResult
 
 __all__ = ["evaluate_policy", "implicit_safety_checks"]
@@ -18,14 +21,22 @@ __all__ = ["evaluate_policy", "implicit_safety_checks"]
 def implicit_safety_checks(
     policy: ApprovalPolicy, report: EvaluationReport, safety_suites: Iterable[str]
 ) -> list[MetricCheck]:
-    """A ``max_regression=0`` check for every safety-suite metric the policy leaves unchecked."""
+    """A ``max_regression=0`` check for every scored safety-suite metric the policy leaves unchecked."""
     configured = {(c.suite, c.metric) for c in policy.checks}
     safety = set(safety_suites)
     return [
         MetricCheck(suite=c.suite, metric=c.metric, max_regression=0.0)
         for c in report.comparisons
-        if c.suite in safety and (c.suite, c.metric) not in configured and c.metric != "latency"
+        if c.suite in safety and (c.suite, c.metric) not in configured and not _informational(c.metric)
     ]
+
+
+def _informational(comparison_name: str) -> bool:
+    """``latency_p95``, ``output_length``: shown, never gated unless a check names them."""
+    try:
+        return metric_for_comparison(comparison_name).informational
+    except KeyError:  # a metric this version does not know: gate it, as before
+        return False
 
 
 def _improvement(comparison: MetricComparison) -> tuple[float, float | None, float | None]:

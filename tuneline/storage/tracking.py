@@ -43,9 +43,10 @@ __all__ = [
 REDACTED = "***redacted***"
 
 # Parameter names whose values are secrets whatever they contain (belt and braces: the explicit
-# secret list catches the values themselves).
+# secret list catches the values themselves). "token" only as a credential (hf_token, token):
+# not a count of text tokens (max_new_tokens), a tokenizer or a token id.
 _SECRET_KEY_PATTERN = re.compile(
-    r"(password|passwd|secret|token|api[_-]?key|credential|private[_-]?key)", re.I
+    r"(password|passwd|secret|token(?![a-z]|_id)|api[_-]?key|credential|private[_-]?key)", re.I
 )
 
 
