@@ -15,8 +15,9 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tuneline.backends.bedrock.models import BedrockModelSpec
+from tuneline.backends.bedrock.models import BEDROCK_MODELS, BedrockModelSpec
 from tuneline.errors import ConfigError
+from tuneline.graders.registry import GraderConfig
 from tuneline.records import RecordFormat
 
 __all__ = [
@@ -192,11 +193,43 @@ class LocalTuneConfig(_Strict):
         return Target.LOCAL
 
 
+class RftGraderConfig(_Strict):
+    """The RFT grader: an existing Lambda (``lambda_arn``) or Tuneline's graders (``tuneline``),
+    which run in the Lambda that ``infra/terraform/aws`` deploys (its ARN goes in ``lambda_arn``)."""
+
+    lambda_arn: str | None = Field(
+        default=None, pattern=r"^arn:(aws[a-zA-Z-]*)?:lambda:[a-z]{2}(-gov)?-[a-z]+-\d{1}:\d{12}:function:[a-zA-Z0-9-_\.]+(:(\$LATEST|[a-zA-Z0-9-_]+))?$"
+    )
+    tuneline: list[GraderConfig] = Field(default_factory=list, description="tuneline.graders, weighted.")
+
+    @model_validator(mode="after")
+    def _some_grader(self) -> RftGraderConfig:
+        if self.lambda_arn is None and not self.tuneline:
+            raise ValueError("tune.grader needs lambda_arn (an existing grader Lambda) or tuneline: [graders]")
+        return self
+
+
 class BedrockTuneConfig(_Strict):
     backend: Literal["bedrock"] = "bedrock"
     base_model: str = Field(description="Bedrock base model identifier, e.g. amazon.nova-micro-v1:0:128k.")
     role_arn: str = Field(pattern=r"^arn:aws(-[^:]+)?:iam::\d{12}:role/.+$")
-    customization_type: Literal["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"] = "FINE_TUNING"
+    customization_type: Literal[
+        "FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION", "REINFORCEMENT_FINE_TUNING"
+    ] = "FINE_TUNING"
+    grader: RftGraderConfig | None = Field(default=None, description="RFT only: the Lambda that scores answers.")
+    teacher_model: str | None = Field(default=None, description="DISTILLATION only: the teacher model id.")
+    max_response_length: int | None = Field(
+        default=None, ge=1, description="DISTILLATION only: the teacher's maxResponseLengthForInference."
+    )
+    invocation_logs_s3_uri: str | None = Field(
+        default=None, description="Train from Bedrock invocation logs at this S3 prefix instead of the dataset."
+    )
+    invocation_logs_use_prompt_response: bool = Field(
+        default=False, description="Use the logged responses too (otherwise only the prompts)."
+    )
+    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+        default=None, description="RFT only: rftConfig.hyperParameters.reasoningEffort."
+    )
     hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
     output_s3_uri: str | None = Field(default=None, description="Where Bedrock writes job output; defaults under the bucket.")
     kms_key_id: str | None = None
@@ -214,6 +247,8 @@ class BedrockTuneConfig(_Strict):
     def target(self) -> Target:
         if self.model_limits is not None:
             nova = self.model_limits.record_format == "nova"
+        elif self.base_model in BEDROCK_MODELS:
+            nova = BEDROCK_MODELS[self.base_model].record_format == "nova"
         else:
             nova = ".nova" in self.base_model
         return Target.BEDROCK_NOVA if nova else Target.BEDROCK_CLAUDE_HAIKU

@@ -460,14 +460,26 @@ def _tracked_stage(config: Any, settings: Settings, stage: str) -> Any:
 
 @app.command("tune")
 def tune(
-    dataset: Annotated[str, typer.Option(help="Dataset version id, or its s3:// URI.")],
+    dataset: Annotated[
+        str, typer.Option(help="Dataset version id, or its s3:// URI; with --dry-run, a local prepared JSONL or folder.")
+    ],
     config_path: Annotated[Path, typer.Option("--config", help="Run config YAML.", exists=True, dir_okay=False)],
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Bedrock: print the request, cost and problems; send nothing.")
+    ] = False,
+    prices: Annotated[
+        Path | None, typer.Option(help="With --dry-run: a JSON price table replacing Tuneline's dated one.")
+    ] = None,
 ) -> None:
     """Run the tune stage alone on a prepared dataset version."""
     settings = get_settings()
+    if dry_run:
+        _tune_dry_run(config_path, Path(dataset), settings, prices, as_json)
+        return
     try:
         config = load_run_config(config_path)
+        _preflight(config)
         version = _dataset_version(dataset, config, settings)
     except TunelineError as exc:
         _fail(exc, 2)
@@ -498,6 +510,68 @@ def tune(
     else:
         for key, value in out.items():
             typer.echo(f"{key:<22} {_for_people(value)}")
+
+
+def _preflight(config: Any) -> None:
+    """Refuse a past-end-of-life Bedrock model before anything starts; warn for a legacy one."""
+    from tuneline.backends.registry import provider_for
+
+    check = getattr(provider_for(config), "preflight", None)
+    warning = check(config) if check is not None else None
+    if warning:
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+
+
+def _tune_dry_run(config_path: Path, dataset: Path, settings: Settings, prices: Path | None, as_json: bool) -> None:
+    from tuneline.backends.registry import provider_for
+
+    try:
+        config = load_run_config(config_path)
+        describe = getattr(provider_for(config), "dry_run", None)
+        if describe is None:
+            raise TunelineError(f"tune.backend {config.tune.backend!r} has no dry run; it runs locally, send nothing")
+        result = describe(config, dataset, settings, prices=prices)
+    except TunelineError as exc:
+        _fail(exc, 2)
+    out = {
+        "request": result.request,
+        "estimated_cost_usd": result.estimated_cost_usd,
+        "problems": result.problems,
+        "warnings": result.warnings,
+        "records": result.records,
+        "tokens": result.tokens,
+        "epochs": result.epochs,
+        "prices_as_of": result.prices_as_of.isoformat() if result.prices_as_of else None,
+    }
+    if as_json:
+        _emit_json(out)
+    else:
+        typer.echo(json.dumps(result.request, indent=2))
+        typer.echo(f"estimated_cost_usd {_for_people(result.estimated_cost_usd)} (prices of {out['prices_as_of']})")
+        for warning in result.warnings:
+            typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+        for problem in result.problems:
+            typer.secho(f"problem: {problem}", err=True, fg=typer.colors.RED)
+    if result.problems:
+        raise typer.Exit(2)
+
+
+@app.command("models")
+def models(as_json: Annotated[bool, typer.Option("--json", help="One JSON line.")] = False) -> None:
+    """List the Bedrock base models Tuneline knows: customization types, regions, lifecycle."""
+    from tuneline.backends.registry import provider
+
+    rows = provider("bedrock").models_table()  # type: ignore[attr-defined]
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        eol = f" end of life {row['end_of_life']}" if row["end_of_life"] else ""
+        typer.echo(
+            f"{row['model_id']:<46} {row['label']:<24} {row['lifecycle']}{eol}  "
+            f"{', '.join(row['customization_types'])}"
+            + (f"  teachers: {', '.join(row['teachers'])}" if row["teachers"] else "")
+        )
 
 
 @app.command("evaluate")

@@ -12,7 +12,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from tests.conftest import SleepRecorder
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0:200k"
+BEFORE_HAIKU_EOL = date(2026, 6, 1)
 NOVA_MICRO = "amazon.nova-micro-v1:0:128k"
 ROLE = "arn:aws:iam::123456789012:role/BedrockTuning"
 BUCKET = "tl-bedrock-test"
@@ -83,7 +84,9 @@ def stubbed(stubbed_aws: Callable[..., tuple[Any, Stubber]]) -> tuple[Any, Stubb
 def backend(
     settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], sleeps: SleepRecorder
 ) -> BedrockBackend:
-    return BedrockBackend(settings, stubbed[0], store, sleep=sleeps)
+    # These contract tests use Claude 3 Haiku as it was before its end of life (2026-09-10), when
+    # AWS still took jobs for it; the refusal after that date is tested in test_bedrock_customization.
+    return BedrockBackend(settings, stubbed[0], store, sleep=sleeps, today=lambda: BEFORE_HAIKU_EOL)
 
 
 def _records(n: int, nova: bool) -> bytes:
@@ -382,12 +385,14 @@ def test_rerun_with_same_identity_attaches_without_a_second_create(
     stubber.add_response(
         "create_model_customization_job", {"jobArn": _job_arn()}, _expected_create(spec, HAIKU_DEFAULTS)
     )
-    first = BedrockBackend(settings, client, store, sleep=sleeps).submit(spec)
+    first = BedrockBackend(settings, client, store, sleep=sleeps, today=lambda: BEFORE_HAIKU_EOL).submit(spec)
 
     # The flow crashed after submitting; a new process re-runs with the same inputs. The Stubber
     # has no create queued, so a second CreateModelCustomizationJob would fail this test.
     stubber.add_response("get_model_customization_job", _job(spec, "InProgress"), {"jobIdentifier": name})
-    again = BedrockBackend(settings, client, store, sleep=sleeps).submit(make_spec())
+    again = BedrockBackend(settings, client, store, sleep=sleeps, today=lambda: BEFORE_HAIKU_EOL).submit(
+        make_spec()
+    )
     assert again == first == _job_arn()
 
 
@@ -439,7 +444,9 @@ def test_throttling_gives_up_after_bounded_attempts(
     settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], sleeps: SleepRecorder
 ) -> None:
     client, stubber = stubbed
-    backend = BedrockBackend(settings, client, store, sleep=sleeps, max_attempts=3)
+    backend = BedrockBackend(
+        settings, client, store, sleep=sleeps, max_attempts=3, today=lambda: BEFORE_HAIKU_EOL
+    )
     for _ in range(3):
         stubber.add_client_error("get_model_customization_job", "ThrottlingException", "Rate exceeded", 400)
     with pytest.raises(ServiceUnavailableError, match="gave up after 3 attempts.*Rate exceeded"):
@@ -491,7 +498,9 @@ def test_data_from_another_store_is_staged_into_bedrocks_bucket(
     )
     # A separate store object stands for a different S3 (e.g. local SeaweedFS vs AWS).
     dataset_store = ObjectStore(settings, client=store.client)
-    backend = BedrockBackend(settings, client, store, dataset_store=dataset_store, sleep=sleeps)
+    backend = BedrockBackend(
+        settings, client, store, dataset_store=dataset_store, sleep=sleeps, today=lambda: BEFORE_HAIKU_EOL
+    )
     name = bedrock_job_name(spec.name, spec.identity)
     staged = f"s3://{BUCKET}/runs/{spec.name}/{name}/data"
     tags = _expected_create(spec, HAIKU_DEFAULTS)["jobTags"] + [{"key": "team", "value": "support"}]
@@ -622,14 +631,14 @@ def test_metrics_pick_this_jobs_folder_in_a_shared_prefix(
         ({}, {"validation": 1001}, "split validation has 1001 records"),
         ({}, {"train": 9_500, "validation": 600}, "train + validation = 10100"),
         ({}, {"target": Target.BEDROCK_NOVA}, "prepared for target bedrock-nova"),
-        ({"customization_type": "DISTILLATION"}, {}, "supports FINE_TUNING"),
+        ({"customization_type": "CONTINUED_PRE_TRAINING"}, {}, "supports FINE_TUNING, DISTILLATION"),
         ({"vpc_subnet_ids": ["subnet-1"]}, {}, "must be given together"),
         (
             {"poll_interval_seconds": 100, "max_poll_interval_seconds": 10},
             {},
             "below tune.poll_interval_seconds",
         ),
-        ({"base_model": "meta.llama3-1-8b-instruct-v1:0:128k"}, {}, "give its limits"),
+        ({"base_model": "meta.llama3-3-70b-instruct-v1:0:128k"}, {}, "give its limits"),
         ({"hyperparameters": {"epochCount": 0}}, {}, "tune.hyperparameters.epochCount=0"),
     ],
     ids=[
@@ -662,10 +671,10 @@ def test_validate_accepts_a_good_spec_and_refuses_wrong_region(
     settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec]
 ) -> None:
     spec = make_spec()
-    BedrockBackend(settings, stubbed[0], store).validate(spec)
+    BedrockBackend(settings, stubbed[0], store, today=lambda: BEFORE_HAIKU_EOL).validate(spec)
     east = settings.model_copy(update={"bedrock_region": "us-east-1"})
     with pytest.raises(ValidationFailedError, match="us-west-2 only"):
-        BedrockBackend(east, stubbed[0], store).validate(spec)
+        BedrockBackend(east, stubbed[0], store, today=lambda: BEFORE_HAIKU_EOL).validate(spec)
 
 
 def test_validate_refuses_a_local_tune_config(

@@ -20,6 +20,8 @@ import re
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,7 +34,12 @@ from tuneline.backends.base import (
     TuningBackend,
 )
 from tuneline.backends.bedrock.api import BedrockCaller, BedrockServiceError, Sleep, make_bedrock_client
-from tuneline.backends.bedrock.models import BedrockModelSpec, bedrock_model_spec, hyperparameter_strings
+from tuneline.backends.bedrock.models import (
+    BedrockModelSpec,
+    bedrock_model_spec,
+    check_lifecycle,
+    hyperparameter_strings,
+)
 from tuneline.config import BedrockTuneConfig, Target
 from tuneline.errors import BackendError, ConfigError, JobFailedError, ValidationFailedError
 from tuneline.lineage import JobState, TrainedModel
@@ -40,10 +47,22 @@ from tuneline.settings import Settings
 from tuneline.storage.s3 import ObjectStore, S3Uri
 
 __all__ = [
+    "RFT_MIN_RECORDS",
     "BedrockBackend",
     "bedrock_job_name",
     "client_request_token",
+    "customization_problems",
+    "customization_request",
+    "utc_today",
 ]
+
+RFT_MIN_RECORDS = 100
+"""AWS's RFT data page: at least 100 prompts."""
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
 
 _log = logging.getLogger(__name__)
 
@@ -97,7 +116,9 @@ class BedrockBackend(TuningBackend):
         dataset_store: ObjectStore | None = None,
         sleep: Sleep = time.sleep,
         max_attempts: int = 8,
+        today: Callable[[], date] = utc_today,
     ) -> None:
+        self._today = today
         self.settings = settings
         self.store = store or ObjectStore(settings)
         self.dataset_store = dataset_store or self.store
@@ -109,35 +130,17 @@ class BedrockBackend(TuningBackend):
     # --- validate ------------------------------------------------------------------------------
     def validate(self, spec: JobSpec) -> None:
         tune = _bedrock_tune(spec)
-        problems: list[str] = []
         try:
             model = bedrock_model_spec(tune.base_model, tune.model_limits)
         except ConfigError as exc:
             raise ValidationFailedError([str(exc)]) from exc
-        try:
-            model.validate_hyperparameters(dict(tune.hyperparameters))
-        except ValidationFailedError as exc:
-            problems.extend(exc.problems)
-        problems.extend(self._data_problems(spec, model))
-        if tune.customization_type not in model.customization_types:
-            problems.append(
-                f"tune.customization_type={tune.customization_type}: {model.model_id} supports "
-                f"{', '.join(model.customization_types)}"
-            )
-        if model.regions and self.settings.bedrock_region not in model.regions:
-            problems.append(
-                f"settings.bedrock_region={self.settings.bedrock_region}: {model.model_id} can be "
-                f"customized in {', '.join(model.regions)} only; set TUNELINE_BEDROCK_REGION"
-            )
-        if bool(tune.vpc_subnet_ids) != bool(tune.vpc_security_group_ids):
-            problems.append(
-                "tune.vpc_subnet_ids and tune.vpc_security_group_ids must be given together (or neither)"
-            )
-        if tune.max_poll_interval_seconds < tune.poll_interval_seconds:
-            problems.append(
-                f"tune.max_poll_interval_seconds={tune.max_poll_interval_seconds:g} is below "
-                f"tune.poll_interval_seconds={tune.poll_interval_seconds:g}"
-            )
+        # Past end of life: refused before anything is sent, whatever else is wrong.
+        warning = check_lifecycle(model, self._today(), tune.customization_type)
+        if warning:
+            _log.warning("%s", warning)
+        problems = customization_problems(tune, model, region=self.settings.bedrock_region)
+        if tune.invocation_logs_s3_uri is None:
+            problems.extend(self._data_problems(spec, model))
         try:
             S3Uri.parse(tune.output_s3_uri or spec.output_uri)
         except ConfigError as exc:
@@ -150,7 +153,9 @@ class BedrockBackend(TuningBackend):
         dataset = spec.dataset
         problems: list[str] = []
         needed = Target.BEDROCK_NOVA if model.record_format == "nova" else Target.BEDROCK_CLAUDE_HAIKU
-        if dataset.target != needed:
+        tune = _bedrock_tune(spec)
+        conversations = tune.customization_type in ("FINE_TUNING", "DISTILLATION")
+        if conversations and dataset.target != needed:
             problems.append(
                 f"dataset {dataset.name}@{dataset.version} was prepared for target {dataset.target.value}, "
                 f"but {model.model_id} needs {needed.value} records: prepare again with data.target: {needed.value}"
@@ -173,6 +178,10 @@ class BedrockBackend(TuningBackend):
                 problems.append(
                     f"dataset split {label} has {count} records; {model.model_id} allows at most {high}"
                 )
+        if tune.customization_type == "REINFORCEMENT_FINE_TUNING" and train < RFT_MIN_RECORDS:
+            problems.append(
+                f"dataset split train has {train} RFT records; Bedrock RFT needs at least {RFT_MIN_RECORDS}"
+            )
         if model.max_total_records is not None and train + validation > model.max_total_records:
             problems.append(
                 f"train + validation = {train + validation} records; {model.model_id} allows at most "
@@ -192,32 +201,20 @@ class BedrockBackend(TuningBackend):
 
         model = bedrock_model_spec(tune.base_model, tune.model_limits)
         root = self._job_root(spec, name)
-        train_uri, validation_uri = self._stage_data(spec, root)
-        tags = [{"key": k, "value": v} for k, v in sorted(self._tags(spec).items())]
-        params: dict[str, Any] = {
-            "jobName": name,
-            "customModelName": name,
-            "roleArn": tune.role_arn,
-            "clientRequestToken": client_request_token(spec.identity),
-            "baseModelIdentifier": tune.base_model,
-            "customizationType": tune.customization_type,
-            "trainingDataConfig": {"s3Uri": train_uri},
-            "outputDataConfig": {"s3Uri": str(root.join("output")) + "/"},
-            "hyperParameters": hyperparameter_strings(
-                model.validate_hyperparameters(dict(tune.hyperparameters))
-            ),
-            "jobTags": tags,
-            "customModelTags": tags,
-        }
-        if validation_uri:
-            params["validationDataConfig"] = {"validators": [{"s3Uri": validation_uri}]}
-        if tune.kms_key_id:
-            params["customModelKmsKeyId"] = tune.kms_key_id
-        if tune.vpc_subnet_ids:
-            params["vpcConfig"] = {
-                "subnetIds": list(tune.vpc_subnet_ids),
-                "securityGroupIds": list(tune.vpc_security_group_ids),
-            }
+        if tune.invocation_logs_s3_uri is not None:
+            train_uri, validation_uri = None, None  # Bedrock reads the invocation logs instead
+        else:
+            train_uri, validation_uri = self._stage_data(spec, root)
+        params = customization_request(
+            tune,
+            model,
+            name=name,
+            token=client_request_token(spec.identity),
+            train_uri=train_uri,
+            validation_uri=validation_uri,
+            output_uri=str(root.join("output")) + "/",
+            tags=self._tags(spec),
+        )
         try:
             response = self._call("create_model_customization_job", subject=name, **params)
         except BedrockServiceError as exc:
@@ -378,6 +375,151 @@ class BedrockBackend(TuningBackend):
                 if job["status"] in ("Completed", "Failed", "Stopped", "Stopping"):
                     return
             raise
+
+
+def customization_problems(tune: BedrockTuneConfig, model: BedrockModelSpec, *, region: str) -> list[str]:
+    """Everything wrong with this tune config for this base model, one message per problem."""
+    problems: list[str] = []
+    kind = tune.customization_type
+    if kind not in model.customization_types:
+        problems.append(
+            f"tune.customization_type={kind}: {model.model_id} supports {', '.join(model.customization_types)}"
+        )
+    try:
+        if kind == "REINFORCEMENT_FINE_TUNING":
+            model.validate_rft_hyperparameters(dict(tune.hyperparameters))
+        else:
+            model.validate_hyperparameters(dict(tune.hyperparameters))
+    except ValidationFailedError as exc:
+        problems.extend(exc.problems)
+    if kind == "REINFORCEMENT_FINE_TUNING":
+        if tune.grader is None:
+            problems.append(
+                "tune.grader: RFT needs a grader: {lambda_arn: ...} for an existing Lambda, or "
+                "{tuneline: [graders...], lambda_arn: ...} for the Tuneline grader Lambda (infra/terraform/aws)"
+            )
+        elif tune.grader.lambda_arn is None:
+            problems.append(
+                "tune.grader.lambda_arn: deploy the Tuneline grader Lambda (infra/terraform/aws, "
+                "output rft_grader_lambda_arn) and set its ARN here"
+            )
+    elif tune.grader is not None or tune.reasoning_effort is not None:
+        problems.append(
+            f"tune.grader and tune.reasoning_effort apply to REINFORCEMENT_FINE_TUNING only, not {kind}"
+        )
+    if kind == "DISTILLATION":
+        if tune.teacher_model is None:
+            teachers = ", ".join(model.teachers) or "none known"
+            problems.append(
+                f"tune.teacher_model: distillation needs a teacher; {model.model_id} accepts {teachers}"
+            )
+        elif model.teachers and _bare_model_id(tune.teacher_model) not in model.teachers:
+            problems.append(
+                f"tune.teacher_model={tune.teacher_model}: not a teacher for student {model.model_id}; "
+                f"AWS allows {', '.join(model.teachers)}"
+            )
+    elif tune.teacher_model is not None or tune.max_response_length is not None:
+        problems.append(
+            f"tune.teacher_model and tune.max_response_length apply to DISTILLATION only, not {kind}"
+        )
+    if tune.invocation_logs_s3_uri is not None and kind not in ("DISTILLATION", "REINFORCEMENT_FINE_TUNING"):
+        problems.append(
+            f"tune.invocation_logs_s3_uri: invocation logs train DISTILLATION or RFT jobs, not {kind}"
+        )
+    if model.regions and region not in model.regions:
+        problems.append(
+            f"settings.bedrock_region={region}: {model.model_id} can be customized in "
+            f"{', '.join(model.regions)} only; set TUNELINE_BEDROCK_REGION"
+        )
+    if bool(tune.vpc_subnet_ids) != bool(tune.vpc_security_group_ids):
+        problems.append(
+            "tune.vpc_subnet_ids and tune.vpc_security_group_ids must be given together (or neither)"
+        )
+    if tune.max_poll_interval_seconds < tune.poll_interval_seconds:
+        problems.append(
+            f"tune.max_poll_interval_seconds={tune.max_poll_interval_seconds:g} is below "
+            f"tune.poll_interval_seconds={tune.poll_interval_seconds:g}"
+        )
+    return problems
+
+
+def _bare_model_id(identifier: str) -> str:
+    """``arn:aws:bedrock:us-east-1::foundation-model/X`` -> ``X``; a cross-region profile ``us.X`` -> ``X``."""
+    bare = identifier.rsplit("/", 1)[-1]
+    region_prefix = re.match(r"^(us|eu|apac|global|us-gov)\.(.+\..+)$", bare)
+    return region_prefix.group(2) if region_prefix else bare
+
+
+def customization_request(
+    tune: BedrockTuneConfig,
+    model: BedrockModelSpec,
+    *,
+    name: str,
+    token: str,
+    train_uri: str | None,
+    validation_uri: str | None,
+    output_uri: str,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """The exact CreateModelCustomizationJob parameters for a validated config (no secrets in it)."""
+    tag_list = [{"key": k, "value": v} for k, v in sorted(tags.items())]
+    kind = tune.customization_type
+    training: dict[str, Any] = {}
+    if tune.invocation_logs_s3_uri is not None:
+        training["invocationLogsConfig"] = {
+            "usePromptResponse": tune.invocation_logs_use_prompt_response,
+            "invocationLogSource": {"s3Uri": tune.invocation_logs_s3_uri},
+        }
+    elif train_uri is not None:
+        training["s3Uri"] = train_uri
+    params: dict[str, Any] = {
+        "jobName": name,
+        "customModelName": name,
+        "roleArn": tune.role_arn,
+        "clientRequestToken": token,
+        "baseModelIdentifier": tune.base_model,
+        "customizationType": kind,
+        "trainingDataConfig": training,
+        "outputDataConfig": {"s3Uri": output_uri},
+        "jobTags": tag_list,
+        "customModelTags": tag_list,
+    }
+    if kind == "REINFORCEMENT_FINE_TUNING":
+        rft_hyperparameters: dict[str, Any] = dict(
+            model.validate_rft_hyperparameters(dict(tune.hyperparameters))
+        )
+        if tune.reasoning_effort is not None:
+            rft_hyperparameters["reasoningEffort"] = tune.reasoning_effort
+        grader_arn = tune.grader.lambda_arn if tune.grader is not None else None
+        if grader_arn is None:
+            raise ValidationFailedError(["tune.grader.lambda_arn: RFT needs the grader Lambda's ARN"])
+        params["customizationConfig"] = {
+            "rftConfig": {
+                "graderConfig": {"lambdaGrader": {"lambdaArn": grader_arn}},
+                "hyperParameters": rft_hyperparameters,
+            }
+        }
+    else:
+        params["hyperParameters"] = hyperparameter_strings(
+            model.validate_hyperparameters(dict(tune.hyperparameters))
+        )
+    if kind == "DISTILLATION":
+        if tune.teacher_model is None:
+            raise ValidationFailedError(["tune.teacher_model: distillation needs a teacher model"])
+        teacher: dict[str, Any] = {"teacherModelIdentifier": tune.teacher_model}
+        if tune.max_response_length is not None:
+            teacher["maxResponseLengthForInference"] = tune.max_response_length
+        params["customizationConfig"] = {"distillationConfig": {"teacherModelConfig": teacher}}
+    if validation_uri:
+        params["validationDataConfig"] = {"validators": [{"s3Uri": validation_uri}]}
+    if tune.kms_key_id:
+        params["customModelKmsKeyId"] = tune.kms_key_id
+    if tune.vpc_subnet_ids:
+        params["vpcConfig"] = {
+            "subnetIds": list(tune.vpc_subnet_ids),
+            "securityGroupIds": list(tune.vpc_security_group_ids),
+        }
+    return params
 
 
 def _bedrock_tune(spec: JobSpec) -> BedrockTuneConfig:

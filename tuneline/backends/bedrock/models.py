@@ -11,6 +11,7 @@ This module depends on pydantic and the error hierarchy only, so that ``tuneline
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
@@ -19,11 +20,37 @@ from tuneline.errors import ConfigError, ValidationFailedError
 
 __all__ = [
     "BEDROCK_MODELS",
+    "CUSTOMIZATION_TYPES",
+    "TEACHER_MODELS",
     "BedrockModelSpec",
+    "CustomizationType",
     "HyperparameterLimit",
+    "ModelRetiredError",
+    "active_alternatives",
     "bedrock_model_spec",
+    "check_lifecycle",
     "hyperparameter_strings",
 ]
+
+CustomizationType = Literal[
+    "FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION", "REINFORCEMENT_FINE_TUNING"
+]
+CUSTOMIZATION_TYPES: tuple[str, ...] = (
+    "FINE_TUNING",
+    "CONTINUED_PRE_TRAINING",
+    "DISTILLATION",
+    "REINFORCEMENT_FINE_TUNING",
+)
+"""The ``customizationType`` values Tuneline submits (botocore's enum also has ``IMPORTED``, which is
+custom model import, not a training job)."""
+
+# The record kind (tuneline.records.RecordKind value) each customization type trains on.
+RECORD_KIND_BY_TYPE: dict[str, str] = {
+    "FINE_TUNING": "sft",
+    "CONTINUED_PRE_TRAINING": "pretrain",
+    "DISTILLATION": "sft",  # prompts; the assistant turn is optional (the teacher answers)
+    "REINFORCEMENT_FINE_TUNING": "rft",
+}
 
 
 class HyperparameterLimit(BaseModel):
@@ -60,8 +87,22 @@ class BedrockModelSpec(BaseModel):
         default=(), description="Regions where AWS offers customization of this model; empty: not checked."
     )
     legacy: bool = Field(default=False, description="AWS lists the model as legacy (end of life announced).")
-    hyperparameters: dict[str, HyperparameterLimit]
-    customization_types: tuple[str, ...] = ("FINE_TUNING",)
+    legacy_since: date | None = Field(default=None, description="When AWS made it legacy, where stated.")
+    end_of_life: date | None = Field(
+        default=None, description="From this date AWS refuses new jobs for the model: Tuneline refuses them."
+    )
+    lifecycle_source: str = Field(default="", description="Where the lifecycle dates come from.")
+    hyperparameters: dict[str, HyperparameterLimit] = Field(
+        description="Limits of the string hyperParameters map (fine-tuning, distillation, pre-training)."
+    )
+    rft_hyperparameters: dict[str, HyperparameterLimit] = Field(
+        default_factory=dict,
+        description="Limits of customizationConfig.rftConfig.hyperParameters (typed, not strings).",
+    )
+    customization_types: tuple[CustomizationType, ...] = ("FINE_TUNING",)
+    teachers: tuple[str, ...] = Field(
+        default=(), description="Teacher models AWS allows when this model is a distillation student."
+    )
     serving: Literal["provisioned-throughput", "on-demand-deployment"] = "provisioned-throughput"
     min_train_records: int | None = Field(default=None, ge=1)
     max_train_records: int | None = Field(default=None, ge=1)
@@ -69,6 +110,29 @@ class BedrockModelSpec(BaseModel):
     max_validation_records: int | None = Field(default=None, ge=1)
     max_total_records: int | None = Field(default=None, ge=1)
     source: str = Field(default="", description="Where the limits come from.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BedrockModelSpec:
+        if self.end_of_life is not None and not self.legacy:
+            raise ValueError(f"{self.model_id} has an end_of_life date, so it is legacy: set legacy: true")
+        if "DISTILLATION" in self.customization_types and not self.teachers:
+            raise ValueError(f"{self.model_id} is a distillation student but names no teachers")
+        if "REINFORCEMENT_FINE_TUNING" in self.customization_types and not self.rft_hyperparameters:
+            raise ValueError(f"{self.model_id} offers RFT but gives no rft_hyperparameters limits")
+        return self
+
+    @property
+    def lifecycle(self) -> Literal["active", "legacy"]:
+        return "legacy" if self.legacy else "active"
+
+    def is_past_end_of_life(self, today: date) -> bool:
+        return self.end_of_life is not None and today >= self.end_of_life
+
+    def validate_rft_hyperparameters(self, values: dict[str, Any]) -> dict[str, int | float]:
+        """Like :meth:`validate_hyperparameters`, against the RFT limits."""
+        return self.model_copy(update={"hyperparameters": self.rft_hyperparameters}).validate_hyperparameters(
+            values
+        )
 
     def _hyperparameter_model(self) -> type[BaseModel]:
         # One pydantic model per base model: the limits table becomes ordinary field constraints, so
@@ -141,18 +205,97 @@ _NOVA_HYPERPARAMETERS = {
     "learningRateWarmupSteps": HyperparameterLimit(kind="integer", minimum=0, maximum=100, default=10),
 }
 
-_NOVA_COMMON: dict[str, Any] = {
-    "record_format": "nova",
-    # AWS's docs list us-east-1 for Nova customization at the time of writing; regions are not
-    # enforced here because AWS adds them over time and the service itself refuses a wrong one.
-    "regions": (),
-    "hyperparameters": _NOVA_HYPERPARAMETERS,
-    "customization_types": ("FINE_TUNING", "DISTILLATION"),
-    # Nova custom models trained after 2025-07-16 can be served on demand.
-    "serving": "on-demand-deployment",
-    # Nova's record-count limits are not given in the pages above; AWS's own validator decides.
-    "source": _NOVA_HP_DOC,
+_LLAMA_HP_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-meta-llama31.html"
+_LLAMA32_HP_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-meta-llama32.html"
+_RFT_DOC = (
+    "https://docs.aws.amazon.com/bedrock/latest/userguide/reinforcement-fine-tuning.html; "
+    "https://docs.aws.amazon.com/bedrock/latest/APIReference/API_RFTHyperParameters.html"
+)
+_DISTILLATION_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/prequisites-model-distillation.html"
+_LIFECYCLE_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/model-lifecycle.html"
+
+# RFT hyperparameters: the ranges botocore's service model states (RFTHyperParameters: epochCount
+# 1-50, batchSize 16-512, learningRate 1e-7-1e-3, trainingSamplePerPrompt 2-16, evalInterval
+# 1-100); defaults from AWS's RFT page. maxPromptLength and inferenceMaxTokens have no range in the
+# service model: the bounds here are the models' context limits, the service has the last word.
+_RFT_HYPERPARAMETERS = {
+    "epochCount": HyperparameterLimit(kind="integer", minimum=1, maximum=50, default=1),
+    "batchSize": HyperparameterLimit(kind="integer", minimum=16, maximum=512, default=128),
+    "learningRate": HyperparameterLimit(kind="float", minimum=1e-7, maximum=1e-3, default=1e-5),
+    "trainingSamplePerPrompt": HyperparameterLimit(kind="integer", minimum=2, maximum=16, default=8),
+    "evalInterval": HyperparameterLimit(kind="integer", minimum=1, maximum=100, default=10),
+    "maxPromptLength": HyperparameterLimit(kind="integer", minimum=1, maximum=32_768, default=4_096),
+    "inferenceMaxTokens": HyperparameterLimit(kind="integer", minimum=1, maximum=32_768, default=4_096),
 }
+
+_LLAMA_HYPERPARAMETERS = {
+    "epochCount": HyperparameterLimit(kind="integer", minimum=1, maximum=10, default=5),
+    "batchSize": HyperparameterLimit(kind="integer", minimum=1, maximum=1, default=1),
+    "learningRate": HyperparameterLimit(kind="float", minimum=5e-6, maximum=0.1, default=1e-4),
+}
+
+NOVA_PREMIER = "amazon.nova-premier-v1:0"
+NOVA_PRO_TEACHER = "amazon.nova-pro-v1:0"
+LLAMA_405B_TEACHER = "meta.llama3-1-405b-instruct-v1:0"
+LLAMA_70B_TEACHER = "meta.llama3-1-70b-instruct-v1:0"
+CLAUDE_35_SONNET_TEACHERS = (
+    "anthropic.claude-3-5-sonnet-20240620-v1:0",
+    "anthropic.claude-3-5-sonnet-20241022-v2:0",
+)
+
+TEACHER_MODELS: dict[str, str] = {
+    NOVA_PREMIER: "Amazon Nova Premier",
+    NOVA_PRO_TEACHER: "Amazon Nova Pro",
+    LLAMA_405B_TEACHER: "Llama 3.1 405B Instruct",
+    LLAMA_70B_TEACHER: "Llama 3.1 70B Instruct",
+    CLAUDE_35_SONNET_TEACHERS[0]: "Claude 3.5 Sonnet",
+    CLAUDE_35_SONNET_TEACHERS[1]: "Claude 3.5 Sonnet v2",
+}
+"""Distillation teachers (on-demand model ids; AWS requires teacher and student of one provider)."""
+
+
+def _nova(model_id: str, label: str, *, teachers: tuple[str, ...]) -> BedrockModelSpec:
+    return BedrockModelSpec(
+        model_id=model_id,
+        label=label,
+        record_format="nova",
+        # us-east-1 per AWS's fine-tuning page; not enforced (AWS adds regions; the service refuses).
+        regions=(),
+        hyperparameters=_NOVA_HYPERPARAMETERS,
+        customization_types=("FINE_TUNING", "DISTILLATION"),
+        teachers=teachers,
+        # Nova custom models trained after 2025-07-16 can be served on demand.
+        serving="on-demand-deployment",
+        source=f"{_NOVA_HP_DOC}; {_DISTILLATION_DOC}",
+    )
+
+
+def _llama(model_id: str, label: str, *, teachers: tuple[str, ...] = (), doc: str) -> BedrockModelSpec:
+    return BedrockModelSpec(
+        model_id=model_id,
+        label=label,
+        record_format="bedrock",
+        regions=("us-west-2",),
+        hyperparameters=_LLAMA_HYPERPARAMETERS,
+        customization_types=("FINE_TUNING", "DISTILLATION") if teachers else ("FINE_TUNING",),
+        teachers=teachers,
+        source=doc + (f"; {_DISTILLATION_DOC}" if teachers else ""),
+    )
+
+
+def _rft_only(model_id: str, label: str, record_format: Literal["bedrock", "nova"]) -> BedrockModelSpec:
+    return BedrockModelSpec(
+        model_id=model_id,
+        label=label,
+        record_format=record_format,
+        regions=("us-west-2",),
+        hyperparameters={},
+        rft_hyperparameters=_RFT_HYPERPARAMETERS,
+        customization_types=("REINFORCEMENT_FINE_TUNING",),
+        min_train_records=100,
+        source=_RFT_DOC,
+    )
+
 
 BEDROCK_MODELS: dict[str, BedrockModelSpec] = {
     spec.model_id: spec
@@ -162,8 +305,11 @@ BEDROCK_MODELS: dict[str, BedrockModelSpec] = {
             label="Claude 3 Haiku",
             record_format="bedrock",
             regions=("us-west-2",),
-            # AWS lists it as legacy with end of life 2026-09-10: one choice among several.
             legacy=True,
+            # AWS's model card and lifecycle page give the end of life; the legacy date is not
+            # stated there, so none is claimed here.
+            end_of_life=date(2026, 9, 10),
+            lifecycle_source=f"{_LIFECYCLE_DOC} (Claude 3 Haiku: end of life 2026-09-10 in most regions)",
             hyperparameters={
                 "epochCount": HyperparameterLimit(kind="integer", minimum=1, maximum=10, default=2),
                 "batchSize": HyperparameterLimit(kind="integer", minimum=4, maximum=256, default=32),
@@ -177,6 +323,8 @@ BEDROCK_MODELS: dict[str, BedrockModelSpec] = {
                     kind="integer", minimum=1, maximum=10, default=2
                 ),
             },
+            customization_types=("FINE_TUNING", "DISTILLATION"),
+            teachers=CLAUDE_35_SONNET_TEACHERS,
             min_train_records=32,
             max_train_records=10_000,
             min_validation_records=32,
@@ -184,11 +332,78 @@ BEDROCK_MODELS: dict[str, BedrockModelSpec] = {
             max_total_records=10_000,
             source=_CLAUDE_HP_DOC,
         ),
-        BedrockModelSpec(model_id="amazon.nova-micro-v1:0:128k", label="Amazon Nova Micro", **_NOVA_COMMON),
-        BedrockModelSpec(model_id="amazon.nova-lite-v1:0:300k", label="Amazon Nova Lite", **_NOVA_COMMON),
-        BedrockModelSpec(model_id="amazon.nova-pro-v1:0:300k", label="Amazon Nova Pro", **_NOVA_COMMON),
+        _nova("amazon.nova-micro-v1:0:128k", "Amazon Nova Micro", teachers=(NOVA_PREMIER, NOVA_PRO_TEACHER)),
+        _nova("amazon.nova-lite-v1:0:300k", "Amazon Nova Lite", teachers=(NOVA_PREMIER, NOVA_PRO_TEACHER)),
+        _nova("amazon.nova-pro-v1:0:300k", "Amazon Nova Pro", teachers=(NOVA_PREMIER,)),
+        BedrockModelSpec(
+            model_id="amazon.nova-2-lite-v1:0:256k",
+            label="Amazon Nova 2 Lite",
+            record_format="nova",
+            regions=(),
+            hyperparameters=_NOVA_HYPERPARAMETERS,
+            rft_hyperparameters=_RFT_HYPERPARAMETERS,
+            customization_types=("FINE_TUNING", "REINFORCEMENT_FINE_TUNING"),
+            serving="on-demand-deployment",
+            source=f"{_NOVA_HP_DOC}; {_RFT_DOC}",
+        ),
+        _llama(
+            "meta.llama3-1-8b-instruct-v1:0:128k",
+            "Llama 3.1 8B Instruct",
+            teachers=(LLAMA_405B_TEACHER, LLAMA_70B_TEACHER),
+            doc=_LLAMA_HP_DOC,
+        ),
+        _llama(
+            "meta.llama3-1-70b-instruct-v1:0:128k",
+            "Llama 3.1 70B Instruct",
+            teachers=(LLAMA_405B_TEACHER,),
+            doc=_LLAMA_HP_DOC,
+        ),
+        _llama(
+            "meta.llama3-2-1b-instruct-v1:0:128k",
+            "Llama 3.2 1B Instruct",
+            teachers=(LLAMA_405B_TEACHER, LLAMA_70B_TEACHER),
+            doc=_LLAMA32_HP_DOC,
+        ),
+        _llama(
+            "meta.llama3-2-3b-instruct-v1:0:128k",
+            "Llama 3.2 3B Instruct",
+            teachers=(LLAMA_405B_TEACHER, LLAMA_70B_TEACHER),
+            doc=_LLAMA32_HP_DOC,
+        ),
+        _llama("meta.llama3-2-11b-instruct-v1:0:128k", "Llama 3.2 11B Instruct", doc=_LLAMA32_HP_DOC),
+        _llama("meta.llama3-2-90b-instruct-v1:0:128k", "Llama 3.2 90B Instruct", doc=_LLAMA32_HP_DOC),
+        _rft_only("openai.gpt-oss-20b-1:0", "gpt-oss-20b", "bedrock"),
+        _rft_only("qwen.qwen3-32b-v1:0", "Qwen3 32B", "bedrock"),
     )
 }
+
+
+class ModelRetiredError(ConfigError):
+    """The base model is past its end of life: AWS takes no new jobs for it."""
+
+
+def active_alternatives(spec: BedrockModelSpec, customization_type: str | None = None) -> list[str]:
+    """Active models in the table offering the same customization type, same provider first."""
+    wanted = customization_type or "FINE_TUNING"
+    provider = spec.model_id.split(".", 1)[0]
+    active = [m for m in BEDROCK_MODELS.values() if not m.legacy and wanted in m.customization_types]
+    active.sort(key=lambda m: (m.model_id.split(".", 1)[0] != provider, m.model_id))
+    return [m.model_id for m in active]
+
+
+def check_lifecycle(spec: BedrockModelSpec, today: date, customization_type: str | None = None) -> str | None:
+    """Raise :class:`ModelRetiredError` past the end of life; a warning for a legacy model; else None."""
+    alternatives = ", ".join(active_alternatives(spec, customization_type)) or "none in Tuneline's table"
+    name = f"{spec.label} ({spec.model_id})" if spec.label else spec.model_id
+    if spec.is_past_end_of_life(today):
+        raise ModelRetiredError(
+            f"{name} reached end of life on {spec.end_of_life.isoformat()}: Bedrock takes no new "
+            f"customization jobs for it. Choose an active model in tune.base_model: {alternatives}"
+        )
+    if spec.legacy:
+        until = f"; end of life on {spec.end_of_life.isoformat()}" if spec.end_of_life else ""
+        return f"{name} is a legacy model{until}. Active alternatives: {alternatives}"
+    return None
 
 
 def bedrock_model_spec(model_id: str, override: BedrockModelSpec | None = None) -> BedrockModelSpec:

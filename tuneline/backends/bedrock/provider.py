@@ -11,9 +11,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from datetime import date
+    from pathlib import Path
+
     from mlflow.tracking import MlflowClient
 
     from tuneline.backends.base import JobSpec, TextGenerator, TuningBackend
+    from tuneline.backends.bedrock.dry_run import DryRun
     from tuneline.backends.provider import JudgeFunction
     from tuneline.config import JudgeConfig, RunConfig, TuneConfig
     from tuneline.data.tokens import TokenCounter
@@ -82,6 +86,61 @@ class BedrockProvider:
             return [v.score for v in verdicts]
 
         return score
+
+    # --- Bedrock-only entry points, for the CLI (which reaches backends only through the registry)
+    def models_table(self) -> list[dict[str, object]]:
+        """One row per base model in the table: what ``tuneline models`` lists."""
+        from tuneline.backends.bedrock.models import BEDROCK_MODELS
+
+        return [
+            {
+                "model_id": spec.model_id,
+                "label": spec.label,
+                "customization_types": list(spec.customization_types),
+                "regions": list(spec.regions),
+                "lifecycle": spec.lifecycle,
+                "legacy_since": spec.legacy_since.isoformat() if spec.legacy_since else None,
+                "end_of_life": spec.end_of_life.isoformat() if spec.end_of_life else None,
+                "teachers": list(spec.teachers),
+                "record_format": spec.record_format,
+                "serving": spec.serving,
+                "source": spec.lifecycle_source or spec.source,
+            }
+            for spec in sorted(BEDROCK_MODELS.values(), key=lambda s: s.model_id)
+        ]
+
+    def preflight(self, config: RunConfig, today: date | None = None) -> str | None:
+        """Raise ``ModelRetiredError`` past the model's end of life; the legacy warning otherwise."""
+        from tuneline.backends.bedrock.backend import utc_today
+        from tuneline.backends.bedrock.models import bedrock_model_spec, check_lifecycle
+        from tuneline.config import BedrockTuneConfig
+
+        tune = config.tune
+        if not isinstance(tune, BedrockTuneConfig):
+            return None
+        model = bedrock_model_spec(tune.base_model, tune.model_limits)
+        return check_lifecycle(model, today or utc_today(), tune.customization_type)
+
+    def dry_run(
+        self,
+        config: RunConfig,
+        dataset: Path,
+        settings: Settings,
+        *,
+        prices: Path | None = None,
+        today: date | None = None,
+    ) -> DryRun:
+        """The request, cost estimate and problems of a job, without credentials or network."""
+        from tuneline.backends.bedrock.dry_run import dry_run
+
+        return dry_run(
+            config,
+            dataset,
+            bucket=settings.s3_bucket,
+            region=settings.bedrock_region,
+            today=today,
+            prices=prices,
+        )
 
 
 PROVIDER = BedrockProvider()
