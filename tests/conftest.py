@@ -69,7 +69,8 @@ def make_stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..
 
 @pytest.fixture(scope="session")
 def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Settings of a running SeaweedFS (S3 only) with random credentials and its own bucket.
+    """Settings of a running SeaweedFS (S3 only) with random credentials and its own bucket, and
+    every credential the stack generates (MLflow's admin password included).
 
     Its MLflow/Prefect ports are reserved but nothing listens there unless ``stack_settings``
     (MLflow) is used too.
@@ -79,6 +80,9 @@ def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         aws_access_key_id=SecretStr("TLTEST" + secrets.token_hex(7).upper()),
         aws_secret_access_key=SecretStr(secrets.token_hex(20)),
     )
+    # What `stack up` generates (the audit writer's key, the Prefect auth string, the MLflow admin
+    # password), in the settings the tests use: the stack is authenticated as by default.
+    settings = stack.with_stack_credentials(settings, create=True)
     try:
         stack.up(settings, services=("s3",))
         yield settings

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         default=None, description="Unset to use the default AWS credential chain (profile, role)."
     )
     aws_secret_access_key: SecretStr | None = None
+    audit_aws_access_key_id: SecretStr | None = Field(
+        default=None,
+        description="A second S3 identity for writes under audit/ (the local stack generates it): the "
+        "pipeline's own key may not put or delete there. Unset: audit records use the pipeline's key.",
+    )
+    audit_aws_secret_access_key: SecretStr | None = None
     s3_server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse", "off"] | None = Field(
         default=None,
         description="Server-side encryption every S3 write requests: 'AES256' (SSE-S3), 'aws:kms', "
@@ -63,13 +69,19 @@ class Settings(BaseSettings):
     mlflow_username: str | None = None
     mlflow_password: SecretStr | None = None
     mlflow_auth: bool = Field(
-        default=False,
-        description="Run the local stack's MLflow server with basic auth (`tuneline stack up --auth`); "
-        "the admin is mlflow_username (default 'admin') with mlflow_password. Recorded in stack.env.",
+        default=True,
+        description="Run the local stack's MLflow server with basic auth (off only with "
+        "`tuneline stack up --insecure`); the admin is mlflow_username (default 'admin') with "
+        "mlflow_password, generated into stack.env on the first `stack up` when unset.",
     )
 
     # --- Prefect --------------------------------------------------------------------------
     prefect_api_url: str = Field(default="http://127.0.0.1:4200/api")
+    prefect_api_auth_string: SecretStr | None = Field(
+        default=None,
+        description="'user:password' for a self-hosted Prefect server with basic auth (the local stack "
+        "generates it into stack.env); sent as Prefect's PREFECT_API_AUTH_STRING.",
+    )
     lifecycle_lock_timeout_s: float | None = Field(
         default=6 * 3600.0,
         description="How long a lifecycle run waits for another run of the same model to finish "
@@ -85,7 +97,12 @@ class Settings(BaseSettings):
         default=None, description="Any HTTP endpoint that accepts a JSON POST (Teams, PagerDuty, your own)."
     )
 
-    # --- Local stack ports ----------------------------------------------------------------
+    # --- Local stack ----------------------------------------------------------------------
+    stack_insecure: bool = Field(
+        default=False,
+        description="The local stack without authentication (`tuneline stack up --insecure`): MLflow and "
+        "Prefect open, SeaweedFS's filer and volume HTTP ports unsigned. Recorded in stack.env.",
+    )
     s3_port: int = 8333
     weed_master_port: int = 9333
     weed_volume_port: int = 8080
@@ -125,7 +142,9 @@ class Settings(BaseSettings):
         """The secret strings in these settings, for scanners that prove none leaked."""
         secrets = [
             self.aws_secret_access_key,
+            self.audit_aws_secret_access_key,
             self.mlflow_password,
+            self.prefect_api_auth_string,
             self.notify_slack_webhook_url,
             self.notify_webhook_url,
         ]
@@ -150,6 +169,14 @@ class Settings(BaseSettings):
             env[f"TUNELINE_{name.upper()}"] = (
                 json.dumps(value) if isinstance(value, list | dict) else str(value)
             )
+        return env
+
+    def prefect_env(self) -> dict[str, str]:
+        """Prefect's own variables for a child process (``prefect worker``, a flow run): the API URL,
+        and its basic-auth string when one is set. Secret: for a child's environment, never a log."""
+        env = {"PREFECT_API_URL": self.prefect_api_url}
+        if self.prefect_api_auth_string is not None and self.prefect_api_auth_string.get_secret_value():
+            env["PREFECT_API_AUTH_STRING"] = self.prefect_api_auth_string.get_secret_value()
         return env
 
 

@@ -67,6 +67,11 @@ def _use_prefect(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_UI_URL", settings.prefect_ui_url)
+    from tuneline.stack import with_stack_credentials
+
+    # The local stack's Prefect API needs its auth string (stack.env); Prefect reads it from here.
+    for key, value in with_stack_credentials(settings).prefect_env().items():
+        os.environ.setdefault(key, value)
     import prefect  # noqa: F401 - configures Prefect's logging, which quiet_prefect_console adjusts
 
     quiet_prefect_console()
@@ -104,27 +109,60 @@ def _print_services(services: list[Any]) -> None:
             typer.secho(f"         {s.problem}", fg=typer.colors.RED)
 
 
+_INSECURE_WARNING = (
+    "WARNING: the stack runs INSECURE (`tuneline stack up --insecure`): the MLflow and Prefect APIs accept "
+    "anyone on this machine, and so do SeaweedFS's filer and volume ports. `tuneline stack down` then "
+    "`tuneline stack up --secure` turns authentication back on."
+)
+
+
 @stack_app.command("up")
 def stack_up(
-    auth: Annotated[
+    insecure: Annotated[
         bool | None,
         typer.Option(
-            "--auth/--no-auth",
-            help="Run MLflow with basic auth: the admin is TUNELINE_MLFLOW_USERNAME (default 'admin') with "
-            "TUNELINE_MLFLOW_PASSWORD. Remembered in stack.env for later commands; default: as last time.",
+            "--insecure/--secure",
+            help="--insecure: no authentication on MLflow, Prefect or SeaweedFS's internal ports (said at every "
+            "start). Remembered in stack.env; default: as last time, which is secure on a first start.",
         ),
     ] = None,
 ) -> None:
-    """Start SeaweedFS, MLflow and Prefect (reusing any already healthy)."""
+    """Start SeaweedFS, MLflow and Prefect (reusing any already healthy), authenticated unless --insecure."""
     from tuneline import stack
 
     settings = get_settings()
-    if auth is not None:
-        settings = settings.model_copy(update={"mlflow_auth": auth})
+    if insecure is not None:
+        settings = settings.model_copy(update={"stack_insecure": insecure})
     try:
-        _print_services(stack.up(settings))
+        services = stack.up(settings)
     except TunelineError as exc:
         _fail(exc)
+    _print_services(services)
+    if stack.with_stack_credentials(settings).stack_insecure:
+        typer.secho(_INSECURE_WARNING, err=True, fg=typer.colors.YELLOW)
+    else:
+        typer.echo("logins: `tuneline stack env` prints them (Prefect UI: PREFECT_API_AUTH_STRING; MLflow UI: "
+                   "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)")
+
+
+@stack_app.command("env")
+def stack_env() -> None:
+    """Print the stack's endpoints and credentials as shell exports: `eval "$(tuneline stack env)"`.
+
+    For Prefect's and MLflow's own CLIs and UIs; the values are secrets, so print them only to a terminal
+    or an eval.
+    """
+    import shlex
+
+    from tuneline import stack
+
+    settings = stack.with_stack_credentials(get_settings())
+    exports = {**settings.prefect_env(), "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri}
+    if settings.mlflow_auth and settings.mlflow_password is not None:
+        exports["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username or "admin"
+        exports["MLFLOW_TRACKING_PASSWORD"] = settings.mlflow_password.get_secret_value()
+    for key, value in exports.items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
 
 
 @stack_app.command("down")

@@ -1,4 +1,4 @@
-"""MLflow with basic auth (``tuneline stack up --auth``) against a real server.
+"""MLflow with basic auth (on by default in ``tuneline stack up``) against a real server.
 
 One auth-on MLflow server for the module, beside the session's SeaweedFS (its artifact store), in
 a home of its own so that its recorded state (stack.env) is its own.
@@ -138,11 +138,33 @@ def test_auth_state_persists_and_the_password_is_written_nowhere(
     assert not any(password in arg for arg in record.argv)  # never on a command line (ps)
 
 
-def test_up_with_auth_but_no_password_fails_before_starting_anything(
+def test_without_a_chosen_password_the_stack_generates_one_and_keeps_it_private(
     make_stack_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_stack_settings(mlflow_auth=True)
-    with pytest.raises(ConfigError, match="export TUNELINE_MLFLOW_PASSWORD"):
+    settings = make_stack_settings()
+    assert settings.mlflow_auth and settings.mlflow_password is None  # auth is on by default
+    generated = stack.with_stack_credentials(settings, create=True)
+    assert generated.mlflow_password is not None and len(generated.mlflow_password.get_secret_value()) >= 12
+    env_file = stack.stack_env_path(settings)
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    # A later command finds the same one; a second `up` does not replace it.
+    again = stack.with_stack_credentials(settings, create=True)
+    assert again.mlflow_password == generated.mlflow_password
+    assert env_file.read_text().count("TUNELINE_MLFLOW_PASSWORD=") == 1
+    # A password the user chose is used and never written down.
+    chosen = make_stack_settings(mlflow_password=SecretStr("chosen-password-" + secrets.token_hex(6)))
+    assert stack.with_stack_credentials(chosen, create=True).mlflow_password == chosen.mlflow_password
+    assert "TUNELINE_MLFLOW_PASSWORD" not in stack.stack_env_path(chosen).read_text()
+    # Insecure: no password is generated and MLflow runs without auth.
+    insecure = stack.with_stack_credentials(make_stack_settings(stack_insecure=True), create=True)
+    assert (insecure.mlflow_auth, insecure.mlflow_password) == (False, None)
+
+
+def test_a_chosen_password_shorter_than_mlflows_minimum_fails_before_starting_anything(
+    make_stack_settings: Callable[..., Settings],
+) -> None:
+    settings = make_stack_settings(mlflow_password=SecretStr("short"))
+    with pytest.raises(ConfigError, match="at least 12 characters"):
         stack.up(settings)
     assert _process.running_record(settings.home.resolve(), "s3") is None
 
@@ -160,7 +182,8 @@ def test_mlflow_server_encrypts_proxied_artifacts_like_tuneline_writes(
     overrides: dict[str, object],
     expected: dict[str, str] | None,
 ) -> None:
-    settings = make_stack_settings(aws_access_key_id="k", aws_secret_access_key="s", **overrides)
+    # Auth off (an insecure stack): the environment then carries nothing but S3's.
+    settings = make_stack_settings(aws_access_key_id="k", aws_secret_access_key="s", mlflow_auth=False, **overrides)
     env = MlflowServer().environment(settings)
     assert (
         json.loads(env["MLFLOW_S3_UPLOAD_EXTRA_ARGS"]) if "MLFLOW_S3_UPLOAD_EXTRA_ARGS" in env else None
@@ -168,9 +191,9 @@ def test_mlflow_server_encrypts_proxied_artifacts_like_tuneline_writes(
     assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in env and "--app-name" not in MlflowServer().command(settings)
 
 
-def test_cli_stack_up_auth_without_a_password_says_what_to_set(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_stack_env_prints_the_logins_as_shell_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
+
     from typer.testing import CliRunner
 
     from tuneline_cli.main import app
@@ -179,7 +202,14 @@ def test_cli_stack_up_auth_without_a_password_says_what_to_set(
     for var in [v for v in os.environ if v.startswith("TUNELINE_")]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("TUNELINE_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(app, ["stack", "up", "--auth"])
-    assert result.exit_code == 1
-    assert "export TUNELINE_MLFLOW_PASSWORD" in result.output
+    settings = stack.with_stack_credentials(Settings(_env_file=None, home=tmp_path / "home"), create=True)  # type: ignore[call-arg]
+    result = CliRunner().invoke(app, ["stack", "env"])
+    assert result.exit_code == 0, result.output
+    exports = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in result.output.splitlines()
+    )
+    assert settings.prefect_api_auth_string and settings.mlflow_password
+    assert exports["PREFECT_API_AUTH_STRING"] == settings.prefect_api_auth_string.get_secret_value()
+    assert exports["MLFLOW_TRACKING_PASSWORD"] == settings.mlflow_password.get_secret_value()
+    assert exports["MLFLOW_TRACKING_USERNAME"] == "admin"
     assert not (tmp_path / "home" / "run").exists()  # nothing was started

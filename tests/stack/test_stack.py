@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,11 +19,13 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from pydantic import SecretStr
 
 from tuneline import stack
 from tuneline.errors import ConfigError, StackError
 from tuneline.settings import Settings
 from tuneline.stack import _process
+from tuneline.stack._service import http_status
 from tuneline.storage.s3 import ObjectStore
 
 pytestmark = pytest.mark.service
@@ -90,7 +93,12 @@ def test_settings_credentials_win_over_stack_env(make_stack_settings: Callable[.
     settings = make_stack_settings()
     stack.with_stack_credentials(settings, create=True)
     mine = settings.model_copy(update={"aws_access_key_id": "MINE", "aws_secret_access_key": "SECRET"})
-    assert stack.with_stack_credentials(mine, create=True) is mine
+    kept = stack.with_stack_credentials(mine, create=True)
+    assert (kept.aws_access_key_id, kept.aws_secret_access_key) == (mine.aws_access_key_id, mine.aws_secret_access_key)
+    # The rest still comes from stack.env: the same audit key and Prefect auth string as before.
+    recorded = stack.with_stack_credentials(settings)
+    assert kept.audit_aws_access_key_id == recorded.audit_aws_access_key_id is not None
+    assert kept.prefect_api_auth_string == recorded.prefect_api_auth_string is not None
 
 
 def test_anonymous_and_wrong_key_s3_requests_are_refused(
@@ -218,13 +226,37 @@ def _port_open(port: int) -> bool:
 
 
 @pytest.mark.slow
-def test_prefect_server_serves_api_and_ui_pointing_at_its_own_port(fresh_settings: Settings) -> None:
+def test_prefect_server_requires_its_generated_auth_string_and_the_ui_asks_for_it(fresh_settings: Settings) -> None:
     prefect = _by_name(stack.up(fresh_settings, services=("prefect",)))["prefect"]
-    assert prefect.healthy and prefect.pid is not None
-    # The UI asks the server where the API is; on a non-default port it must not say :4200.
+    assert prefect.healthy and prefect.pid is not None and prefect.auth
+    settings = stack.with_stack_credentials(fresh_settings)
+    assert settings.prefect_api_auth_string is not None
+    auth_string = settings.prefect_api_auth_string.get_secret_value()
+    assert f"TUNELINE_PREFECT_API_AUTH_STRING={auth_string}" in stack.stack_env_path(settings).read_text()
+    user, _, password = auth_string.partition(":")
+    api = fresh_settings.prefect_api_url
+    # Anyone without it: refused, reads and the resume of a paused run alike.
+    assert http_status(f"{api}/admin/version") == 401
+    assert http_status(f"{api}/admin/version", (user, "wrong")) == 401
+    resume = urllib.request.Request(
+        f"{api}/flow_runs/00000000-0000-0000-0000-000000000000/resume",
+        data=json.dumps({"run_input": {"decision": "approve", "reviewer": "alice"}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(resume, timeout=10)
+    assert info.value.code == 401
+    assert http_status(f"{api}/admin/version", (user, password)) == 200
+    assert http_status(f"{api}/health") == 200  # health checks need none
+    # The UI asks the server where the API is (on a non-default port it must not say :4200), and
+    # is told to show its login page.
     with urllib.request.urlopen(f"{fresh_settings.prefect_ui_url}/ui-settings", timeout=10) as response:
         ui_settings = json.load(response)
-    assert ui_settings["api_url"] == fresh_settings.prefect_api_url
+    assert (ui_settings["api_url"], ui_settings["auth"]) == (fresh_settings.prefect_api_url, "BASIC")
+    # The auth string reaches Prefect clients under Prefect's own name.
+    assert settings.prefect_env()["PREFECT_API_AUTH_STRING"] == auth_string
+    wrong = settings.model_copy(update={"prefect_api_auth_string": SecretStr("tuneline:wrong")})
+    assert "refused TUNELINE_PREFECT_API_AUTH_STRING" in (_by_name(stack.status(wrong))["prefect"].problem or "")
     assert not _by_name(stack.down(fresh_settings, services=("prefect",)))["prefect"].healthy
 
 
@@ -232,3 +264,83 @@ def test_mlflow_refuses_to_start_without_its_artifact_store(fresh_settings: Sett
     with pytest.raises(StackError, match="mlflow: its artifact store"):
         stack.up(fresh_settings, services=("mlflow",))
     assert not _by_name(stack.status(fresh_settings))["mlflow"].healthy
+
+
+# --- authenticated by default: S3 identities, SeaweedFS's other ports, Prefect ----------------------
+def _client_of(settings: Settings, key_id: str, secret: str):  # noqa: ANN202 - a boto3 client
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )
+
+
+def _error_code(call: Callable[[], object]) -> str:
+    with pytest.raises(ClientError) as info:
+        call()
+    return str(info.value.response["Error"]["Code"])
+
+
+def test_the_pipelines_key_can_neither_overwrite_nor_delete_audit_records(
+    s3_settings: Settings, object_store: ObjectStore
+) -> None:
+    assert s3_settings.audit_aws_access_key_id is not None, "the stack generated no audit writer key"
+    bucket = s3_settings.s3_bucket
+    # Through the product's own store: writes under audit/ go out with the audit writer's key.
+    record = object_store.put_bytes(object_store.uri("audit/m/0001-promotion.jsonl"), b'{"record": 1}\n')
+    key = record.removeprefix(f"s3://{bucket}/")
+    pipeline = object_store.client  # the pipeline's key, what every other write uses
+    assert _error_code(lambda: pipeline.put_object(Bucket=bucket, Key=key, Body=b"forged")) == "AccessDenied"
+    assert _error_code(lambda: pipeline.put_object(Bucket=bucket, Key="audit/m/9999-forged.jsonl", Body=b"x")) == "AccessDenied"
+    assert _error_code(lambda: pipeline.delete_object(Bucket=bucket, Key=key)) == "AccessDenied"
+    assert _error_code(
+        lambda: pipeline.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key})
+    ) == "AccessDenied"
+    # The audit writer adds records but deletes none, and writes nowhere else.
+    audit = _client_of(
+        s3_settings,
+        s3_settings.audit_aws_access_key_id.get_secret_value(),
+        s3_settings.audit_aws_secret_access_key.get_secret_value(),  # type: ignore[union-attr]
+    )
+    assert _error_code(lambda: audit.delete_object(Bucket=bucket, Key=key)) == "AccessDenied"
+    assert _error_code(lambda: audit.put_object(Bucket=bucket, Key="datasets/x/forged", Body=b"x")) == "AccessDenied"
+    # Untouched, and both identities still read it (the audit log is read by the pipeline).
+    assert object_store.get_bytes(record) == b'{"record": 1}\n'
+    # The pipeline's key still writes and deletes everywhere else.
+    other = object_store.put_bytes(object_store.uri("runs/x/status.json"), b"{}")
+    object_store.delete_prefix(other)
+    assert not object_store.exists(other)
+
+
+def test_the_filer_and_volume_ports_refuse_unsigned_requests(
+    s3_settings: Settings, object_store: ObjectStore
+) -> None:
+    record = object_store.put_bytes(object_store.uri("audit/filer/0001-approval.jsonl"), b'{"by": "alice"}\n')
+    filer = f"http://127.0.0.1:{s3_settings.weed_filer_port}/buckets/{s3_settings.s3_bucket}/audit/filer/"
+    listing = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Accept: application/json", filer],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    read = subprocess.run(
+        ["curl", "-s", "-w", "\n%{http_code}", f"{filer}0001-approval.jsonl"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    write = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-F", "file=@/etc/hostname", f"{filer}0002-forged.jsonl"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert (listing.stdout, read.stdout.splitlines()[-1], write.stdout) == ("401", "401", "401")
+    assert "alice" not in read.stdout
+    assert sorted(object_store.list_keys(object_store.uri("audit/filer/"))) == [
+        record.removeprefix(f"s3://{s3_settings.s3_bucket}/")
+    ]
+    # The volume server's UI is off too (it would list volumes and their files).
+    assert _port_open(s3_settings.weed_volume_port)
+    ui = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{s3_settings.weed_volume_port}/ui/index.html"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert ui.stdout != "200"
+    assert {s.name: s for s in stack.status(s3_settings)}["s3"].auth

@@ -3,9 +3,11 @@
 ``up`` starts what is not already answering (S3 first: MLflow stores its artifacts there) and is
 safe to repeat; ``down`` stops only the processes whose pid files it wrote; ``status`` reports
 each service's health. State lives under ``settings.home``: ``run/*.pid``, ``logs/*.log``, the
-services' data, and ``stack.env`` with the S3 credentials generated on the first ``up`` and
-whether MLflow runs with basic auth (and as which user). The MLflow password is never written
-there: it comes from the environment (``TUNELINE_MLFLOW_PASSWORD``), like any secret a user chose.
+services' data, and ``stack.env`` (mode 600) with what the first ``up`` generates: the pipeline's
+and the audit writer's S3 keys, the Prefect API's basic-auth string, and the MLflow admin's
+password when the user chose none. A password the user chose (``TUNELINE_MLFLOW_PASSWORD``) is
+never written there. Everything is authenticated unless the stack was started with
+``insecure`` (``tuneline stack up --insecure``), which is recorded there too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tuneline.stack.seaweedfs import SeaweedFS
 
 __all__ = [
     "SERVICE_NAMES",
+    "PREFECT_USER",
     "ServiceStatus",
     "down",
     "stack_env_path",
@@ -39,8 +42,15 @@ __all__ = [
 
 _S3_KEY_ID = "TUNELINE_AWS_ACCESS_KEY_ID"
 _S3_SECRET = "TUNELINE_AWS_SECRET_ACCESS_KEY"
+_AUDIT_KEY_ID = "TUNELINE_AUDIT_AWS_ACCESS_KEY_ID"
+_AUDIT_SECRET = "TUNELINE_AUDIT_AWS_SECRET_ACCESS_KEY"
+_PREFECT_AUTH = "TUNELINE_PREFECT_API_AUTH_STRING"
 _MLFLOW_AUTH = "TUNELINE_MLFLOW_AUTH"
 _MLFLOW_USERNAME = "TUNELINE_MLFLOW_USERNAME"
+_MLFLOW_PASSWORD = "TUNELINE_MLFLOW_PASSWORD"
+_INSECURE = "TUNELINE_STACK_INSECURE"
+# The user name in the Prefect auth string: Prefect compares the whole "user:password" string.
+PREFECT_USER = "tuneline"
 _SAFE_USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 _SERVICES: dict[str, Service] = {s.name: s for s in (SeaweedFS(), MlflowServer(), PrefectServer())}
@@ -58,7 +68,7 @@ class ServiceStatus(BaseModel):
     log_path: Path
     startup_s: float | None = None  # set by ``up`` for a service it started now
     problem: str | None = None  # why a service that answers is still unusable (refused credentials)
-    auth: bool = False  # whether clients must authenticate (MLflow basic auth)
+    auth: bool = False  # whether clients must authenticate to it
 
 
 def stack_env_path(settings: Settings) -> Path:
@@ -66,30 +76,69 @@ def stack_env_path(settings: Settings) -> Path:
 
 
 def with_stack_credentials(settings: Settings, create: bool = False) -> Settings:
-    """``settings`` with the local S3 credentials and MLflow auth state of the stack filled in.
+    """``settings`` with the local stack's credentials and mode filled in from ``<home>/stack.env``.
 
-    S3 credentials already in ``settings`` win; otherwise those in ``<home>/stack.env``; otherwise,
-    when ``create``, new random ones are generated and written there (mode 600). Whether MLflow
-    runs with auth, and its user, come from ``stack.env`` unless ``settings`` set them explicitly.
+    Values already in ``settings`` win; otherwise those in ``stack.env``; otherwise, when
+    ``create``, new random ones are generated and written there (mode 600): the pipeline's and
+    the audit writer's S3 keys, the Prefect auth string, and an MLflow admin password (only when
+    MLflow runs with auth and no password was given). Whether the stack is insecure, whether
+    MLflow runs with auth, and its user come from ``stack.env`` unless ``settings`` set them.
     """
     path = stack_env_path(settings)
     values = _read_stack_env(path)
     update: dict[str, object] = {}
-    if not (settings.aws_access_key_id and settings.aws_secret_access_key):
-        key_id = values.get(_S3_KEY_ID)
-        secret = values.get(_S3_SECRET)
+    generated: dict[str, str] = {}
+
+    def pair(key_field: str, secret_field: str, key_var: str, secret_var: str, prefix: str) -> None:
+        if getattr(settings, key_field) and getattr(settings, secret_field):
+            return
+        key_id, secret = values.get(key_var), values.get(secret_var)
         if not (key_id and secret) and create:
-            key_id = "TL" + secrets.token_hex(9).upper()
-            secret = secrets.token_hex(20)
-            _update_stack_env(path, {_S3_KEY_ID: key_id, _S3_SECRET: secret})
+            key_id, secret = prefix + secrets.token_hex(9).upper(), secrets.token_hex(20)
+            generated.update({key_var: key_id, secret_var: secret})
         if key_id and secret:
-            update |= {"aws_access_key_id": SecretStr(key_id), "aws_secret_access_key": SecretStr(secret)}
+            update.update({key_field: SecretStr(key_id), secret_field: SecretStr(secret)})
+
+    pair("aws_access_key_id", "aws_secret_access_key", _S3_KEY_ID, _S3_SECRET, "TL")
+    pair("audit_aws_access_key_id", "audit_aws_secret_access_key", _AUDIT_KEY_ID, _AUDIT_SECRET, "TLAUDIT")
+    if settings.prefect_api_auth_string is None:
+        auth_string = values.get(_PREFECT_AUTH)
+        if not auth_string and create:
+            auth_string = generated[_PREFECT_AUTH] = f"{PREFECT_USER}:{secrets.token_urlsafe(24)}"
+        if auth_string:
+            update["prefect_api_auth_string"] = SecretStr(auth_string)
+    recorded_insecure = values.get(_INSECURE)
+    if recorded_insecure and "stack_insecure" not in settings.model_fields_set:
+        update["stack_insecure"] = recorded_insecure.lower() == "true"
+    insecure = bool(update.get("stack_insecure", settings.stack_insecure))
     recorded_auth = values.get(_MLFLOW_AUTH)
-    if recorded_auth and "mlflow_auth" not in settings.model_fields_set:
-        update["mlflow_auth"] = recorded_auth.lower() == "true"
-    if values.get(_MLFLOW_USERNAME) and settings.mlflow_username is None:
-        update["mlflow_username"] = values[_MLFLOW_USERNAME]
+    if "mlflow_auth" not in settings.model_fields_set:
+        if insecure:
+            update["mlflow_auth"] = False
+        elif recorded_auth:
+            update["mlflow_auth"] = recorded_auth.lower() == "true"
+    mlflow_auth = bool(update.get("mlflow_auth", settings.mlflow_auth))
+    if settings.mlflow_username is None:
+        if values.get(_MLFLOW_USERNAME):
+            update["mlflow_username"] = values[_MLFLOW_USERNAME]
+        elif mlflow_auth:
+            update["mlflow_username"] = DEFAULT_ADMIN  # whom `up` creates, so that clients send a user
+    if settings.mlflow_password is None:
+        password = values.get(_MLFLOW_PASSWORD)
+        if not password and create and mlflow_auth:
+            # The user chose none: a generated one, kept like the S3 keys (a chosen one never is).
+            password = generated[_MLFLOW_PASSWORD] = secrets.token_urlsafe(24)
+        if password:
+            update["mlflow_password"] = SecretStr(password)
+    if generated:
+        _update_stack_env(path, generated)
     return settings.model_copy(update=update) if update else settings
+
+
+def _record_mode(settings: Settings) -> Settings:
+    """Write the stack's mode (insecure or not, MLflow auth and admin) to ``stack.env``."""
+    _update_stack_env(stack_env_path(settings), {_INSECURE: str(settings.stack_insecure).lower()})
+    return _record_mlflow_auth(settings)
 
 
 def _record_mlflow_auth(settings: Settings) -> Settings:
@@ -141,6 +190,7 @@ def _status(settings: Settings, name: str, startup_s: float | None = None) -> Se
     record = _process.running_record(home, name)
     answers = service.is_healthy(settings)
     problem = service.check(settings) if answers else None
+    auth = not settings.stack_insecure and (name != "mlflow" or settings.mlflow_auth)
     return ServiceStatus(
         name=name,
         url=service.url(settings),
@@ -149,7 +199,7 @@ def _status(settings: Settings, name: str, startup_s: float | None = None) -> Se
         log_path=_process.log_path(home, name),
         startup_s=startup_s,
         problem=problem,
-        auth=name == "mlflow" and settings.mlflow_auth,
+        auth=auth,
     )
 
 
@@ -160,9 +210,7 @@ def up(settings: Settings, services: Iterable[str] = SERVICE_NAMES) -> list[Serv
     naming the service and quoting the tail of its log when one does not come up.
     """
     names = _selected(services)
-    settings = with_stack_credentials(settings, create=True)
-    if "mlflow" in names:
-        settings = _record_mlflow_auth(settings)
+    settings = _record_mode(with_stack_credentials(settings, create=True))
     home = settings.home.resolve()
     statuses = []
     for name in names:

