@@ -37,6 +37,7 @@ from tuneline.errors import TunelineError
 __all__ = [
     "LEASE_S",
     "LifecycleBusyError",
+    "audit_lock",
     "ensure_concurrency_limit",
     "lease_holder",
     "lifecycle_lock",
@@ -208,3 +209,15 @@ def lifecycle_lock(model_name: str, timeout_s: float | None) -> Iterator[None]:
             yield
         finally:
             _release_claim(model_name)
+
+
+@contextmanager
+def audit_lock(model_name: str) -> Iterator[None]:
+    """Every write to a model's audit chain (approval, refused attempt, promotion, rollback) holds
+    the model's promotion slot, so two writers never chain after the same head."""
+    from tasks.promote import promotion_lock_name  # tasks.promote imports this module
+
+    name = promotion_lock_name(model_name)
+    ensure_concurrency_limit(name)
+    with concurrency(name, occupy=1, lease_duration=LEASE_S, strict=True, holder=lease_holder()):
+        yield
