@@ -215,14 +215,19 @@ def run(
 def _print_summary(summary: Any, settings: Settings) -> None:
     d, v = summary.dataset, summary.version
     typer.echo("")
-    typer.secho(f"Tuneline lifecycle for {summary.model_name}: done", bold=True)
+    outcome = (
+        "nothing new to decide" if summary.decision.unchanged
+        else "promoted" if v.promoted else "rejected, aliases unchanged" if not summary.decision.approved
+        else "approved, not promoted"
+    )
+    typer.secho(f"Tuneline lifecycle for {summary.model_name}: {outcome}", bold=True)
     typer.echo(f"  Prefect flow run : {summary.flow_run_url}")
     typer.echo(f"  MLflow run       : {summary.mlflow_run_url}")
     typer.echo(f"  Registered model : {summary.model_version_url}")
     typer.echo(f"  Dataset version  : {d.uri}  ({d.accepted} accepted, {d.rejected} rejected, {d.duplicates} duplicates)")
     typer.echo(f"  Model weights    : {summary.model.model_uri}")
     decision = summary.decision
-    verdict = "APPROVED" if decision.approved else "REJECTED"
+    verdict = "UNCHANGED" if decision.unchanged else "APPROVED" if decision.approved else "REJECTED"
     typer.echo(f"  Decision         : {verdict} by {decision.decided_by}: {'; '.join(decision.reasons)}")
     typer.echo(f"  Version          : v{v.version} aliases={v.aliases} (previous champion: {v.previous_champion})")
     typer.echo("  Metrics (before -> after):")
@@ -237,17 +242,19 @@ def _print_summary(summary: Any, settings: Settings) -> None:
 # --------------------------------------------------------------------------------------------
 # approval, rollback, audit
 # --------------------------------------------------------------------------------------------
-def _resume(flow_run_id: str, decision: str, reviewer: str, comment: str) -> None:
-    from uuid import UUID
+def _resume(flow_run_id: str, decision: str, reviewer: str, comment: str, token: str = "") -> None:
+    """Send the decision with the reviewer's token; exit 2 with the reason when the flow refuses it."""
+    from tuneline_cli.governance import RefusedError, send_review
 
     _use_prefect(get_settings())
-    from prefect.flow_runs import resume_flow_run
-
     try:
-        resume_flow_run(UUID(flow_run_id), run_input={"decision": decision, "reviewer": reviewer, "comment": comment})
+        typer.echo(send_review(flow_run_id, decision, reviewer, token, comment))
+    except RefusedError as exc:
+        _fail(Exception(f"{decision} refused: {exc}; the run is still waiting"), 2)
     except (RuntimeError, ValueError) as exc:
-        _fail(exc)
-    typer.echo(f"{decision} sent for flow run {flow_run_id} by {reviewer}")
+        _fail(exc, 2)
+    except TimeoutError as exc:
+        _fail(exc, 1)
 
 
 def _paused_run_id(flow_run_id: str) -> str:
@@ -287,22 +294,36 @@ def _paused_run_id(flow_run_id: str) -> str:
 def approve(
     flow_run_id: Annotated[UUID, typer.Argument(help="The waiting flow run (the lifecycle run or its approve subflow).")],
     reviewer: Annotated[str, typer.Option(help="Who approves; recorded in the audit log.")],
+    token: Annotated[
+        str,
+        typer.Option(
+            envvar="TUNELINE_REVIEWER_TOKEN", prompt="Reviewer token", hide_input=True,
+            help="Your reviewer token (from `tuneline reviewers add`); asked for when not set.",
+        ),
+    ],
     comment: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "",
 ) -> None:
-    """Approve a run that is waiting for a human decision."""
+    """Approve a run that is waiting for a human decision (needs your reviewer token)."""
     _use_prefect(get_settings())
-    _resume(_paused_run_id(str(flow_run_id)), "approve", reviewer, comment)
+    _resume(_paused_run_id(str(flow_run_id)), "approve", reviewer, comment, token)
 
 
 @app.command("reject")
 def reject(
     flow_run_id: Annotated[UUID, typer.Argument(help="The waiting flow run (the lifecycle run or its approve subflow).")],
     reviewer: Annotated[str, typer.Option(help="Who rejects; recorded in the audit log.")],
+    token: Annotated[
+        str,
+        typer.Option(
+            envvar="TUNELINE_REVIEWER_TOKEN", prompt="Reviewer token", hide_input=True,
+            help="Your reviewer token (from `tuneline reviewers add`); asked for when not set.",
+        ),
+    ],
     comment: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "",
 ) -> None:
-    """Reject a run that is waiting for a human decision."""
+    """Reject a run that is waiting for a human decision (needs your reviewer token)."""
     _use_prefect(get_settings())
-    _resume(_paused_run_id(str(flow_run_id)), "reject", reviewer, comment)
+    _resume(_paused_run_id(str(flow_run_id)), "reject", reviewer, comment, token)
 
 
 @app.command("rollback")
@@ -313,15 +334,22 @@ def rollback(
     actor: Annotated[str, typer.Option(help="Who rolls back; recorded in the audit log.")] = os.environ.get(
         "USER", "unknown"
     ),
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Restore a version no approval covers; --actor must be an enrolled reviewer "
+            "whose token is in TUNELINE_REVIEWER_TOKEN. Audited as forced.",
+        ),
+    ] = False,
 ) -> None:
-    """Move the champion alias back (to 'previous' by default) and record why."""
+    """Move the champion alias back (to 'previous' by default) to an approved version, and record why."""
     settings = get_settings()
     _check_rollback_target(settings, model_name, to_version)
     _use_prefect(settings)
     from flows.rollback import rollback as rollback_flow
 
     try:
-        ref = rollback_flow(model_name, to_version, actor, reason)
+        ref = rollback_flow(model_name, to_version, actor, reason, force)
     except TunelineError as exc:
         _fail(exc, 2)
     typer.echo(f"{model_name}: champion is now v{ref.version} (was v{ref.previous_champion})")
@@ -357,21 +385,56 @@ def _check_rollback_target(settings: Settings, model_name: str, to_version: str 
 @app.command("audit")
 def audit(
     model: Annotated[str | None, typer.Option(help="Only this model's records.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the records as one JSON array.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document: records, unreadable objects, problems.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Check each model's hash chain against its MLflow anchor, and the registry's aliases "
+            "and approved tags against the log; exit 1 naming every problem.",
+        ),
+    ] = False,
 ) -> None:
-    """Print the audit log: every approval, promotion and rollback."""
-    from tuneline.governance.audit import AuditLog
+    """Print the audit log: every approval, refused attempt, promotion and rollback."""
+    from tuneline_cli.governance import audit_report
+
+    report = audit_report(get_settings(), model, verify)
+    if as_json:
+        _emit_json(report.as_json())
+    else:
+        for r in report.records:
+            typer.echo(
+                f"{r.recorded_at:%Y-%m-%d %H:%M:%S} #{r.sequence:<4} {r.kind:<16} {r.model_name} v{r.model_version or '-'} "
+                f"by {r.actor}{' (authenticated)' if r.authenticated else ''} approved={r.approved} {'; '.join(r.reasons)}"
+            )
+        for entry in report.unreadable:
+            typer.secho(f"unreadable {entry.key}: {entry.error}", err=True, fg=typer.colors.YELLOW)
+        for problem in report.problems or []:
+            typer.secho(f"TAMPERED {problem}", err=True, fg=typer.colors.RED)
+        if report.problems == []:
+            typer.echo("verified: every chain is intact and matches its MLflow anchor; the registry matches the log")
+    if report.problems:
+        raise typer.Exit(1)
+
+
+reviewers_app = typer.Typer(no_args_is_help=True, help="Reviewers: who may approve, each with a token stored hashed.")
+app.add_typer(reviewers_app, name="reviewers")
+
+
+@reviewers_app.command("add")
+def reviewers_add(
+    name: Annotated[str, typer.Argument(help="The reviewer's name, as policies list it in approval.reviewers.")],
+    replace: Annotated[bool, typer.Option("--replace", help="Issue a new token, revoking the old one.")] = False,
+) -> None:
+    """Enrol a reviewer and print their token once (only its scrypt hash is stored)."""
+    from tuneline.governance.reviewers import ReviewerRegistry
     from tuneline.storage.s3 import ObjectStore
 
-    records = AuditLog(ObjectStore(get_settings())).records(model)
-    if as_json:
-        _emit_json([r.model_dump(mode="json") for r in records])
-        return
-    for r in records:
-        typer.echo(
-            f"{r.recorded_at:%Y-%m-%d %H:%M:%S} {r.kind:<9} {r.model_name} v{r.model_version or '-'} "
-            f"by {r.actor} approved={r.approved} {'; '.join(r.reasons)}"
-        )
+    try:
+        token = ReviewerRegistry(ObjectStore(get_settings())).enroll(name, os.environ.get("USER", "unknown"), replace)
+    except TunelineError as exc:
+        _fail(exc, 2)
+    typer.echo(f"reviewer {name} enrolled; their token (shown once, give it to them privately):")
+    typer.echo(token)
 
 
 # --------------------------------------------------------------------------------------------
