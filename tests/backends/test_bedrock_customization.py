@@ -1,0 +1,691 @@
+"""Every customization type per model family, at the API-contract level.
+
+botocore's ``Stubber`` answers the ``bedrock`` client and checks each request against the real
+service model and against the exact parameters written out below (not built by the code under
+test); moto plays S3. Nothing talks to AWS. The dry run's request is checked against botocore's own
+parameter validation, and the CLI's ``models`` and ``tune --dry-run`` are driven end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from tuneline.backends.base import JobSpec
+from tuneline.backends.bedrock import BEDROCK_MODELS, BedrockBackend, bedrock_job_name, client_request_token
+from tuneline.backends.bedrock.dry_run import dry_run, validate_against_service_model
+from tuneline.backends.bedrock.models import ModelRetiredError, check_lifecycle
+from tuneline.backends.bedrock.prices import DEFAULT_PRICES, PriceTable
+from tuneline.config import BedrockTuneConfig, RunConfig
+from tuneline.errors import JobFailedError, ValidationFailedError
+from tuneline.lineage import DatasetVersion, JobState
+from tuneline.settings import Settings
+from tuneline.storage.s3 import ObjectStore
+
+TODAY = date(2026, 12, 2)
+ROLE = "arn:aws:iam::123456789012:role/BedrockTuning"
+BUCKET = "tl-bedrock-custom"
+GRADER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:tuneline-rft-grader"
+SHORT_ID = "0a1b2c3d4e5f"
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0:200k"
+TICKETS = Path(__file__).parents[2] / "examples" / "support_tickets" / "data" / "tickets.jsonl"
+
+# A model Tuneline's table lacks, described in the config (tune.model_limits): continued
+# pre-training on it, with the shape of AWS's Titan Text CPT hyperparameters.
+CPT_MODEL = "amazon.titan-text-express-v1:0:8k"
+CPT_LIMITS = {
+    "model_id": CPT_MODEL,
+    "label": "Titan Text Express (from the run config)",
+    "record_format": "bedrock",
+    "customization_types": ["FINE_TUNING", "CONTINUED_PRE_TRAINING"],
+    "hyperparameters": {
+        "epochCount": {"kind": "integer", "minimum": 1, "maximum": 10, "default": 1},
+        "batchSize": {"kind": "integer", "minimum": 1, "maximum": 64, "default": 1},
+        "learningRate": {"kind": "float", "minimum": 0.0, "maximum": 1.0, "default": 0.00001},
+    },
+}
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("TUNELINE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        home=tmp_path,
+        s3_endpoint_url="",
+        s3_bucket=BUCKET,
+        aws_region="us-east-1",
+        aws_access_key_id=SecretStr("testing"),
+        aws_secret_access_key=SecretStr("testing"),
+        bedrock_region="us-west-2",
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[ObjectStore]:
+    with mock_aws():
+        store = ObjectStore(settings)
+        store.ensure_bucket()
+        yield store
+
+
+@pytest.fixture
+def stubbed(stubbed_aws: Callable[..., tuple[Any, Stubber]]) -> tuple[Any, Stubber]:
+    return stubbed_aws("bedrock")
+
+
+def _backend(
+    settings: Settings, store: ObjectStore, client: Any, region: str = "us-west-2"
+) -> BedrockBackend:
+    regional = settings.model_copy(update={"bedrock_region": region})
+    return BedrockBackend(regional, client, store, sleep=lambda s: None, today=lambda: TODAY)
+
+
+@pytest.fixture
+def make_spec(store: ObjectStore) -> Callable[..., JobSpec]:
+    def make(base_model: str, *, train: int = 120, validation: int = 0, **tune: Any) -> JobSpec:
+        name = "support-tickets"
+        prefix = f"s3://{BUCKET}/datasets/{name}/v{train}"
+        split_uris = {"train": f"{prefix}/train.jsonl"}
+        store.put_bytes(split_uris["train"], b'{"input": "x"}\n' * train)
+        if validation:
+            split_uris["validation"] = f"{prefix}/validation.jsonl"
+            store.put_bytes(split_uris["validation"], b'{"input": "x"}\n' * validation)
+        config = BedrockTuneConfig(base_model=base_model, role_arn=ROLE, **tune)
+        dataset = DatasetVersion(
+            name=name,
+            version=f"v{train}",
+            uri=prefix + "/",
+            target=config.target,
+            total=train + validation,
+            accepted=train + validation,
+            rejected=0,
+            duplicates=0,
+            splits={"train": train, "validation": validation},
+            split_uris=split_uris,
+            tokens=1000,
+        )
+        return JobSpec(name=name, dataset=dataset, tune=config, output_uri=f"s3://{BUCKET}/runs/{name}/")
+
+    return make
+
+
+def _tags(spec: JobSpec) -> list[dict[str, str]]:
+    return [
+        {"key": "tuneline:dataset", "value": spec.dataset.name},
+        {"key": "tuneline:dataset-version", "value": spec.dataset.version},
+        {"key": "tuneline:job-identity", "value": spec.identity},
+        {"key": "tuneline:run", "value": spec.name},
+    ]
+
+
+def _output_uri(spec: JobSpec) -> str:
+    return f"s3://{BUCKET}/runs/{spec.name}/{bedrock_job_name(spec.name, spec.identity)}/output/"
+
+
+def _expected(spec: JobSpec, kind: str, **specific: Any) -> dict[str, Any]:
+    name = bedrock_job_name(spec.name, spec.identity)
+    params: dict[str, Any] = {
+        "jobName": name,
+        "customModelName": name,
+        "roleArn": ROLE,
+        "clientRequestToken": client_request_token(spec.identity),
+        "baseModelIdentifier": spec.tune.base_model,
+        "customizationType": kind,
+        "trainingDataConfig": {"s3Uri": spec.dataset.split_uris["train"]},
+        "outputDataConfig": {"s3Uri": _output_uri(spec)},
+        "jobTags": _tags(spec),
+        "customModelTags": _tags(spec),
+    }
+    params.update(specific)
+    return params
+
+
+def _job_arn(spec: JobSpec) -> str:
+    return f"arn:aws:bedrock:us-west-2:123456789012:model-customization-job/{spec.tune.base_model}/{SHORT_ID}"
+
+
+def _job(spec: JobSpec, status: str, **extra: Any) -> dict[str, Any]:
+    name = bedrock_job_name(spec.name, spec.identity)
+    return {
+        "jobArn": _job_arn(spec),
+        "jobName": name,
+        "outputModelName": name,
+        "roleArn": ROLE,
+        "creationTime": datetime(2026, 12, 1, tzinfo=UTC),
+        "baseModelArn": f"arn:aws:bedrock:us-west-2::foundation-model/{spec.tune.base_model}",
+        "trainingDataConfig": {"s3Uri": spec.dataset.split_uris["train"]},
+        "validationDataConfig": {"validators": []},
+        "outputDataConfig": {"s3Uri": _output_uri(spec)},
+        "status": status,
+        **extra,
+    }
+
+
+def _not_found(stubber: Stubber, spec: JobSpec) -> None:
+    name = bedrock_job_name(spec.name, spec.identity)
+    stubber.add_client_error(
+        "get_model_customization_job",
+        service_error_code="ResourceNotFoundException",
+        service_message=f"Could not find job {name}",
+        http_status_code=404,
+        expected_params={"jobIdentifier": name},
+    )
+
+
+NOVA_FT = {"epochCount": "2", "learningRate": "1e-05", "learningRateWarmupSteps": "10"}
+LLAMA_FT = {"epochCount": "5", "batchSize": "1", "learningRate": "0.0001"}
+RFT_DEFAULTS = {
+    "epochCount": 1,
+    "batchSize": 128,
+    "learningRate": 1e-05,
+    "trainingSamplePerPrompt": 8,
+    "evalInterval": 10,
+    "maxPromptLength": 4096,
+    "inferenceMaxTokens": 4096,
+}
+
+CASES: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
+    # id, region, base model, tune config, the type-specific request members
+    ("nova-fine-tuning", "us-east-1", "amazon.nova-micro-v1:0:128k", {}, {"hyperParameters": NOVA_FT}),
+    (
+        "nova-distillation",
+        "us-east-1",
+        "amazon.nova-lite-v1:0:300k",
+        {
+            "customization_type": "DISTILLATION",
+            "teacher_model": "amazon.nova-pro-v1:0",
+            "max_response_length": 1000,
+        },
+        {
+            "hyperParameters": NOVA_FT,
+            "customizationConfig": {
+                "distillationConfig": {
+                    "teacherModelConfig": {
+                        "teacherModelIdentifier": "amazon.nova-pro-v1:0",
+                        "maxResponseLengthForInference": 1000,
+                    }
+                }
+            },
+        },
+    ),
+    (
+        "nova2-rft",
+        "us-east-1",
+        "amazon.nova-2-lite-v1:0:256k",
+        {
+            "customization_type": "REINFORCEMENT_FINE_TUNING",
+            "grader": {"lambda_arn": GRADER_ARN, "tuneline": [{"name": "field_accuracy"}]},
+            "hyperparameters": {"epochCount": 3, "batchSize": "64"},
+            "reasoning_effort": "low",
+        },
+        {
+            "customizationConfig": {
+                "rftConfig": {
+                    "graderConfig": {"lambdaGrader": {"lambdaArn": GRADER_ARN}},
+                    "hyperParameters": RFT_DEFAULTS
+                    | {"epochCount": 3, "batchSize": 64, "reasoningEffort": "low"},
+                }
+            }
+        },
+    ),
+    (
+        "llama-fine-tuning",
+        "us-west-2",
+        "meta.llama3-1-8b-instruct-v1:0:128k",
+        {},
+        {"hyperParameters": LLAMA_FT},
+    ),
+    (
+        "llama-distillation",
+        "us-west-2",
+        "meta.llama3-2-3b-instruct-v1:0:128k",
+        {"customization_type": "DISTILLATION", "teacher_model": "meta.llama3-1-405b-instruct-v1:0"},
+        {
+            "hyperParameters": LLAMA_FT,
+            "customizationConfig": {
+                "distillationConfig": {
+                    "teacherModelConfig": {"teacherModelIdentifier": "meta.llama3-1-405b-instruct-v1:0"}
+                }
+            },
+        },
+    ),
+    (
+        "gpt-oss-rft",
+        "us-west-2",
+        "openai.gpt-oss-20b-1:0",
+        {"customization_type": "REINFORCEMENT_FINE_TUNING", "grader": {"lambda_arn": GRADER_ARN}},
+        {
+            "customizationConfig": {
+                "rftConfig": {
+                    "graderConfig": {"lambdaGrader": {"lambdaArn": GRADER_ARN}},
+                    "hyperParameters": RFT_DEFAULTS,
+                }
+            }
+        },
+    ),
+    (
+        "qwen-rft",
+        "us-west-2",
+        "qwen.qwen3-32b-v1:0",
+        {"customization_type": "REINFORCEMENT_FINE_TUNING", "grader": {"lambda_arn": GRADER_ARN}},
+        {
+            "customizationConfig": {
+                "rftConfig": {
+                    "graderConfig": {"lambdaGrader": {"lambdaArn": GRADER_ARN}},
+                    "hyperParameters": RFT_DEFAULTS,
+                }
+            }
+        },
+    ),
+    (
+        "config-described-continued-pre-training",
+        "us-west-2",
+        CPT_MODEL,
+        {"customization_type": "CONTINUED_PRE_TRAINING", "model_limits": CPT_LIMITS},
+        {"hyperParameters": {"epochCount": "1", "batchSize": "1", "learningRate": "1e-05"}},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("region", "base_model", "tune", "specific"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_each_customization_type_sends_its_exact_request_and_resubmits_idempotently(
+    settings: Settings,
+    store: ObjectStore,
+    stubbed: tuple[Any, Stubber],
+    make_spec: Callable[..., JobSpec],
+    region: str,
+    base_model: str,
+    tune: dict[str, Any],
+    specific: dict[str, Any],
+) -> None:
+    client, stubber = stubbed
+    spec = make_spec(base_model, **tune)
+    _not_found(stubber, spec)
+    stubber.add_response(
+        "create_model_customization_job",
+        {"jobArn": _job_arn(spec)},
+        _expected(spec, spec.tune.customization_type, **specific),
+    )
+    # The re-run (same identity) finds the job by name and creates nothing.
+    stubber.add_response(
+        "get_model_customization_job",
+        _job(spec, "InProgress"),
+        {"jobIdentifier": bedrock_job_name(spec.name, spec.identity)},
+    )
+    backend = _backend(settings, store, client, region)
+    assert backend.submit(spec) == _job_arn(spec)
+    assert backend.submit(spec) == _job_arn(spec)
+
+
+def test_status_polling_metrics_files_and_fetch_for_a_nova_rft_job(
+    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec]
+) -> None:
+    client, stubber = stubbed
+    spec = make_spec(
+        "amazon.nova-2-lite-v1:0:256k",
+        customization_type="REINFORCEMENT_FINE_TUNING",
+        grader={"lambda_arn": GRADER_ARN},
+    )
+    arn = _job_arn(spec)
+    for status in ("InProgress", "InProgress", "Completed", "Completed"):
+        stubber.add_response(
+            "get_model_customization_job",
+            _job(spec, status, outputModelArn=arn.replace("job", "m")),
+            {"jobIdentifier": arn},
+        )
+    stubber.add_response(
+        "get_model_customization_job",
+        _job(spec, "Completed", outputModelArn="arn:aws:bedrock:us-west-2:123456789012:custom-model/x/abc"),
+        {"jobIdentifier": arn},
+    )
+    stubber.add_response(
+        "get_model_customization_job",
+        _job(spec, "Completed", outputModelArn="arn:aws:bedrock:us-west-2:123456789012:custom-model/x/abc"),
+        {"jobIdentifier": arn},
+    )
+    store.put_bytes(
+        _output_uri(spec)
+        + f"model-customization-job-{SHORT_ID}/training_artifacts/step_wise_training_metrics.csv",
+        b"step_number,epoch_number,training_loss,perplexity\n0,0,2.0,7.4\n1,0,1.0,2.7\n",
+    )
+    backend = _backend(settings, store, client, "us-east-1")
+    seen: list[str] = []
+    status = backend.wait(spec, arn, on_progress=lambda s: seen.append(s.state.value))
+    assert status.state is JobState.COMPLETED and status.steps == 1 and status.final_train_loss == 1.0
+    assert seen == ["running", "completed"]
+    model = backend.fetch_model(spec, arn)
+    assert model.model_uri == "arn:aws:bedrock:us-west-2:123456789012:custom-model/x/abc"
+
+
+def test_a_failed_distillation_job_surfaces_bedrocks_message(
+    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec]
+) -> None:
+    client, stubber = stubbed
+    spec = make_spec(
+        "amazon.nova-micro-v1:0:128k",
+        customization_type="DISTILLATION",
+        teacher_model="amazon.nova-premier-v1:0",
+    )
+    message = "The teacher model amazon.nova-premier-v1:0 is not enabled for this account."
+    stubber.add_response("get_model_customization_job", _job(spec, "Failed", failureMessage=message))
+    with pytest.raises(
+        JobFailedError, match="ended Failed: The teacher model amazon.nova-premier-v1:0 is not enabled"
+    ):
+        _backend(settings, store, client, "us-east-1").fetch_model(spec, _job_arn(spec))
+
+
+@pytest.mark.parametrize(
+    ("base_model", "tune", "spec_kwargs", "fragment"),
+    [
+        (
+            "amazon.nova-micro-v1:0:128k",
+            {"customization_type": "DISTILLATION", "teacher_model": "meta.llama3-1-405b-instruct-v1:0"},
+            {},
+            "not a teacher for student amazon.nova-micro-v1:0:128k; AWS allows amazon.nova-premier-v1:0, amazon.nova-pro-v1:0",
+        ),
+        (
+            "amazon.nova-pro-v1:0:300k",
+            {"customization_type": "DISTILLATION", "teacher_model": "amazon.nova-pro-v1:0"},
+            {},
+            "AWS allows amazon.nova-premier-v1:0",
+        ),
+        (
+            "amazon.nova-micro-v1:0:128k",
+            {"customization_type": "DISTILLATION"},
+            {},
+            "distillation needs a teacher",
+        ),
+        (
+            "meta.llama3-2-90b-instruct-v1:0:128k",
+            {"customization_type": "DISTILLATION", "teacher_model": "meta.llama3-1-405b-instruct-v1:0"},
+            {},
+            "supports FINE_TUNING",
+        ),
+        (
+            "amazon.nova-2-lite-v1:0:256k",
+            {"customization_type": "REINFORCEMENT_FINE_TUNING"},
+            {},
+            "RFT needs a grader",
+        ),
+        (
+            "amazon.nova-2-lite-v1:0:256k",
+            {
+                "customization_type": "REINFORCEMENT_FINE_TUNING",
+                "grader": {"tuneline": [{"name": "json_valid"}]},
+            },
+            {},
+            "deploy the Tuneline grader Lambda",
+        ),
+        (
+            "amazon.nova-2-lite-v1:0:256k",
+            {"customization_type": "REINFORCEMENT_FINE_TUNING", "grader": {"lambda_arn": GRADER_ARN}},
+            {"train": 99},
+            "Bedrock RFT needs at least 100",
+        ),
+        (
+            "amazon.nova-2-lite-v1:0:256k",
+            {
+                "customization_type": "REINFORCEMENT_FINE_TUNING",
+                "grader": {"lambda_arn": GRADER_ARN},
+                "hyperparameters": {"batchSize": 8},
+            },
+            {},
+            "tune.hyperparameters.batchSize=8",
+        ),
+        (
+            "amazon.nova-micro-v1:0:128k",
+            {"teacher_model": "amazon.nova-pro-v1:0"},
+            {},
+            "apply to DISTILLATION only",
+        ),
+        ("qwen.qwen3-32b-v1:0", {}, {}, "supports REINFORCEMENT_FINE_TUNING"),
+    ],
+    ids=[
+        "wrong-provider-teacher",
+        "student-as-own-teacher",
+        "no-teacher",
+        "not-a-student",
+        "rft-no-grader",
+        "rft-grader-not-deployed",
+        "rft-too-few-prompts",
+        "rft-batch-below-16",
+        "teacher-outside-distillation",
+        "rft-only-model",
+    ],
+)
+def test_refusals_name_the_field_and_what_is_allowed(
+    settings: Settings,
+    store: ObjectStore,
+    stubbed: tuple[Any, Stubber],
+    make_spec: Callable[..., JobSpec],
+    base_model: str,
+    tune: dict[str, Any],
+    spec_kwargs: dict[str, Any],
+    fragment: str,
+) -> None:
+    region = "us-west-2" if base_model.startswith(("meta.", "qwen.", "openai.")) else "us-east-1"
+    spec = make_spec(base_model, **spec_kwargs, **tune)
+    with pytest.raises(ValidationFailedError) as err:
+        _backend(settings, store, stubbed[0], region).submit(spec)  # no call queued: none may be made
+    assert any(fragment in p for p in err.value.problems), err.value.problems
+
+
+def test_a_model_past_end_of_life_is_refused_before_any_call(
+    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec]
+) -> None:
+    spec = make_spec(HAIKU, train=100, validation=32)
+    with pytest.raises(ModelRetiredError, match="reached end of life on 2026-09-10") as err:
+        _backend(settings, store, stubbed[0]).submit(spec)
+    assert "amazon.nova-micro-v1:0:128k" in str(err.value)  # an active alternative is named
+    assert HAIKU not in str(err.value).split("tune.base_model:")[1]
+
+
+def test_lifecycle_warns_for_legacy_before_eol_and_says_nothing_for_active() -> None:
+    haiku = BEDROCK_MODELS[HAIKU]
+    assert haiku.lifecycle == "legacy" and haiku.end_of_life == date(2026, 9, 10)
+    warning = check_lifecycle(haiku, date(2026, 9, 9))
+    assert warning is not None and "legacy" in warning and "end of life on 2026-09-10" in warning
+    with pytest.raises(ModelRetiredError):
+        check_lifecycle(haiku, date(2026, 9, 10))
+    assert check_lifecycle(BEDROCK_MODELS["amazon.nova-micro-v1:0:128k"], TODAY) is None
+
+
+def test_every_table_model_names_a_source_and_every_teacher_is_same_provider() -> None:
+    for spec in BEDROCK_MODELS.values():
+        assert spec.source.startswith("https://docs.aws.amazon.com/"), spec.model_id
+        if spec.end_of_life:
+            assert spec.lifecycle_source, spec.model_id
+        provider = spec.model_id.split(".")[0]
+        assert all(t.split(".")[0] == provider for t in spec.teachers), spec.model_id
+
+
+# --- dry run -------------------------------------------------------------------------------------
+def _nova_file(tmp_path: Path, n: int = 150, *, prompts_only: bool = False) -> Path:
+    out = tmp_path / "train.jsonl"
+    lines = []
+    for line in TICKETS.read_text().splitlines()[:n]:
+        record = json.loads(line)
+        turns = record["messages"][:1] if prompts_only else record["messages"]
+        lines.append(
+            json.dumps(
+                {
+                    "schemaVersion": "bedrock-conversation-2024",
+                    "system": [{"text": record["system"]}],
+                    "messages": [{"role": m["role"], "content": [{"text": m["content"]}]} for m in turns],
+                }
+            )
+        )
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _rft_file(tmp_path: Path, n: int = 120) -> Path:
+    out = tmp_path / "rft.jsonl"
+    lines = []
+    for line in TICKETS.read_text().splitlines()[:n]:
+        record = json.loads(line)
+        answer = record["messages"][-1]["content"]
+        lines.append(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "system", "content": record["system"]},
+                        {"role": "user", "content": record["messages"][0]["content"]},
+                    ],
+                    "reference_answer": answer,
+                }
+            )
+        )
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _config(base_model: str, **tune: Any) -> RunConfig:
+    return RunConfig.model_validate(
+        {
+            "name": "support-tickets",
+            "data": {"source": str(TICKETS)},
+            "tune": {"backend": "bedrock", "base_model": base_model, "role_arn": ROLE, **tune},
+        }
+    )
+
+
+def test_dry_run_of_distillation_on_prompts_only_is_a_valid_request_with_a_cost(tmp_path: Path) -> None:
+    config = _config(
+        "amazon.nova-lite-v1:0:300k",
+        customization_type="DISTILLATION",
+        teacher_model="amazon.nova-premier-v1:0",
+        max_response_length=512,
+    )
+    result = dry_run(
+        config, _nova_file(tmp_path, prompts_only=True), bucket=BUCKET, region="us-east-1", today=TODAY
+    )
+    assert result.problems == []
+    assert result.request["customizationConfig"]["distillationConfig"]["teacherModelConfig"] == {
+        "teacherModelIdentifier": "amazon.nova-premier-v1:0",
+        "maxResponseLengthForInference": 512,
+    }
+    assert validate_against_service_model(result.request) == []
+    price = DEFAULT_PRICES.training_per_1k_tokens["amazon.nova-lite-v1:0:300k"]
+    assert result.epochs == 2 and result.records == {"train": 150}
+    assert result.estimated_cost_usd == pytest.approx(result.tokens * 2 / 1000 * price)
+    assert any("student only" in w for w in result.warnings)
+
+
+def test_dry_run_of_rft_on_the_example_and_a_price_override(tmp_path: Path) -> None:
+    config = _config(
+        "amazon.nova-2-lite-v1:0:256k",
+        customization_type="REINFORCEMENT_FINE_TUNING",
+        grader={"lambda_arn": GRADER_ARN, "tuneline": [{"name": "field_accuracy"}]},
+    )
+    result = dry_run(config, _rft_file(tmp_path), bucket=BUCKET, region="us-east-1", today=TODAY)
+    assert result.problems == [] and result.records == {"train": 120}
+    assert result.request["customizationConfig"]["rftConfig"]["graderConfig"] == {
+        "lambdaGrader": {"lambdaArn": GRADER_ARN}
+    }
+    assert result.estimated_cost_usd is None  # RFT is not billed per token in the table
+    ft = _config("amazon.nova-micro-v1:0:128k")
+    mine = PriceTable(
+        as_of=date(2026, 11, 1),
+        source="my contract",
+        training_per_1k_tokens={"amazon.nova-micro-v1:0:128k": 1.0},
+    )
+    priced = dry_run(ft, _nova_file(tmp_path), bucket=BUCKET, region="us-east-1", today=TODAY, prices=mine)
+    assert priced.estimated_cost_usd == pytest.approx(priced.tokens * 2 / 1000)
+    assert priced.prices_as_of == date(2026, 11, 1)
+
+
+def test_dry_run_lists_record_problems_by_line_and_the_eol_refusal(tmp_path: Path) -> None:
+    rft_data = _rft_file(tmp_path, n=50)
+    config = _config(
+        "amazon.nova-2-lite-v1:0:256k",
+        customization_type="REINFORCEMENT_FINE_TUNING",
+        grader={"lambda_arn": GRADER_ARN},
+    )
+    with rft_data.open("a") as handle:
+        handle.write(
+            '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]}\n'
+        )
+    result = dry_run(config, rft_data, bucket=BUCKET, region="us-east-1", today=TODAY)
+    assert (
+        "rft.jsonl line 51: RFT prompts end with the user turn (the model writes the answer)"
+        in result.problems
+    )
+    assert 'rft.jsonl line 51: needs "reference_answer" (what the grader compares against)' in result.problems
+    assert any("needs at least 100" in p for p in result.problems)
+    retired = dry_run(_config(HAIKU), TICKETS, bucket=BUCKET, region="us-west-2", today=TODAY)
+    assert any("end of life on 2026-09-10" in p for p in retired.problems)
+
+
+def test_continued_pre_training_dry_run_reads_the_input_shape(tmp_path: Path) -> None:
+    data = tmp_path / "pretrain.jsonl"
+    data.write_text('{"input": "Tickets about refunds go to billing."}\n{"text": "wrong key"}\n')
+    config = _config(CPT_MODEL, customization_type="CONTINUED_PRE_TRAINING", model_limits=CPT_LIMITS)
+    result = dry_run(config, data, bucket=BUCKET, region="us-west-2", today=TODAY)
+    assert result.request["customizationType"] == "CONTINUED_PRE_TRAINING"
+    assert any("line 2" in p and '"input"' in p for p in result.problems)
+
+
+def test_botocore_validation_catches_what_the_service_model_refuses() -> None:
+    problems = validate_against_service_model(
+        {
+            "jobName": "x",
+            "customizationType": "FINE_TUNING",
+            "customizationConfig": {"rftConfig": {"hyperParameters": {"batchSize": 8}}},
+        }
+    )
+    assert any("batchSize" in p for p in problems)
+    assert any("roleArn" in p for p in problems)
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+def test_cli_models_and_dry_run(tmp_path: Path, settings: Settings) -> None:
+    from tuneline_cli.main import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["models", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {row["model_id"]: row for row in json.loads(listed.output.strip().splitlines()[-1])}
+    assert rows[HAIKU]["lifecycle"] == "legacy" and rows[HAIKU]["end_of_life"] == "2026-09-10"
+    assert set(rows[HAIKU]) >= {
+        "model_id",
+        "label",
+        "customization_types",
+        "regions",
+        "lifecycle",
+        "end_of_life",
+        "teachers",
+    }
+    assert "amazon.nova-premier-v1:0" in rows["amazon.nova-micro-v1:0:128k"]["teachers"]
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "name: support-tickets\ndata: {source: tickets.jsonl}\n"
+        f"tune: {{backend: bedrock, base_model: '{HAIKU}', role_arn: '{ROLE}'}}\n"
+    )
+    refused = runner.invoke(
+        app, ["tune", "--config", str(config), "--dataset", str(TICKETS), "--dry-run", "--json"]
+    )
+    assert refused.exit_code == 2
+    out = json.loads(refused.stdout.strip().splitlines()[-1])
+    assert any("end of life on 2026-09-10" in p for p in out["problems"])
+    assert out["request"]["baseModelIdentifier"] == HAIKU  # the request is still shown, never sent
+    assert "AWS_SECRET_ACCESS_KEY" not in refused.stdout and "testing" not in json.dumps(out["request"])
