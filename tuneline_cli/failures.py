@@ -106,7 +106,7 @@ def quiet_prefect_console() -> None:
 
 
 def one_line(text: str) -> str:
-    lines = [line.strip().lstrip("- ").strip() for line in text.strip().splitlines()]
+    lines = [line.strip().removeprefix("- ").strip() for line in text.strip().splitlines()]
     return "; ".join(line for line in lines if line).replace(":;", ":")
 
 

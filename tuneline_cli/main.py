@@ -758,6 +758,62 @@ def history(
                    f"{r['mean']:.4f} (n={r['n']})")
 
 
+@app.command("generate")
+def generate(
+    model: Annotated[
+        str,
+        typer.Option(help="NAME@ALIAS (support-tickets@champion), NAME/VERSION, or weights with --config."),
+    ],
+    prompt: Annotated[
+        str | None, typer.Option(help="One message to answer; without it, chat in the terminal (empty line ends).")
+    ] = None,
+    config_path: Annotated[
+        Path | None,
+        typer.Option("--config", help="Run config YAML: backend, base model and generation settings.", exists=True,
+                     dir_okay=False),
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Longest answer in tokens (default: the config's).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 answers greedily (default: the config's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as one JSON document.")] = False,
+) -> None:
+    """Answer a prompt with a model, or chat with it, to feel the difference before approving."""
+    from tuneline.config import GenerationConfig
+    from tuneline.records import Message
+    from tuneline_cli.generate import answer, open_generator, resolve_model
+
+    settings = get_settings()
+    config = load_run_config(config_path) if config_path else None
+    generation = config.evaluation.generation if config else GenerationConfig()
+    overrides = {k: v for k, v in {"max_new_tokens": max_new_tokens, "temperature": temperature}.items() if v is not None}
+    generation = GenerationConfig.model_validate({**generation.model_dump(), **overrides, "batch_size": 1})
+    target = resolve_model(model, settings, config)
+    if prompt is None and not sys.stdin.isatty():
+        raise TunelineError("--prompt is needed when not in a terminal (the chat loop reads from one)")
+    generator = open_generator(target, settings, config)
+    try:
+        if prompt is not None:
+            reply = answer(generator, [Message(role="user", content=prompt)], system, generation)
+            if as_json:
+                _emit_json({"model": target.label, "prompt": prompt, "answer": reply.text,
+                            "latency_s": round(reply.latency_s, 4), "output_tokens": reply.output_tokens})
+            else:
+                typer.echo(reply.text)
+            return
+        typer.secho(f"chatting with {target.label}; an empty line ends", err=True, dim=True)
+        history: list[Message] = []
+        while True:
+            line = typer.prompt("you", default="", show_default=False, prompt_suffix="> ")
+            if not line.strip():
+                return
+            history.append(Message(role="user", content=line))
+            reply = answer(generator, history, system, generation)
+            history.append(Message(role="assistant", content=reply.text or " "))
+            typer.echo(f"{target.label}> {reply.text}")
+    finally:
+        generator.close()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     try:
         app()
