@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tuneline.backends.bedrock.models import BEDROCK_MODELS, BedrockModelSpec
 from tuneline.errors import ConfigError
 from tuneline.graders.registry import GraderConfig
-from tuneline.records import RecordFormat
+from tuneline.records import RecordFormat, RecordKind
 
 __all__ = [
     "ApprovalMode",
@@ -111,8 +111,22 @@ class ColumnMapping(_Strict):
 class DataConfig(_Strict):
     source: str = Field(description="Local file, glob, directory, or s3://bucket/prefix.")
     name: str | None = Field(default=None, description="Dataset name; the run's name when unset.")
-    format: RecordFormat | Literal["auto"] = Field(default="auto", description="Input record format; 'auto' detects it per file.")
+    format: RecordFormat | Literal["auto"] = Field(default="auto", description="Input record format; 'auto' detects it per record.")
+    kind: RecordKind | None = Field(
+        default=None, description="Read every record as this kind (sft, preference, kto, rft, pretrain); unset: each record's own."
+    )
     columns: ColumnMapping = Field(default=ColumnMapping(), description="Column names for prompt/completion inputs.")
+    extra_keys: Literal["drop", "keep", "reject"] = Field(
+        default="drop",
+        description="Keys/columns no format reads: drop them (counted per key in dropped_keys), keep them as "
+        "record metadata, or reject the record.",
+    )
+    max_record_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="A larger record is rejected as record_too_large."
+    )
+    max_messages_per_record: int = Field(
+        default=4096, ge=2, description="A record with more turns is rejected as too_many_messages."
+    )
     target: Target | None = Field(default=None, description="Defaults to the tune backend's target.")
     pii: PiiPolicy = Field(default=PiiPolicy(), description="What to do with each kind of personal data found.")
     dedupe: DedupeConfig = Field(default=DedupeConfig(), description="How duplicate records are recognised.")

@@ -151,16 +151,17 @@ class Message(BaseModel):
 class ConversationError(ValueError):
     """A turn order no trainer can use; ``code`` is the stable error code (tuneline.data.codes)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, index: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.index = index  # the turn it is about, when one
 
 
 def check_conversation(messages: tuple[Message, ...], *, last: Literal["assistant", "user"]) -> None:
     """User opens; assistant turns and tool results follow in a valid order; ``last`` closes."""
     if messages[0].role != "user":
         raise ConversationError(
-            "first_not_user", f'the conversation starts with "{messages[0].role}": the first turn must be "user"'
+            "first_not_user", f'the conversation starts with "{messages[0].role}": the first turn must be "user"', 0
         )
     for i, (prev, cur) in enumerate(zip(messages, messages[1:], strict=False), start=1):
         if cur.role == "tool":
@@ -169,16 +170,19 @@ def check_conversation(messages: tuple[Message, ...], *, last: Literal["assistan
                     "orphan_tool_result",
                     f"turn {i} is a tool result, but no assistant tool call comes before it: "
                     "give the previous assistant turn its tool call",
+                    i,
                 )
         elif cur.role == prev.role:
             raise ConversationError(
                 "roles_not_alternating",
                 f'two "{cur.role}" turns in a row at turn {i}: merge them, so that user and assistant alternate',
+                i,
             )
         elif cur.role == "user" and prev.role == "assistant" and prev.tool_calls:
             raise ConversationError(
                 "orphan_tool_result",
                 f"the tool calls of turn {i - 1} get no tool result before the next user turn: add the results",
+                i - 1,
             )
     if messages[-1].role != last:
         hint = (" (drop the trailing turn or add the answer)" if last == "assistant"
@@ -186,6 +190,7 @@ def check_conversation(messages: tuple[Message, ...], *, last: Literal["assistan
         raise ConversationError(
             "last_not_assistant" if last == "assistant" else "last_not_user",
             f'the conversation ends with "{messages[-1].role}": the last turn must be "{last}"{hint}',
+            len(messages) - 1,
         )
 
 

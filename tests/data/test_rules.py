@@ -82,9 +82,9 @@ CASES = [
     ("system_not_string", {"system": 5, **GOOD}, ErrorCode.WRONG_TYPE, "system", Target.LOCAL),
     (
         "unexpected_message_key",
-        {"messages": [{"role": "user", "content": "q", "name": "x"}, GOOD["messages"][1]]},
+        {"messages": [{"role": "user", "content": "q", "tags": "x"}, GOOD["messages"][1]]},
         ErrorCode.UNEXPECTED_KEY,
-        "messages[0].name",
+        "messages[0].tags",
         Target.LOCAL,
     ),
     (
@@ -132,7 +132,9 @@ CASES = [
 def test_each_error_code_names_line_field_and_fix(write_lines, chat, tmp_path, bad, code, field, target):
     # Enough good records for Bedrock's minimum, all in train (no undersized validation split).
     path = write_lines([*(chat(i) for i in range(40)), bad])
-    config = DataConfig(source=str(path), split={"train": 1, "validation": 0, "test": 0})
+    # Extra keys are dropped by default (counted in dropped_keys); "reject" makes them an error.
+    extra = "reject" if code is ErrorCode.UNEXPECTED_KEY else "drop"
+    config = DataConfig(source=str(path), split={"train": 1, "validation": 0, "test": 0}, extra_keys=extra)
     built = build_dataset(config, target, tmp_path / "work")
 
     s = built.summary
@@ -161,7 +163,7 @@ NEAR_PLAIN = [
     (
         "content_empty_list",
         '{"messages": [{"role": "user", "content": []}, {"role": "assistant", "content": "a"}]}',
-        ErrorCode.WRONG_TYPE,
+        ErrorCode.EMPTY_CONTENT,
         "messages[0].content",
     ),
     (
@@ -210,7 +212,8 @@ def test_lines_that_only_look_plain_are_rejected_with_their_reason(
     write_lines, chat, tmp_path, line, code, field
 ):
     path = write_lines([chat(0), line])
-    built = build_dataset(DataConfig(source=str(path)), Target.LOCAL, tmp_path / "work", write=False)
+    extra = "reject" if code is ErrorCode.UNEXPECTED_KEY else "drop"
+    built = build_dataset(DataConfig(source=str(path), extra_keys=extra), Target.LOCAL, tmp_path / "work", write=False)
     assert (built.summary.accepted, built.summary.rejected) == (1, 1)
     assert code.value in built.summary.errors
     (example,) = built.profile["error_examples"][code.value]
@@ -220,7 +223,7 @@ def test_lines_that_only_look_plain_are_rejected_with_their_reason(
 def test_a_file_without_any_known_format_is_unknown_format(write_lines):
     summary = validate(DataConfig(source=str(write_lines([{"foo": 1}, {"bar": 2}]))), Target.LOCAL)
     assert summary.errors == {"unknown_format": 2}
-    assert summary.problems == ["no record passed the checks (2 read): see the errors in the report"]
+    assert summary.problems == ["no record passed the checks (2 read): the errors list each code with examples"]
 
 
 def test_blank_lines_are_not_records(write_lines):
@@ -409,3 +412,14 @@ _records = st.builds(
 @given(records=st.lists(_records, min_size=1, max_size=8))
 def test_random_plain_records_and_the_general_path_agree(tmp_path_factory, records):
     _assert_both_paths_agree(records, tmp_path_factory)
+
+
+def test_extra_keys_are_dropped_and_counted_by_default_or_kept(write_lines, chat, tmp_path):
+    line = '{"id": 7, "messages": [{"role": "user", "content": "q", "lang": "en"}, {"role": "assistant", "content": "a"}]}'
+    path = write_lines([chat(0), line])
+    summary = validate(DataConfig(source=str(path)), Target.LOCAL)
+    assert (summary.accepted, summary.rejected) == (2, 0)
+    assert summary.dropped_keys == {"id": 1, "messages[].lang": 1}
+    kept = validate(DataConfig(source=str(path), extra_keys="keep"), Target.LOCAL)
+    # A message has no metadata: its extra keys are dropped (and counted) under "keep" too.
+    assert kept.accepted == 2 and kept.dropped_keys == {"messages[].lang": 1}

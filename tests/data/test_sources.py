@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 from pathlib import Path
 
@@ -41,7 +43,10 @@ def test_ragged_csv_rows_are_rejected_one_by_one(tmp_path, newline):
 
     assert (s.total, s.accepted, s.rejected) == (5, 3, 2)
     assert s.errors == {"ragged_row": 2}
-    assert [(r["line"], r["original"]) for r in rejected] == [(3, "q2,a2,extra,more"), (5, "q5")]
+    # The rejected report keeps a digest of the row, never its text (no PII at rest).
+    assert [(r["line"], r["original_sha256"]) for r in rejected] == [
+        (3, hashlib.sha256(b"q2,a2,extra,more").hexdigest()), (5, hashlib.sha256(b"q5").hexdigest())]
+    assert "original" not in rejected[0]
     too_many, too_few = (r["errors"][0] for r in rejected)
     assert too_many["code"] == too_few["code"] == "ragged_row"
     assert "more fields than the header (2: prompt, completion)" in too_many["message"]
@@ -67,7 +72,7 @@ def test_cr_only_jsonl_is_read_line_by_line(tmp_path, chat):
     s, rejected, train = _build(path, tmp_path / "work")
 
     assert (s.total, s.accepted, s.errors) == (4, 3, {"invalid_json": 1})
-    assert rejected[0]["line"] == 2 and rejected[0]["original"] == '{"messages": ['
+    assert rejected[0]["line"] == 2 and rejected[0]["original_sha256"] == hashlib.sha256(b'{"messages": [').hexdigest()
     assert len(train) == 3
 
 

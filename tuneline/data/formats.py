@@ -21,6 +21,7 @@ says what to do. Published formats read (their public specifications, not one sa
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -85,6 +86,32 @@ _SHAREGPT_ROLES = {
 }
 
 
+# Unknown keys inside messages follow data.extra_keys too: (policy, keys dropped so far).
+_EXTRA: ContextVar[tuple[str, list[str]]] = ContextVar("_EXTRA", default=("drop", []))
+
+
+def _extra_message_keys(raw: dict[str, Any], known: frozenset[str], where: str) -> None:
+    unknown = [k for k in raw if k not in known]
+    if not unknown:
+        return
+    policy, dropped = _EXTRA.get()
+    if policy == "reject":
+        raise FormatProblem(
+            E.UNEXPECTED_KEY, f"{where}.{unknown[0]}",
+            f'key "{unknown[0]}" is not part of a message (data.extra_keys is "reject"): set data.extra_keys to '
+            '"drop" to train on the record without it',
+        )
+    base = where.split("[", 1)[0]
+    dropped.extend(f"{base}[].{k}" for k in unknown if f"{base}[].{k}" not in dropped)
+
+
+_OPENAI_MESSAGE_KEYS = frozenset(
+    {"role", "content", "tool_calls", "tool_call_id", "name", "weight", "function_call", "reasoning_content"}
+)
+_SHAREGPT_TURN_KEYS = frozenset({"from", "value", "role", "content"})
+_NOVA_MESSAGE_KEYS = frozenset({"role", "content"})
+
+
 class FormatProblem(Exception):  # noqa: N818 - a record's problem, not a program error
     def __init__(self, code: str, field: str | None, message: str) -> None:
         super().__init__(message)
@@ -117,12 +144,12 @@ def detect_format(obj: Any) -> RecordFormat | None:
         return F.PREFERENCE
     if "instruction" in keys and "output" in keys:
         return F.ALPACA
-    if "messages" in keys:
+    if "messages" in keys or keys == {"system"}:
         if "label" in keys:
             return F.KTO
         if "reference_answer" in keys:
             return F.RFT
-        messages = obj["messages"]
+        messages = obj.get("messages")
         if "schemaVersion" in keys or "toolConfig" in keys or isinstance(obj.get("system"), list) or (
             isinstance(messages, list) and any(isinstance(m, dict) and _is_nova_blocks(m.get("content")) for m in messages)
         ):
@@ -191,6 +218,7 @@ def _media(kind: str, value: Any, where: str) -> MediaBlock:
 def _nova_turns(raw: Any, where: str) -> list[Message]:
     if not isinstance(raw, dict):
         raise FormatProblem(E.WRONG_TYPE, where, f'{where} must be an object with "role" and "content"')
+    _extra_message_keys(raw, _NOVA_MESSAGE_KEYS, where)
     role = raw.get("role")
     if role not in ("user", "assistant"):
         raise FormatProblem(E.UNKNOWN_ROLE, f"{where}.role", f'{where} has role {role!r}: Nova roles are "user" and "assistant"')
@@ -267,6 +295,7 @@ def _openai_turns(raw: Any, where: str) -> Message | tuple[str, str]:
     """A message, or ``("system", text)`` for a system turn."""
     if not isinstance(raw, dict):
         raise FormatProblem(E.WRONG_TYPE, where, f'{where} must be an object with "role" and "content"')
+    _extra_message_keys(raw, _OPENAI_MESSAGE_KEYS, where)
     role = raw.get("role")
     if role in ("system", "developer"):
         text, _ = _openai_content(raw.get("content"), f"{where}.content")
@@ -334,7 +363,9 @@ def _system(obj: dict[str, Any], fmt: RecordFormat) -> str | None:
     if value is None:
         return None
     if isinstance(value, list):
-        return "".join(_need_str(b.get("text") if isinstance(b, dict) else b, "system", allow_empty=True) for b in value)
+        if not all(isinstance(b, dict) and set(b) == {"text"} for b in value):
+            raise FormatProblem(E.WRONG_TYPE, "system", '"system" must be a string, or Nova\'s list of {"text": ...} blocks')
+        return "".join(_need_str(b["text"], "system", allow_empty=True) for b in value)
     return _need_str(value, "system", allow_empty=True)
 
 
@@ -374,6 +405,7 @@ def _sharegpt(obj: dict[str, Any]) -> tuple[str | None, list[Message]]:
         at = f"conversations[{i}]"
         if not isinstance(turn, dict):
             raise FormatProblem(E.WRONG_TYPE, at, f'{at} must be an object with "from" and "value"')
+        _extra_message_keys(turn, _SHAREGPT_TURN_KEYS, at)
         source = turn.get("from", turn.get("role"))
         role = _SHAREGPT_ROLES.get(source) if isinstance(source, str) else None
         if role is None:
@@ -449,7 +481,11 @@ def _build(fmt: RecordFormat, obj: dict[str, Any]) -> Record:
     if fmt is F.SHAREGPT:
         system, messages = _sharegpt(obj)
         if messages:
-            check_conversation(tuple(messages), last="assistant")
+            try:
+                check_conversation(tuple(messages), last="assistant")
+            except ConversationError as exc:
+                at = "conversations" if exc.index is None else f"conversations[{exc.index}]"
+                raise FormatProblem(exc.code, at, str(exc)) from None
         return ChatRecord(system=system, messages=tuple(messages), tools=_tools(obj.get("tools"), "tools"))
     if fmt is F.ALPACA:
         system, messages = _alpaca(obj)
@@ -478,7 +514,12 @@ def _build(fmt: RecordFormat, obj: dict[str, Any]) -> Record:
         chat_fmt = F.NOVA
     system, messages = _chat_messages(obj.get("messages"), "messages", chat_fmt)
     if messages:  # turn order first: its code says more than "too short"
-        check_conversation(tuple(messages), last="user" if fmt is F.RFT else "assistant")
+        shift = 1 if system is not None and obj.get("system") is None else 0  # a leading system turn
+        try:
+            check_conversation(tuple(messages), last="user" if fmt is F.RFT else "assistant")
+        except ConversationError as exc:
+            at = "messages" if exc.index is None else f"messages[{exc.index + shift}].role"
+            raise FormatProblem(exc.code, at, str(exc)) from None
     if fmt is F.OPENAI and obj.get("system") is not None:
         if system is not None:
             raise FormatProblem(E.UNEXPECTED_KEY, "system", 'the record has both a "system" key and a leading system message: keep only one')
@@ -539,7 +580,17 @@ def convert(
             '"conversations", Alpaca "instruction"/"output", "prompt"/"completion", "chosen"/"rejected" or "text" '
             "(or set --columns for other column names)",
         )
-    known = KNOWN_KEYS[fmt] | known_extra
+    token = _EXTRA.set((extra_keys, message_dropped := []))
+    try:
+        conv = _convert(obj, fmt, kind, extra_keys, KNOWN_KEYS[fmt] | known_extra)
+    finally:
+        _EXTRA.reset(token)
+    conv.dropped_keys.extend(message_dropped)
+    return conv
+
+
+def _convert(obj: dict[str, Any], fmt: RecordFormat, kind: RecordKind | None, extra_keys: ExtraKeys,
+             known: frozenset[str]) -> Conversion:
     extras = [k for k in obj if k not in known]
     if fmt is F.RFT:  # every other key is handed to the grader
         extras, keep = [], {k: obj[k] for k in obj if k not in known}
@@ -560,7 +611,7 @@ def convert(
     except ValidationError as exc:
         raise _problem(exc) from None
     except ConversationError as exc:
-        raise FormatProblem(exc.code, "messages", str(exc)) from None
+        raise FormatProblem(exc.code, "messages" if exc.index is None else f"messages[{exc.index}].role", str(exc)) from None
     return Conversion(record=record, format=fmt, dropped_keys=extras if extra_keys == "drop" else [])
 
 

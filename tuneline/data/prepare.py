@@ -22,12 +22,12 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneline.config import DataConfig, Target
+from tuneline.config import ColumnMapping, DataConfig, Target
 from tuneline.data import rules
 from tuneline.data.codes import ErrorCode
 from tuneline.data.dedupe import conversation_keys, find_near_duplicates, near_duplicate_table
 from tuneline.data.report import render_report
-from tuneline.data.sources import load_raw, resolve_source
+from tuneline.data.sources import SkippedFile, load_raw, resolve_source
 from tuneline.data.split import SPLITS, split_sql
 from tuneline.data.targets import PRICES_TAKEN_ON, TargetLimits, estimate_cost_usd, limits_for
 from tuneline.data.tokens import CharEstimateCounter, TokenCounter
@@ -48,7 +48,8 @@ __all__ = [
 ]
 
 # Bump when a rule changes what gets written, so old versions are not mistaken for new output.
-PIPELINE_REVISION = "2"  # 2: duplicate keys rejected, ragged CSV rows rejected per row
+# 2: duplicate keys rejected, ragged CSV rows rejected per row; 3: every format detected per record
+PIPELINE_REVISION = "3"
 _MEMORY_LIMIT = os.environ.get("TUNELINE_DUCKDB_MEMORY_LIMIT", "3GB")
 _TOKEN_BATCH = 4096
 _WRITE_BATCH = 65_536
@@ -71,7 +72,17 @@ class PrepareSummary(BaseModel):
     splits: dict[str, int]
     tokens: int = Field(description="tokens in accepted records")
     estimated_cost_usd: float | None
-    formats: dict[str, str] = Field(default_factory=dict, description="input file -> detected format")
+    formats: dict[str, str] = Field(default_factory=dict, description="input file -> its most common record format")
+    kinds: dict[str, int] = Field(default_factory=dict, description="record kind -> records read as that kind")
+    dropped_keys: dict[str, int] = Field(
+        default_factory=dict, description="extra key -> records it was dropped from (data.extra_keys: drop)"
+    )
+    files_skipped: list[dict[str, str]] = Field(
+        default_factory=list, description='files not read: [{"file", "reason"}]; their records are in no count'
+    )
+    examples: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description='error code -> up to 3 {"file", "line", "field", "message"}'
+    )
     problems: list[str] = Field(
         default_factory=list, description="file-level problems (too few/many records)"
     )
@@ -138,6 +149,13 @@ def prepare(
     with tempfile.TemporaryDirectory(prefix="tuneline-prepare-") as tmp:
         built = build_dataset(config, target, Path(tmp), store, token_counter, write=True)
         if built.summary.problems:
+            if built.files_dir is not None:
+                # Nothing is published, but what was wrong with each record is: beside the versions.
+                base = store.uri(f"datasets/{name}/_rejected/{built.content_digest or 'none'}/")
+                store.put_dir(base, built.files_dir)
+                built.summary = built.summary.model_copy(
+                    update={"problems": [*built.summary.problems, f"rejected records and report: {base}"]}
+                )
             raise DatasetLimitError(built.summary)
         assert built.files_dir is not None and built.content_digest is not None
         version = _version_id(config, target, token_counter, built.content_digest)
@@ -215,9 +233,21 @@ def build_dataset(
     files = resolve_source(config.source, store, workdir / "source")
     con = _connect(workdir)
     try:
-        load_raw(con, files, config.columns)
-        rules.check_structure(con, config)
+        skipped = load_raw(
+            con, files, config.columns, work_dir=workdir, max_record_bytes=config.max_record_bytes,
+            columns_given=config.columns != ColumnMapping(),
+        )
+        rules.check_structure(con, config, limits)
         rules.build_conversations(con)
+        con.execute(
+            f"""
+            INSERT INTO errs
+            SELECT rid, '{ErrorCode.TOO_MANY_MESSAGES}', 'messages',
+                   format('the record has {{}} turns; data.max_messages_per_record allows '
+                          || '{config.max_messages_per_record}: split the conversation', len(messages))
+            FROM conversations WHERE len(messages) > {config.max_messages_per_record}
+            """
+        )
         rules.check_records(con, limits)
         rules.apply_pii(con, config.pii)
         _count_tokens(con, counter)
@@ -232,8 +262,16 @@ def build_dataset(
                 """
             )
         _dedupe_and_split(con, config)
-        summary, profile, split_tokens = _summarize(con, config, target, limits, counter)
+        summary, profile, split_tokens = _summarize(con, config, target, limits, counter, skipped)
         built = BuiltDataset(summary=summary, profile=profile, files_dir=None, split_tokens=split_tokens)
+        if write and summary.problems:
+            # No version, but the rejected records (reason, place, digest) and the report still go out.
+            out = workdir / "rejected-out"
+            out.mkdir(parents=True)
+            _write_rejected(con, out)
+            (out / "report.md").write_text(render_report(profile), encoding="utf-8")
+            built.content_digest = hashlib.sha256((out / "rejected.jsonl").read_bytes()).hexdigest()[:16]
+            built.files_dir = out
         if write and not summary.problems:
             out = workdir / "out"
             out.mkdir(parents=True)
@@ -330,6 +368,7 @@ def _summarize(
     target: Target,
     limits: TargetLimits,
     counter: TokenCounter,
+    skipped: list[SkippedFile] | None = None,
 ) -> tuple[PrepareSummary, dict[str, Any], dict[str, int]]:
     counts = dict(con.execute("SELECT status, count(*) FROM status GROUP BY status").fetchall())
     total = con.execute("SELECT count(*) FROM raw").fetchone()[0]
@@ -351,10 +390,25 @@ def _summarize(
     pii = dict(
         con.execute("SELECT type, sum(n)::BIGINT FROM pii_found GROUP BY type ORDER BY type").fetchall()
     )
+    # Plain chat lines never reach the converter: they are Bedrock chat SFT records.
+    con.execute(
+        """
+        CREATE TEMP TABLE rec_fmt AS
+        SELECT r.rid, r.file_id, coalesce(m.fmt, CASE WHEN c.rid IS NOT NULL THEN 'bedrock' END) AS fmt,
+               coalesce(m.kind, CASE WHEN c.rid IS NOT NULL THEN 'sft' END) AS kind
+        FROM raw r LEFT JOIN rec_meta m USING (rid) LEFT JOIN conversations c USING (rid)
+        """
+    )
     formats = dict(
         con.execute(
-            "SELECT f.name, coalesce(ff.fmt, 'unknown') FROM files f LEFT JOIN file_fmt ff USING (file_id) ORDER BY f.file_id"
+            "SELECT f.name, coalesce((SELECT first(fmt ORDER BY n DESC, fmt) FROM (SELECT fmt, count(*) AS n "
+            "FROM rec_fmt WHERE file_id = f.file_id AND fmt IS NOT NULL GROUP BY fmt)), 'unknown') "
+            "FROM files f ORDER BY f.file_id"
         ).fetchall()
+    )
+    kinds = dict(con.execute("SELECT kind, count(*) FROM rec_fmt WHERE kind IS NOT NULL GROUP BY kind ORDER BY kind").fetchall())
+    dropped_keys = dict(
+        con.execute("SELECT key, count(DISTINCT rid) FROM dropped GROUP BY key ORDER BY key").fetchall()
     )
     tokens = sum(split_tokens.values())
     cost = estimate_cost_usd(target, split_tokens["train"])
@@ -372,9 +426,15 @@ def _summarize(
         tokens=tokens,
         estimated_cost_usd=cost,
         formats=formats,
+        kinds=kinds,
+        dropped_keys=dropped_keys,
+        files_skipped=[{"file": f.file, "reason": f.reason} for f in skipped or []],
         problems=problems,
     )
-    return summary, _profile(con, config, summary, limits, counter, split_tokens), split_tokens
+    profile = _profile(con, config, summary, limits, counter, split_tokens)
+    summary = summary.model_copy(update={"examples": profile["error_examples"]})
+    profile["summary"] = summary.to_json_dict()
+    return summary, profile, split_tokens
 
 
 def _limit_problems(total: int, accepted: int, splits: dict[str, int], limits: TargetLimits) -> list[str]:
@@ -383,7 +443,7 @@ def _limit_problems(total: int, accepted: int, splits: dict[str, int], limits: T
     if total == 0:
         return ["the input holds no records"]
     if accepted == 0:
-        return [f"no record passed the checks ({total} read): see the errors in the report"]
+        return [f"no record passed the checks ({total} read): the errors list each code with examples"]
     train, val = splits["train"], splits["validation"]
     if train < limits.min_train_records:
         problems.append(
@@ -495,7 +555,7 @@ def _profile(
 
 def _write_rejected(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     rejected = """
-        SELECT f.name AS file, r.line, e.errors, r.text AS original
+        SELECT f.name AS file, r.line, e.errors, sha256(r.text) AS original_sha256
         FROM (SELECT rid, list({'code': code, 'field': field, 'message': message} ORDER BY code, field) AS errors
               FROM errs GROUP BY rid) e
         JOIN raw r USING (rid) JOIN files f USING (file_id)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import duckdb
 
-from tuneline.config import DataConfig, PiiAction, PiiPolicy
+from tuneline.config import DataConfig, PiiAction, PiiPolicy, Target
 from tuneline.data.codes import ErrorCode as E
+from tuneline.data.convert import convert_slow_rows, needs_conversion_only
 from tuneline.data.pii import PII_TYPES, placeholder
-from tuneline.data.targets import TargetLimits
+from tuneline.data.targets import TargetLimits, limits_for
 from tuneline.records import RecordFormat
 
 __all__ = ["apply_pii", "build_conversations", "check_records", "check_structure", "conversation_texts"]
@@ -37,7 +38,9 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
+def check_structure(
+    con: duckdb.DuckDBPyConnection, config: DataConfig, limits: TargetLimits | None = None
+) -> None:
     """Parse, detect formats, check shape and roles; build ``conversations``, ``doc``, ``msg``, ``errs``.
 
     Most lines of a real file are plain, valid chat records. Those are parsed exactly once,
@@ -46,7 +49,7 @@ def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
     """
     cols = config.columns
     con.execute("CREATE TABLE errs AS SELECT * FROM load_errs")
-    _parse_plain_chat(con)
+    _parse_plain_chat(con, skip=needs_conversion_only(config))
     # A row the reader could not read (see sources.py) holds the row as written: never a record.
     con.execute("DELETE FROM conversations WHERE rid IN (SELECT rid FROM load_errs)")
     # Materialised: it is small, and read twice below.
@@ -66,6 +69,10 @@ def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
         FROM slow_raw WHERE utf8 AND NOT json_valid(text)
         """
     )
+    # Every other JSON object: detected and converted per record, in Python (see convert.py);
+    # what passes is rewritten as a canonical chat line, which the general rules below re-check.
+    convert_slow_rows(con, config, limits if limits is not None else limits_for(config.target or Target.LOCAL))
+    config = config.model_copy(update={"format": "auto"})
     sys_path = f'$."{cols.system}"' if cols.system else "$.__tuneline_no_system_column__"
     doc1_sql = f"""
         SELECT *, CASE
@@ -176,7 +183,7 @@ def check_structure(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
 _PLAIN_CHAT = '{"system": "VARCHAR", "messages": [{"role": "VARCHAR", "content": "VARCHAR"}]}'
 
 
-def _parse_plain_chat(con: duckdb.DuckDBPyConnection) -> None:
+def _parse_plain_chat(con: duckdb.DuckDBPyConnection, skip: bool = False) -> None:
     """Start ``conversations`` with every line that is a plain, valid chat record, parsed once.
 
     Plain means ``{"system": str?, "messages": [{"role": str, "content": str}, ...]}`` with
@@ -201,7 +208,7 @@ def _parse_plain_chat(con: duckdb.DuckDBPyConnection) -> None:
                    len(s.messages) AS n, (s.system IS NOT NULL)::INTEGER AS has_system
             FROM (
                 SELECT rid, file_id, text, json_transform(text, {_lit(_PLAIN_CHAT)}) AS s
-                FROM raw WHERE utf8 AND json_valid(text)
+                FROM raw WHERE utf8 AND json_valid(text) AND NOT {skip}
             )
         )
         WHERE n >= 2 AND n % 2 = 0

@@ -21,7 +21,10 @@ with ``\r`` (classic Mac OS line endings) is split at ``\r`` instead: a JSON rec
 from __future__ import annotations
 
 import glob
+import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,17 +41,24 @@ from tuneline.data.codes import ErrorCode
 from tuneline.errors import DataError
 from tuneline.storage.s3 import ObjectStore, S3Uri, local_path_or_none
 
-__all__ = ["SourceFile", "load_raw", "resolve_source"]
+__all__ = ["DEFAULT_MAX_RECORD_BYTES", "SkippedFile", "SourceFile", "load_raw", "resolve_source"]
 
-FileKind = Literal["jsonl", "csv", "parquet"]
+FileKind = Literal["jsonl", "json", "csv", "tsv", "parquet"]
+Compression = Literal["gzip", "zstd", "bz2"]
 
 _KINDS: dict[str, FileKind] = {
     ".jsonl": "jsonl",
-    ".json": "jsonl",
+    ".json": "json",
     ".ndjson": "jsonl",
     ".csv": "csv",
+    ".tsv": "tsv",
     ".parquet": "parquet",
 }
+# Streamed by Arrow's own codecs (C++): nothing else to install.
+_COMPRESSIONS: dict[str, Compression] = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2"}
+# A record larger than this is rejected as record_too_large (data.max_record_bytes): far above
+# any real chat record, far below what would exhaust the DuckDB memory limit.
+DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 # Big enough to amortise per-chunk overhead, small enough to keep peak memory flat.
 _CHUNK_BYTES = 32 * 1024 * 1024
 # Each block being cut holds a few times its size in temporary arrays: a few at a time are enough.
@@ -59,11 +69,34 @@ _SPLIT_THREADS = 4
 class SourceFile:
     name: str  # as shown in error reports: relative to the source root
     path: Path
-    kind: FileKind
+    kind: FileKind | None  # None: not a data file (named in files_skipped)
+    compression: Compression | None = None
 
 
-def _kind_of(path: Path) -> FileKind | None:
-    return _KINDS.get(path.suffix.lower())
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file of the source that was not read, and why (``files_skipped`` in the summary)."""
+
+    file: str
+    reason: str
+
+
+def _kind_of(path: Path) -> tuple[FileKind | None, Compression | None]:
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = _COMPRESSIONS.get(suffixes[-1]) if suffixes else None
+    if compression:
+        suffixes = suffixes[:-1]
+    return (_KINDS.get(suffixes[-1]) if suffixes else None), compression
+
+
+def _source_file(name: str, path: Path, *, default: FileKind | None = None) -> SourceFile:
+    kind, compression = _kind_of(path)
+    return SourceFile(name, path, kind or (default if compression or not path.suffix else None) or default, compression)
+
+
+def _is_hidden(rel: Path) -> bool:
+    # Editor swap files, .DS_Store, _SUCCESS markers of Spark/Hive and the like are not data.
+    return any(part.startswith((".", "_")) for part in rel.parts)
 
 
 def resolve_source(source: str, store: ObjectStore | None, download_dir: Path) -> list[SourceFile]:
@@ -74,17 +107,17 @@ def resolve_source(source: str, store: ObjectStore | None, download_dir: Path) -
             raise DataError(f"{source} is an s3:// source but no object store was given")
         return _resolve_s3(source, store, download_dir)
     if local.is_dir():
-        files = sorted(p for p in local.rglob("*") if p.is_file() and _kind_of(p))
-        found = [SourceFile(p.relative_to(local).as_posix(), p, _kind_of(p)) for p in files]  # type: ignore[arg-type]
+        files = sorted(p for p in local.rglob("*") if p.is_file() and not _is_hidden(p.relative_to(local)))
+        found = [_source_file(p.relative_to(local).as_posix(), p) for p in files]
     elif local.is_file():
-        kind = _kind_of(local) or "jsonl"
-        found = [SourceFile(local.name, local, kind)]
+        found = [_source_file(local.name, local, default="jsonl")]
     else:
         matches = sorted(Path(p) for p in glob.glob(str(local), recursive=True) if Path(p).is_file())
-        found = [SourceFile(p.name, p, _kind_of(p) or "jsonl") for p in matches]
+        found = [_source_file(p.name, p, default="jsonl") for p in matches]
     if not found:
         raise DataError(
-            f"no input files at {source}: give a .jsonl/.json/.csv/.parquet file, a directory, a glob or s3:// prefix"
+            f"no input files at {source}: give a .jsonl/.json/.csv/.tsv/.parquet file (optionally .gz/.zst/.bz2), "
+            "a directory, a glob or s3:// prefix"
         )
     return found
 
@@ -98,29 +131,174 @@ def _resolve_s3(source: str, store: ObjectStore, download_dir: Path) -> list[Sou
     files = []
     for key in keys:
         rel = key[len(prefix) :] if prefix else key.rsplit("/", 1)[-1]
-        if not rel or _kind_of(Path(rel)) is None:
+        if not rel or _is_hidden(Path(rel)):
             continue
         target = download_dir / f"{len(files):05d}" / Path(rel).name
+        if _kind_of(target)[0] is None and keys != [loc.key]:
+            files.append(SourceFile(rel, target, None))  # named in files_skipped, not downloaded
+            continue
         store.download_file(str(S3Uri(loc.bucket, key)), target)
-        files.append(SourceFile(rel, target, _kind_of(target)))  # type: ignore[arg-type]
+        files.append(_source_file(rel, target, default="jsonl"))
     if not files:
-        raise DataError(f"no .jsonl/.json/.csv/.parquet objects under {source}")
+        raise DataError(f"no objects under {source}")
     return files
 
 
-def load_raw(con: duckdb.DuckDBPyConnection, files: list[SourceFile], columns: ColumnMapping) -> None:
-    """Create ``raw``, ``files`` and ``load_errs`` in ``con`` from ``files``."""
+def load_raw(
+    con: duckdb.DuckDBPyConnection,
+    files: list[SourceFile],
+    columns: ColumnMapping,
+    *,
+    work_dir: Path | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    columns_given: bool = False,
+) -> list[SkippedFile]:
+    """Create ``raw``, ``files`` and ``load_errs`` in ``con`` from ``files``.
+
+    A file that cannot be read at all is left out, named with its reason in the list returned,
+    and never stops the other files from being read.
+    """
     con.execute("CREATE TABLE files (file_id INTEGER, name VARCHAR, kind VARCHAR)")
     con.execute("CREATE TABLE load_errs (rid BIGINT, code VARCHAR, field VARCHAR, message VARCHAR)")
     chunks: list[pa.Table] = []
+    skipped: list[SkippedFile] = []
     next_rid = 0
-    for file_id, src in enumerate(files):
-        con.execute("INSERT INTO files VALUES (?, ?, ?)", [file_id, src.name, src.kind])
-        if src.kind == "jsonl":
-            next_rid = _load_jsonl(chunks, file_id, src.path, next_rid)
-        else:
-            next_rid = _load_table(con, chunks, file_id, src, columns, next_rid)
+    scratch = Path(tempfile.mkdtemp(prefix="tuneline-src-", dir=work_dir))
+    try:
+        for file_id, src in enumerate(files):
+            if src.kind is None:
+                skipped.append(SkippedFile(src.name, "not a data file: name it .jsonl, .json, .csv, .tsv or .parquet "
+                                                     "(optionally + .gz, .zst or .bz2)"))
+                continue
+            con.execute("INSERT INTO files VALUES (?, ?, ?)", [file_id, src.name, src.kind])
+            mark = len(chunks)
+            try:
+                path = _decompressed(src, scratch) if src.compression else src.path
+                if src.kind == "json" and _is_json_document(path):
+                    next_rid = _load_json_document(con, chunks, file_id, src, path, next_rid, max_record_bytes)
+                elif src.kind in ("jsonl", "json"):
+                    next_rid = _load_jsonl(chunks, file_id, path, next_rid, con, max_record_bytes)
+                else:
+                    next_rid = _load_table(con, chunks, file_id, src, path, columns, next_rid, columns_given)
+            except (DataError, OSError, duckdb.Error, pa.ArrowException, EOFError) as exc:
+                del chunks[mark:]
+                con.execute("DELETE FROM files WHERE file_id = ?", [file_id])
+                reason = str(exc).removeprefix(f"{src.name}: ")
+                skipped.append(SkippedFile(src.name, reason))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     con.register("raw", pa.concat_tables(chunks) if chunks else _RAW_SCHEMA.empty_table())
+    return skipped
+
+
+def _decompressed(src: SourceFile, scratch: Path) -> Path:
+    """``src`` decompressed into ``scratch`` (streamed by Arrow's C++ codec, 8 MB at a time)."""
+    out = scratch / f"{abs(hash(src.name))}-{src.path.name}"
+    out = out.with_suffix("") if out.suffix else out
+    try:
+        with pa.input_stream(str(src.path), compression=src.compression) as stream, out.open("wb") as fh:
+            while chunk := stream.read(8 * 1024 * 1024):
+                fh.write(chunk)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{src.name}: cannot decompress it as {src.compression} ({exc}): is the file complete?") from exc
+    return out
+
+
+def _is_json_document(path: Path) -> bool:
+    """Whether a ``.json`` file is one JSON document (an array, or an object holding a list of
+    records), rather than JSON Lines under a .json name: its first line is not a whole value."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        return True
+    if not head.startswith(b"{"):
+        return False
+    first = head.split(b"\n", 1)[0]
+    try:
+        json.loads(first)
+    except ValueError:
+        return True
+    return False
+
+
+_LIST_KEYS = ("data", "train", "records", "examples", "instances", "rows", "items", "samples")
+
+
+def _load_json_document(
+    con: duckdb.DuckDBPyConnection,
+    chunks: list[pa.Table],
+    file_id: int,
+    src: SourceFile,
+    path: Path,
+    next_rid: int,
+    max_record_bytes: int,
+) -> int:
+    """A JSON array of records, or an object holding one list of records (``{"data": [...]}``).
+
+    Each element becomes one row; its ``line`` is its 1-based position in the list.
+    """
+    size = max(path.stat().st_size + 1, 1 << 20)
+    with path.open("rb") as fh:
+        array = fh.read(1 << 16).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+    if array:
+        # Each element is parsed on its own; a larger element fails the file with its reason.
+        query = "SELECT json AS text FROM read_json_objects(?, format='array', maximum_object_size=?)"
+        params: list[object] = [str(path), max(max_record_bytes, 1 << 20) + 1024]
+    else:
+        doc = con.execute(
+            "SELECT json FROM read_json_objects(?, format='unstructured', maximum_object_size=?)", [str(path), size]
+        ).fetchone()[0]
+        keys = con.execute("SELECT json_keys(?)", [doc]).fetchone()[0]
+        lists = [k for k in keys if con.execute("SELECT json_type(?, ?)", [doc, f'$."{k}"']).fetchone()[0] == "ARRAY"]
+        key = next((k for k in _LIST_KEYS if k in lists), lists[0] if len(lists) == 1 else None)
+        if key is None:
+            # One record spread over several lines: it is the file's only record.
+            query, params = "SELECT ? AS text", [doc]
+        else:
+            query = "SELECT unnest(json_extract(?, ?)) AS text"
+            params = [doc, f'$."{key}"[*]']
+    keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    try:
+        con.execute("SET preserve_insertion_order = true")
+        table = con.sql(f"SELECT CAST(text AS VARCHAR) AS text FROM ({query})", params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise DataError(
+            f"{src.name}: not a valid JSON {'array' if array else 'document'} ({str(exc).splitlines()[0]}): "
+            "fix the JSON, or write one record per line (JSONL)"
+        ) from exc
+    finally:
+        con.execute(f"SET preserve_insertion_order = {keep_order}")
+    n = table.num_rows
+    text = table.column("text").combine_chunks().cast(pa.large_string())
+    chunks.append(_mark_oversized(con, pa.table(
+        {
+            "rid": pa.array(np.arange(next_rid, next_rid + n, dtype=np.int64)),
+            "file_id": pa.array(np.full(n, file_id, dtype=np.int32)),
+            "line": pa.array(np.arange(1, n + 1, dtype=np.int64)),
+            "text": text,
+            "utf8": pa.array(np.ones(n, dtype=bool)),
+        },
+        schema=_RAW_SCHEMA,
+    ), max_record_bytes))
+    return next_rid + n
+
+
+def _mark_oversized(con: duckdb.DuckDBPyConnection, table: pa.Table, max_record_bytes: int) -> pa.Table:
+    """Rows longer than ``max_record_bytes`` lose their text (never parsed) and get record_too_large."""
+    lengths = pc.binary_length(table.column("text"))
+    over = pc.greater(lengths, max_record_bytes)
+    if not pc.any(over).as_py():
+        return table
+    big = table.filter(over)
+    for rid, n in zip(big.column("rid").to_pylist(), pc.binary_length(big.column("text")).to_pylist(), strict=True):
+        con.execute(
+            "INSERT INTO load_errs VALUES (?, ?, NULL, ?)",
+            [rid, ErrorCode.RECORD_TOO_LARGE.value,
+             f"the record is {n:,} bytes; data.max_record_bytes allows {max_record_bytes:,}: split it, "
+             "or raise data.max_record_bytes if it really is one training example"],
+        )
+    text = pc.if_else(over, pa.scalar("", pa.large_string()), table.column("text"))
+    return table.set_column(table.schema.get_field_index("text"), "text", text)
 
 
 _RAW_SCHEMA = pa.schema(
@@ -134,7 +312,14 @@ _RAW_SCHEMA = pa.schema(
 )
 
 
-def _load_jsonl(chunks: list[pa.Table], file_id: int, path: Path, next_rid: int) -> int:
+def _load_jsonl(
+    chunks: list[pa.Table],
+    file_id: int,
+    path: Path,
+    next_rid: int,
+    con: duckdb.DuckDBPyConnection | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> int:
     # Blocks are cut into lines on all cores while the next block is read: numpy and Arrow
     # release the GIL, so this is real parallelism, and the order of the results is kept.
     with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, _SPLIT_THREADS)) as pool:
@@ -153,7 +338,8 @@ def _load_jsonl(chunks: list[pa.Table], file_id: int, path: Path, next_rid: int)
                 },
                 schema=_RAW_SCHEMA,
             )
-            chunks.append(table if blank is None else table.filter(pc.invert(blank)))
+            table = table if blank is None else table.filter(pc.invert(blank))
+            chunks.append(table if con is None else _mark_oversized(con, table, max_record_bytes))
             next_rid += n
             line_no += n
     return next_rid
@@ -247,32 +433,42 @@ def _load_table(
     chunks: list[pa.Table],
     file_id: int,
     src: SourceFile,
+    path: Path,
     columns: ColumnMapping,
     next_rid: int,
+    columns_given: bool = False,
 ) -> int:
-    if src.kind == "csv":
+    """Each CSV/TSV/Parquet row becomes one JSON object of all its columns (nested Parquet
+    columns such as ``messages`` stay nested), the columns of ``data.columns`` renamed to
+    ``prompt``/``completion``/``system``; the record formats then apply as to JSON records."""
+    if src.kind in ("csv", "tsv"):
         # store_rejects: a row that cannot be read is set aside with its row number instead of
         # failing the file; it also keeps a bad first row from misleading the dialect sniffer.
+        delim = ", delim='\\t'" if src.kind == "tsv" else ""
         reader = (
-            "read_csv(?, header=true, all_varchar=true, store_rejects=true, "
+            f"read_csv(?, header=true, all_varchar=true{delim}, store_rejects=true, "
             f"rejects_table='{_REJECTS}', rejects_scan='{_REJECT_SCANS}')"
         )
     else:
         reader = "read_parquet(?)"
+    label = src.kind.upper() if src.kind else "data"
     try:
-        present = [
-            row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}", [str(src.path)]).fetchall()
-        ]
+        present = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}", [str(path)]).fetchall()]
     except duckdb.Error as exc:
-        raise DataError(f"{src.name}: cannot read it as {src.kind.upper()}: {exc}") from exc
-    wanted = [c for c in (columns.prompt, columns.completion, columns.system) if c is not None]
-    missing = [c for c in wanted if c not in present]
-    if missing:
+        raise DataError(f"{src.name}: cannot read it as {label}: {str(exc).splitlines()[0]}") from exc
+    mapping = {"prompt": columns.prompt, "completion": columns.completion, "system": columns.system}
+    mapped = {name: col for name, col in mapping.items() if col is not None and col in present}
+    missing = [c for c in (columns.prompt, columns.completion, columns.system) if c is not None and c not in present]
+    if columns_given and missing:
         raise DataError(
-            f"{src.name}: no column(s) {', '.join(missing)}; it has {', '.join(present)}. "
-            "Set data.columns to the names of the prompt/completion (and system) columns."
+            f"{src.name}: no column(s) {', '.join(missing)}; it has {', '.join(present)}: "
+            "give the file's own names in --columns prompt=...,completion=... (data.columns)"
         )
-    pairs = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}', {_ident(c)}" for c in wanted)
+    renamed = [col for name, col in mapped.items() if name != col]
+    exclude = f" EXCLUDE ({', '.join(_ident(c) for c in renamed)})" if renamed else ""
+    extra = "".join(f", {_ident(col)} AS {_ident(name)}" for name, col in mapped.items() if name != col)
+    # Whole-row JSON: the key order is the file's, with renamed columns last.
+    row_sql = f"SELECT *{exclude}{extra} FROM {reader}"
     # Row numbers follow the file, and a parallel scan keeps the file's order only when asked to.
     keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     con.execute(f"DROP TABLE IF EXISTS {_REJECTS}; DROP TABLE IF EXISTS {_REJECT_SCANS}")
@@ -280,11 +476,11 @@ def _load_table(
         con.execute("SET preserve_insertion_order = true")
         con.execute(
             f"CREATE TEMP TABLE _rows AS SELECT row_number() OVER () AS k, "
-            f"CAST(json_object({pairs}) AS VARCHAR) AS text FROM {reader}",
-            [str(src.path)],
+            f"CAST(to_json(t) AS VARCHAR) AS text FROM ({row_sql}) t",
+            [str(path)],
         )
     except duckdb.Error as exc:
-        raise DataError(f"{src.name}: cannot read it as {src.kind.upper()}: {exc}") from exc
+        raise DataError(f"{src.name}: cannot read it as {label}: {str(exc).splitlines()[0]}") from exc
     finally:
         con.execute(f"SET preserve_insertion_order = {keep_order}")
     try:
@@ -308,7 +504,7 @@ def _number_rows(
     CSV rows start at 2, after the header; Parquet rows at 1. The reader reports each row it set
     aside by its row number, so the rows it read hold the other numbers, in order.
     """
-    if src.kind == "csv":
+    if src.kind in ("csv", "tsv"):
         con.execute(
             f"""
             CREATE TEMP TABLE _bad AS
@@ -324,7 +520,7 @@ def _number_rows(
         con.execute(
             "CREATE TEMP TABLE _bad (line BIGINT, error_type VARCHAR, csv_line VARCHAR, missing VARCHAR, detail VARCHAR)"
         )
-    first_line = 2 if src.kind == "csv" else 1
+    first_line = 2 if src.kind in ("csv", "tsv") else 1
     con.execute(
         """
         CREATE TEMP TABLE _numbered AS

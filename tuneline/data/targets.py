@@ -13,9 +13,9 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneline.config import Target
-from tuneline.records import RecordFormat
+from tuneline.records import RecordFormat, RecordKind
 
-__all__ = ["PRICES_TAKEN_ON", "TargetLimits", "estimate_cost_usd", "limits_for"]
+__all__ = ["PRICES_TAKEN_ON", "TargetLimits", "estimate_cost_usd", "limits_for", "targets_that_train"]
 
 PRICES_TAKEN_ON = "2025-06-01"
 
@@ -27,6 +27,10 @@ class TargetLimits(BaseModel):
 
     target: Target
     output_format: RecordFormat
+    kinds: frozenset[RecordKind] = Field(description="The record kinds the target trains.")
+    content: frozenset[str] = Field(
+        description="What turns may hold: text, tools (calls and results), reasoning, image, video, document."
+    )
     min_train_records: int = 1
     max_train_records: int | None = None
     min_validation_records: int | None = Field(
@@ -46,6 +50,9 @@ _LIMITS: dict[Target, TargetLimits] = {
     Target.BEDROCK_CLAUDE_HAIKU: TargetLimits(
         target=Target.BEDROCK_CLAUDE_HAIKU,
         output_format=RecordFormat.BEDROCK,
+        # Bedrock's Claude 3 Haiku customization: text-only conversations.
+        kinds=frozenset({RecordKind.SFT}),
+        content=frozenset({"text"}),
         min_train_records=32,
         max_train_records=10_000,
         min_validation_records=32,
@@ -63,6 +70,10 @@ _LIMITS: dict[Target, TargetLimits] = {
     Target.BEDROCK_NOVA: TargetLimits(
         target=Target.BEDROCK_NOVA,
         output_format=RecordFormat.NOVA,
+        # Nova (bedrock-conversation-2024): tool use, reasoning and media by S3 location; RFT on
+        # the Nova models that offer it (Nova Lite 2).
+        kinds=frozenset({RecordKind.SFT, RecordKind.RFT}),
+        content=frozenset({"text", "tools", "reasoning", "image", "video", "document"}),
         min_train_records=8,
         max_train_records=20_000,
         min_validation_records=8,
@@ -77,6 +88,9 @@ _LIMITS: dict[Target, TargetLimits] = {
     Target.LOCAL: TargetLimits(
         target=Target.LOCAL,
         output_format=RecordFormat.BEDROCK,
+        # TRL: SFT, DPO (preference), KTO, GRPO (rft) and causal-LM pretraining; text and tools.
+        kinds=frozenset(RecordKind),
+        content=frozenset({"text", "tools", "reasoning"}),
         min_train_records=1,
         # The local backend truncates to its max_seq_length; prepare has no hard token limit.
         max_tokens_per_record=None,
@@ -90,6 +104,14 @@ _LIMITS: dict[Target, TargetLimits] = {
 
 def limits_for(target: Target) -> TargetLimits:
     return _LIMITS[Target(target)]
+
+
+def targets_that_train(*, kind: RecordKind | None = None, content: str | None = None) -> list[Target]:
+    """The targets able to train records of ``kind`` holding ``content`` (for advice)."""
+    return [
+        t for t, lim in _LIMITS.items()
+        if (kind is None or kind in lim.kinds) and (content is None or content in lim.content)
+    ]
 
 
 def estimate_cost_usd(target: Target, training_tokens: int, epochs: float | None = None) -> float | None:

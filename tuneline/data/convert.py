@@ -1,0 +1,199 @@
+"""The per-record step between reading and the SQL rules: every record that is not a plain chat
+record is detected and converted by :mod:`tuneline.data.formats` (the one reader of all formats).
+
+Plain Bedrock chat records (nearly all lines of a typical file) never get here: ``rules.py``
+parses them straight into ``conversations``. Every other JSON object of ``slow_raw`` is decoded
+in Python, converted into its kind's model, checked against the target's capabilities, and
+either rewritten in place as the canonical chat line the SQL rules read, or rejected with its
+code. Creates:
+
+``rec_meta(rid, fmt, kind)``   the detected format and kind of every converted record
+``dropped(rid, key)``          each extra key dropped (``data.extra_keys: drop``)
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pyarrow as pa
+
+from tuneline.config import DataConfig
+from tuneline.data.codes import ErrorCode as E
+from tuneline.data.formats import ExtraKeys, FormatProblem, convert
+from tuneline.data.targets import TargetLimits, targets_that_train
+from tuneline.records import ChatRecord, Record, RecordFormat, RecordKind, to_bedrock
+
+__all__ = ["content_of", "convert_slow_rows", "decode_record", "needs_conversion_only"]
+
+
+class _Duplicated(dict):
+    """An object in which some key appeared more than once (``dups``)."""
+
+    dups: list[str]
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()
+    marked = _Duplicated(obj)
+    marked.dups = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+    return marked
+
+
+def _first_duplicate(value: object, path: str = "") -> tuple[str, str, int] | None:
+    if isinstance(value, dict):
+        if isinstance(value, _Duplicated):
+            return path, value.dups[0], value.dups.count(value.dups[0]) + 1
+        items = ((f"{path}.{k}" if path else k, v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub, v in items:
+        if found := _first_duplicate(v, sub):
+            return found
+    return None
+
+
+def decode_record(text: str) -> object:
+    """``json.loads``, but a key given twice in one object is a ``duplicate_key`` problem: JSON
+    readers disagree which value counts, so what a reviewer reads may not be what is trained on."""
+    obj = json.loads(text, object_pairs_hook=_pairs)
+    if found := _first_duplicate(obj):
+        where, key, n = found
+        field = f"{where}.{key}" if where else key
+        raise FormatProblem(
+            E.DUPLICATE_KEY, field,
+            f'key "{key}" appears {n} times in {where or "the record"}: JSON readers disagree which value counts '
+            f'(some keep the first, others the last), so the record is ambiguous: keep one "{key}" and delete the others',
+        )
+    return obj
+
+
+def needs_conversion_only(config: DataConfig) -> bool:
+    """Whether even plain chat lines must take the Python path (a forced non-chat format or kind)."""
+    chat = ("auto", RecordFormat.BEDROCK, RecordFormat.OPENAI)
+    return config.format not in chat or config.kind not in (None, RecordKind.SFT)
+
+
+def content_of(record: Record) -> list[str]:
+    """What a record holds beyond plain text: tools, reasoning, image, video, document."""
+    if not isinstance(record, ChatRecord):
+        messages = getattr(record, "messages", ()) or (
+            (*getattr(record, "prompt", ()), *getattr(record, "chosen", ()), *getattr(record, "rejected", ()))
+        )
+    else:
+        messages = record.messages
+    found: list[str] = []
+    if getattr(record, "tools", ()) or any(m.tool_calls or m.role == "tool" for m in messages):
+        found.append("tools")
+    if any(m.reasoning is not None for m in messages):
+        found.append("reasoning")
+    for kind in ("image", "video", "document"):
+        if any(b.type == kind for m in messages for b in m.media):
+            found.append(kind)
+    return found
+
+
+def _capability_problem(record: Record, limits: TargetLimits) -> FormatProblem | None:
+    target = limits.target.value
+    if record.kind not in limits.kinds:
+        others = ", ".join(t.value for t in targets_that_train(kind=record.kind)) or "none yet"
+        return FormatProblem(
+            E.UNSUPPORTED_KIND, None,
+            f"unsupported_kind: {record.kind.value} — {target} does not train {record.kind.value} records; "
+            f"targets that do: {others}",
+        )
+    for content in content_of(record):
+        if content not in limits.content:
+            others = ", ".join(t.value for t in targets_that_train(kind=record.kind, content=content))
+            return FormatProblem(
+                E.UNSUPPORTED_CONTENT, None,
+                f"unsupported_content: {content} — {target} trains only "
+                f"{', '.join(sorted(limits.content))} content; train this record with target {others or 'none yet'}",
+            )
+    # Capable targets: what this prepare writes today is text-only SFT (see docs/data.md).
+    if record.kind is not RecordKind.SFT:
+        return FormatProblem(
+            E.UNSUPPORTED_KIND, None,
+            f"unsupported_kind: {record.kind.value} — {target} trains {record.kind.value} records, but prepare "
+            "does not write them into a dataset version yet (validate reads and checks them)",
+        )
+    content = content_of(record)
+    if content:
+        return FormatProblem(
+            E.UNSUPPORTED_CONTENT, None,
+            f"unsupported_content: {content[0]} — {target} trains it, but prepare does not write "
+            f"{content[0]} turns into a dataset version yet (validate reads and checks them)",
+        )
+    return None
+
+
+def convert_slow_rows(con: duckdb.DuckDBPyConnection, config: DataConfig, limits: TargetLimits) -> None:
+    """Convert every JSON object of ``slow_raw`` in place (see the module docstring)."""
+    rows = con.execute(
+        "SELECT rid, text FROM slow_raw WHERE utf8 AND json_valid(text) AND json_type(text) = 'OBJECT'"
+    ).fetchall()
+    fmt = None if config.format == "auto" else RecordFormat(config.format)
+    extra: ExtraKeys = config.extra_keys
+    # data.columns names the prompt/completion/system keys of JSON records as of CSV columns.
+    cols = config.columns
+    renames = {src: dst for dst, src in (("prompt", cols.prompt), ("completion", cols.completion),
+                                         ("system", cols.system)) if src and src != dst}
+    new_rid: list[int] = []
+    new_text: list[str] = []
+    meta: list[tuple[int, str, str]] = []
+    dropped: list[tuple[int, str]] = []
+    errors: list[tuple[int, str, str | None, str]] = []
+    for rid, text in rows:
+        try:
+            obj = decode_record(text)
+            if renames and isinstance(obj, dict):
+                obj = {renames.get(k, k): v for k, v in obj.items()}
+            result = convert(obj, fmt, kind=config.kind, extra_keys=extra)
+        except FormatProblem as problem:
+            errors.append((rid, problem.code, problem.field, problem.message))
+            continue
+        record = result.record
+        meta.append((rid, result.format.value, record.kind.value))
+        dropped.extend((rid, key) for key in result.dropped_keys)
+        if problem := _capability_problem(record, limits):
+            errors.append((rid, problem.code, problem.field, problem.message))
+            continue
+        n = len(record.messages)  # type: ignore[union-attr]
+        if n > config.max_messages_per_record:
+            errors.append((rid, E.TOO_MANY_MESSAGES.value, "messages",
+                           f"the record has {n} turns; data.max_messages_per_record allows "
+                           f"{config.max_messages_per_record}: split the conversation"))
+            continue
+        new_rid.append(rid)
+        new_text.append(json.dumps(to_bedrock(record), ensure_ascii=False))  # type: ignore[arg-type]
+    con.execute("CREATE TABLE rec_meta (rid BIGINT, fmt VARCHAR, kind VARCHAR)")
+    con.execute("CREATE TABLE dropped (rid BIGINT, key VARCHAR)")
+    if meta:
+        _insert(con, "rec_meta", {"rid": [m[0] for m in meta], "fmt": [m[1] for m in meta], "kind": [m[2] for m in meta]})
+    if dropped:
+        _insert(con, "dropped", {"rid": [d[0] for d in dropped], "key": [d[1] for d in dropped]})
+    if errors:
+        _insert(con, "errs", {"rid": [e[0] for e in errors], "code": [str(e[1]) for e in errors],
+                              "field": [e[2] for e in errors], "message": [e[3] for e in errors]})
+        con.execute("DELETE FROM slow_raw WHERE rid IN (SELECT rid FROM errs)")
+    if new_rid:
+        _insert(con, "_converted", {"rid": new_rid, "text": new_text}, create=True)
+        con.execute("UPDATE slow_raw SET text = c.text FROM _converted c WHERE slow_raw.rid = c.rid")
+        con.execute("DROP TABLE _converted")
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, list], create: bool = False) -> None:
+    arrow = pa.table(columns)
+    con.register("_batch", arrow)
+    try:
+        if create:
+            con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _batch")
+        else:
+            con.execute(f"INSERT INTO {table} SELECT * FROM _batch")
+    finally:
+        con.unregister("_batch")
