@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.service]
 
 @pytest.fixture
 def client(stack_settings: Settings) -> MlflowClient:
-    return MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
+    from tuneline.storage.tracking import configure_mlflow
+
+    return configure_mlflow(stack_settings)  # with the stack's credentials: MLflow runs with auth
 
 
 @pytest.fixture
