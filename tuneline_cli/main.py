@@ -440,61 +440,153 @@ def reviewers_add(
 # --------------------------------------------------------------------------------------------
 # single stages
 # --------------------------------------------------------------------------------------------
-def _data_config(input_: str, format_: str, target: Target | None) -> Any:
+def _data_config(
+    input_: str,
+    format_: str,
+    target: Target | None,
+    kind: str | None = None,
+    columns: str | None = None,
+    extra_keys: str = "drop",
+) -> Any:
     from tuneline.config import DataConfig
 
-    return DataConfig(source=input_, format=format_, target=target)
+    mapping: dict[str, str] = {}
+    for pair in (columns or "").split(","):
+        if not pair.strip():
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or key.strip() not in ("prompt", "completion", "system") or not value.strip():
+            raise typer.BadParameter(
+                f"{pair!r}: write --columns prompt=<column>,completion=<column>[,system=<column>]", param_hint="--columns"
+            )
+        mapping[key.strip()] = value.strip()
+    return DataConfig(
+        source=input_, format=format_, target=target, kind=kind, columns=mapping, extra_keys=extra_keys
+    )
+
+
+def _data_problem_json(problem: str) -> dict[str, Any]:
+    """The validate/prepare JSON document when the input as a whole could not be read."""
+    return {
+        "total": 0, "accepted": 0, "rejected": 0, "duplicates": 0, "filtered": 0, "kinds": {}, "dropped_keys": {},
+        "files_skipped": [], "errors": {}, "examples": {}, "problems": [problem],
+    }
+
+
+def _print_examples(summary: Any) -> None:
+    """Counts, then each error code with up to 3 examples (file:line, field, what to do)."""
+    s = summary
+    typer.echo(f"{s.total} records: {s.accepted} accepted, {s.rejected} rejected, {s.duplicates} duplicates, "
+               f"{s.filtered} filtered")
+    if s.kinds:
+        typer.echo("kinds: " + ", ".join(f"{k} {n}" for k, n in s.kinds.items()))
+    if s.dropped_keys:
+        typer.echo("dropped keys: " + ", ".join(f"{k} ({n})" for k, n in s.dropped_keys.items()))
+    for skipped in s.files_skipped:
+        typer.echo(f"skipped {skipped['file']}: {skipped['reason']}")
+    for code, count in sorted(s.errors.items(), key=lambda kv: (-kv[1], kv[0])):
+        typer.echo(f"{code}: {count} record(s)")
+        for ex in s.examples.get(code, []):
+            where = f"{ex['file']}:{ex['line']}" + (f" {ex['field']}" if ex.get("field") else "")
+            typer.echo(f"  {where}: {ex['message']}")
+
+
+def _data_exit(summary: Any, fail_on_reject: bool) -> None:
+    """0 all usable, 1 some records rejected (2 with --fail-on-reject), 2 unusable."""
+    if summary.problems:
+        raise typer.Exit(2)
+    if summary.rejected or summary.files_skipped:
+        raise typer.Exit(2 if fail_on_reject else 1)
+
+
+_KIND_HELP = "Read every record as this kind: sft, preference, kto, rft or pretrain (default: each record's own)."
+_COLUMNS_HELP = "Column/key names, e.g. prompt=question,completion=answer[,system=instructions]."
+_EXTRA_HELP = "Keys no format reads: drop (counted), keep (as metadata) or reject the record."
+_FAIL_HELP = "Exit 2 (not 1) when any record is rejected or file skipped."
 
 
 @app.command("validate")
 def validate(
     input_: Annotated[str, typer.Option("--input", help="File, glob, directory or s3:// prefix.")],
-    format_: Annotated[str, typer.Option("--format", help="Input record format, or auto to detect it.")] = "auto",
+    format_: Annotated[str, typer.Option("--format", help="Input record format, or auto to detect it per record.")] = "auto",
     target: Annotated[Target, typer.Option(help="Where the data will be tuned; its rules apply.")] = Target.LOCAL,
+    kind: Annotated[str | None, typer.Option("--kind", help=_KIND_HELP)] = None,
+    columns: Annotated[str | None, typer.Option("--columns", help=_COLUMNS_HELP)] = None,
+    extra_keys: Annotated[str, typer.Option("--extra-keys", help=_EXTRA_HELP)] = "drop",
+    fail_on_reject: Annotated[bool, typer.Option("--fail-on-reject", help=_FAIL_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON document.")] = False,
 ) -> None:
-    """Check data against the target's rules without writing anything."""
+    """Check data against the target's rules without writing anything.
+
+    Exit codes: 0 every record usable, 1 some rejected (2 with --fail-on-reject), 2 unusable."""
+    from pydantic import ValidationError
+
     from tuneline.data.prepare import validate as validate_data
     from tuneline.storage.s3 import ObjectStore
 
     settings = get_settings()
     try:
+        config = _data_config(input_, format_, target, kind, columns, extra_keys)
         store = ObjectStore(settings) if input_.startswith("s3://") else None
-        summary = validate_data(_data_config(input_, format_, target), target, store=store)
-    except TunelineError as exc:
-        _fail(exc, 2)
+        summary = validate_data(config, target, store=store)
+    except (TunelineError, ValidationError, typer.BadParameter) as exc:
+        if not as_json:
+            raise
+        _emit_json(_data_problem_json(one_line(str(exc))))
+        raise typer.Exit(2) from None
     if as_json:
         _emit_json(summary.to_json_dict())
     else:
-        typer.echo(json.dumps(summary.to_json_dict(), indent=2))
-    if summary.problems:
+        _print_examples(summary)
+    if summary.problems and not as_json:
         typer.secho("unusable for " + target + ":\n" + "\n".join(summary.problems), err=True, fg=typer.colors.RED)
-        raise typer.Exit(2)
+    _data_exit(summary, fail_on_reject)
 
 
 @app.command("prepare")
 def prepare(
     input_: Annotated[str, typer.Option("--input", help="File, glob, directory or s3:// prefix.")],
-    format_: Annotated[str, typer.Option("--format", help="Input record format, or auto to detect it.")] = "auto",
+    format_: Annotated[str, typer.Option("--format", help="Input record format, or auto to detect it per record.")] = "auto",
     target: Annotated[Target, typer.Option(help="Where the data will be tuned; its rules apply.")] = Target.LOCAL,
     name: Annotated[str, typer.Option(help="Dataset name.")] = "dataset",
+    kind: Annotated[str | None, typer.Option("--kind", help=_KIND_HELP)] = None,
+    columns: Annotated[str | None, typer.Option("--columns", help=_COLUMNS_HELP)] = None,
+    extra_keys: Annotated[str, typer.Option("--extra-keys", help=_EXTRA_HELP)] = "drop",
+    fail_on_reject: Annotated[bool, typer.Option("--fail-on-reject", help=_FAIL_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON document.")] = False,
 ) -> None:
-    """Validate, clean, split and write a versioned dataset to S3."""
+    """Validate, clean, split and write a versioned dataset to S3 (the rejected records too).
+
+    Exit codes: 0 every record usable, 1 some rejected (2 with --fail-on-reject), 2 unusable."""
+    from pydantic import ValidationError
+
+    from tuneline.data.prepare import DatasetLimitError
     from tuneline.data.prepare import prepare as prepare_data
     from tuneline.storage.s3 import ObjectStore
 
     settings = get_settings()
     try:
-        prepared = prepare_data(_data_config(input_, format_, target), target, name=name, store=ObjectStore(settings))
-    except TunelineError as exc:
-        _fail(exc, 2)
+        config = _data_config(input_, format_, target, kind, columns, extra_keys)
+        prepared = prepare_data(config, target, name=name, store=ObjectStore(settings))
+    except DatasetLimitError as exc:
+        if as_json:
+            _emit_json(exc.summary.to_json_dict())
+        else:
+            _print_examples(exc.summary)
+            typer.secho("unusable for " + target + ":\n" + "\n".join(exc.summary.problems), err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    except (TunelineError, ValidationError, typer.BadParameter) as exc:
+        if not as_json:
+            raise
+        _emit_json(_data_problem_json(one_line(str(exc))))
+        raise typer.Exit(2) from None
     out = {**prepared.summary.to_json_dict(), "version": prepared.version.version, "uri": prepared.version.uri}
     if as_json:
         _emit_json(out)
     else:
         typer.echo(prepared.report_markdown)
         typer.echo(f"\nversion {prepared.version.version} at {prepared.version.uri}")
+    _data_exit(prepared.summary, fail_on_reject)
 
 
 # --------------------------------------------------------------------------------------------
