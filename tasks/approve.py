@@ -4,6 +4,7 @@ rollback that needs an approval. Every audit write holds the model's promotion s
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -12,8 +13,9 @@ from prefect.runtime import flow_run
 from tasks._retry import RETRY_DELAYS, transient_only
 from tasks.locks import audit_lock
 from tuneline.config import RunConfig
-from tuneline.governance.approval import Review
-from tuneline.governance.reviewers import ReviewerRegistry
+from tuneline.governance.approval import ApprovalRecord, Review
+from tuneline.governance.audit import AuditLog
+from tuneline.governance.reviewers import ReviewerRefusedError, ReviewerRegistry
 from tuneline.lineage import Decision, EvaluationReport, ModelVersionRef, PolicyResult
 from tuneline.settings import get_settings
 from tuneline.stages.approve import (
@@ -110,7 +112,15 @@ def rollback_with_approval(
     ctx = StageContext(settings)
     forced_by = None
     if force:
-        ReviewerRegistry(ctx.store).verify(actor, os.environ.get(REVIEWER_TOKEN_ENV, ""))
+        try:
+            ReviewerRegistry(ctx.store).verify(actor, os.environ.get(REVIEWER_TOKEN_ENV, ""))
+        except ReviewerRefusedError as exc:
+            with audit_lock(model_name), unreachable_as_service_error():
+                AuditLog(ctx.store, ctx.mlflow).append(ApprovalRecord(
+                    kind="refused-approval", model_name=model_name, model_version=to_version,
+                    recorded_at=datetime.now(UTC), actor=actor, reasons=[f"refused forced rollback: {exc}"],
+                ))
+            raise
         forced_by = actor
     with audit_lock(model_name), unreachable_as_service_error():
         ref = run_rollback(ctx, model_name, to_version, actor, reason, forced_by=forced_by)

@@ -265,3 +265,31 @@ def _cli():
     from tuneline_cli.main import app
 
     return app
+
+
+def test_cli_rollback_needs_an_approved_target_or_a_reviewer_who_forces_it(
+    lifecycle_settings: Settings, human_config, lineage, monkeypatch
+) -> None:
+    from tuneline.governance.registry import ModelRegistry
+    from tuneline.stages.context import StageContext
+    from tuneline.stages.promote import run_promote
+
+    ctx = StageContext(lifecycle_settings)
+    config = human_config()
+    first = run_promote(ctx, config, *lineage(), {})
+    rejected = run_promote(ctx, config, *lineage(approved=False, champion=first.version), {})
+    refused = CliRunner().invoke(_cli(), ["rollback", config.name, "--to-version", rejected.version, "--actor", "mallory"])
+    assert refused.exit_code == 2 and "was never approved" in refused.output, refused.output
+
+    token = _enrol(lifecycle_settings, "ana")
+    monkeypatch.setenv("TUNELINE_REVIEWER_TOKEN", "not-anas-token")
+    wrong = CliRunner().invoke(_cli(), ["rollback", config.name, "--to-version", rejected.version, "--actor", "ana", "--force"])
+    assert wrong.exit_code == 2 and "is wrong" in wrong.output, wrong.output
+    assert str(ModelRegistry(ctx.mlflow).champion(config.name).version) == first.version
+
+    monkeypatch.setenv("TUNELINE_REVIEWER_TOKEN", token)
+    forced = CliRunner().invoke(_cli(), ["rollback", config.name, "--to-version", rejected.version, "--actor", "ana", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert str(ModelRegistry(ctx.mlflow).champion(config.name).version) == rejected.version
+    records = AuditLog(ObjectStore(lifecycle_settings)).records(config.name)
+    assert [(r.kind, r.actor, r.forced) for r in records[-2:]] == [("refused-approval", "ana", False), ("rollback", "ana", True)]
