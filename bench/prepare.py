@@ -5,19 +5,26 @@ PII, then runs validate + redact + dedupe + split + write both ways on the same 
 wall time and peak RSS of each. The S3 upload is not part of the measurement: both write their
 output files to a local folder (``build_dataset``, the step right before ``publish_version``).
 
+Three inputs (``--inputs``), each against the same rules in pure Python in the same run:
+``jsonl`` (the file above), ``sharegpt`` (the same records as one ShareGPT JSON array, which the
+reference reads with ``json.load`` and converts turn by turn) and ``gzip`` (the JSONL gzipped,
+read by the reference through ``gzip.open``).
+
 Prints one JSON line at the end, and exits non-zero when the two implementations' counts differ.
-Targets (2 cores, 1M records): Tuneline <= 20 s, >= 3x the reference, peak memory <= 4 GB.
+Targets (2 cores, 1M records): >= 5x the reference on each input, peak memory <= 4 GB.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import gzip
 import hashlib
 import json
 import math
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -94,6 +101,45 @@ class _Rec(BaseModel):
     messages: list[_Msg]
 
 
+def _jsonl_lines(path: Path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        yield from enumerate(fh, 1)
+
+
+_SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant"}
+
+
+def _sharegpt_lines(path: Path):
+    """Each array element converted to the chat shape, as the reference's line."""
+    with path.open("rb") as fh:
+        rows = json.load(fh)
+    for i, row in enumerate(rows, 1):
+        rec = {"messages": [{"role": _SHAREGPT_ROLES.get(t["from"], t["from"]), "content": t["value"]}
+                            for t in row["conversations"]]}
+        if "system" in row:
+            rec = {"system": row["system"], **rec}
+        yield i, json.dumps(rec).encode()
+
+
+def to_sharegpt(source: Path, dest: Path) -> None:
+    """The valid-JSON lines of ``source`` as one ShareGPT array (an array cannot hold a broken line)."""
+    back = {"user": "human", "assistant": "gpt"}
+    with source.open(encoding="utf-8") as fh, dest.open("w", encoding="utf-8") as out:
+        out.write("[\n")
+        first = True
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            row = {"id": "x", "system": rec["system"],
+                   "conversations": [{"from": back[m["role"]], "value": m["content"]} for m in rec["messages"]]}
+            out.write(("" if first else ",\n") + json.dumps(row))
+            first = False
+        out.write("\n]\n")
+
+
 def reference(source: Path, out: Path, config: DataConfig, target: Target) -> dict[str, int]:
     limits = limits_for(target)
     policy: PiiPolicy = config.pii
@@ -102,8 +148,9 @@ def reference(source: Path, out: Path, config: DataConfig, target: Target) -> di
     out.mkdir(parents=True, exist_ok=True)
     files = {s: (out / f"{s}.jsonl").open("w", encoding="utf-8") for s in ("train", "validation", "test")}
     rejected = (out / "rejected.jsonl").open("w", encoding="utf-8")
-    with source.open("rb") as fh:
-        for line_no, raw in enumerate(fh, 1):
+    lines = _sharegpt_lines(source) if source.suffix == ".json" else _jsonl_lines(source)
+    if True:
+        for line_no, raw in lines:
             if not raw.strip():
                 continue
             counts["total"] += 1
@@ -146,7 +193,7 @@ def reference(source: Path, out: Path, config: DataConfig, target: Target) -> di
                 counts["rejected"] += 1
                 rejected.write(
                     json.dumps(
-                        {"line": line_no, "errors": errors, "original": raw.decode("utf-8", "replace")}
+                        {"line": line_no, "errors": errors, "original_sha256": hashlib.sha256(raw.rstrip(b"\n")).hexdigest()}
                     )
                     + "\n"
                 )
@@ -207,7 +254,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the input and outputs")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--inputs", default="jsonl,sharegpt,gzip", help="comma-separated: jsonl, sharegpt, gzip")
     args = parser.parse_args()
+    args.inputs = [x.strip() for x in args.inputs.split(",") if x.strip()]
 
     with tempfile.TemporaryDirectory(prefix="bench-prepare-", dir=args.workdir) as tmp:
         root = Path(tmp)
@@ -222,66 +271,77 @@ def main() -> None:
         )
         # The local target: Bedrock's 10k-record cap would turn a 1M-record run into a limit error.
         target = Target.LOCAL
-        config = DataConfig(source=str(source))
-
-        gc.collect()
-        load_avg = os.getloadavg()[0]  # other work on the machine when the timed part starts
-        with _PeakRss() as mem:
-            t0 = time.perf_counter()
-            built = build_dataset(config, target, root / "tuneline")
-            tuneline_s = time.perf_counter() - t0
-        tuneline_peak, tuneline_cpu = mem.peak, mem.cpu_s
-        s = built.summary
-        print(
-            f"tuneline: {tuneline_s:.1f} s, peak {tuneline_peak / 1e9:.2f} GB: {s.model_dump_json()}",
-            file=sys.stderr,
-        )
-
-        ref_s = ref_peak = ref_cpu = None
-        ref_counts: dict[str, int] = {}
-        if not args.skip_reference:
-            gc.collect()
-            with _PeakRss() as mem:
-                t0 = time.perf_counter()
-                ref_counts = reference(source, root / "reference", config, target)
-                ref_s = time.perf_counter() - t0
-            ref_peak, ref_cpu = mem.peak, mem.cpu_s
-            print(f"reference: {ref_s:.1f} s, peak {ref_peak / 1e9:.2f} GB: {ref_counts}", file=sys.stderr)
-
-        # Both implementations apply the same rules to the same file: their counts must agree.
-        tuneline_counts = {
-            k: getattr(s, k) for k in ("total", "accepted", "rejected", "duplicates", "filtered")
-        }
-        counts_match = None
-        if not args.skip_reference:
-            counts_match = tuneline_counts["filtered"] == 0 and all(
-                tuneline_counts[k] == ref_counts[k] for k in ref_counts
-            )
-
+        inputs = {"jsonl": source}
+        if "sharegpt" in args.inputs:
+            inputs["sharegpt"] = root / "input-sharegpt.json"
+            to_sharegpt(source, inputs["sharegpt"])
+        if "gzip" in args.inputs:
+            inputs["gzip"] = root / "input.jsonl.gz"
+            with source.open("rb") as src, gzip.open(inputs["gzip"], "wb", compresslevel=1) as dst:
+                shutil.copyfileobj(src, dst, 8 << 20)
+        runs = {name: _measure(name, path, root, target, args.skip_reference)
+                for name, path in inputs.items() if name in args.inputs}
+        jsonl = runs.get("jsonl") or next(iter(runs.values()))
         result = {
             "bench": "prepare",
             "records": args.records,
             "input_mb": round(size_mb, 1),
             "cpus": os.cpu_count(),
             "planted": planted,
-            "load_avg_1m": round(load_avg, 2),
-            "tuneline_s": round(tuneline_s, 2),
-            "tuneline_cpu_s": round(tuneline_cpu, 2),
-            "tuneline_peak_rss_mb": round(tuneline_peak / 1e6),
-            "reference_s": None if ref_s is None else round(ref_s, 2),
-            "reference_cpu_s": None if ref_cpu is None else round(ref_cpu, 2),
-            "reference_peak_rss_mb": None if ref_peak is None else round(ref_peak / 1e6),
-            "speedup": None if ref_s is None else round(ref_s / tuneline_s, 2),
-            "tuneline_counts": tuneline_counts,
-            "reference_counts": ref_counts,
-            "counts_match": counts_match,
-            "errors": s.errors,
-            "pii": s.pii,
+            **{k: v for k, v in jsonl.items() if k != "input"},
+            "inputs": runs,
             "upload_measured": False,
         }
+        counts_match = all(r["counts_match"] is not False for r in runs.values())
     print(json.dumps(result))
-    if counts_match is False:
-        sys.exit(f"counts differ: tuneline {tuneline_counts} vs reference {ref_counts}")
+    if not counts_match:
+        sys.exit(f"counts differ: {[(k, r['tuneline_counts'], r['reference_counts']) for k, r in runs.items()]}")
+
+
+def _measure(name: str, source: Path, root: Path, target: Target, skip_reference: bool) -> dict:
+    config = DataConfig(source=str(source))
+    gc.collect()
+    load_avg = os.getloadavg()[0]  # other work on the machine when the timed part starts
+    with _PeakRss() as mem:
+        t0 = time.perf_counter()
+        built = build_dataset(config, target, root / f"tuneline-{name}")
+        tuneline_s = time.perf_counter() - t0
+    tuneline_peak, tuneline_cpu = mem.peak, mem.cpu_s
+    s = built.summary
+    print(f"{name} tuneline: {tuneline_s:.1f} s, peak {tuneline_peak / 1e9:.2f} GB", file=sys.stderr)
+    ref_s = ref_peak = ref_cpu = None
+    ref_counts: dict[str, int] = {}
+    if not skip_reference:
+        gc.collect()
+        with _PeakRss() as mem:
+            t0 = time.perf_counter()
+            ref_counts = reference(source, root / f"reference-{name}", config, target)
+            ref_s = time.perf_counter() - t0
+        ref_peak, ref_cpu = mem.peak, mem.cpu_s
+        print(f"{name} reference: {ref_s:.1f} s, peak {ref_peak / 1e9:.2f} GB: {ref_counts}", file=sys.stderr)
+    # Both implementations apply the same rules to the same file: their counts must agree.
+    tuneline_counts = {k: getattr(s, k) for k in ("total", "accepted", "rejected", "duplicates", "filtered")}
+    counts_match = None
+    if not skip_reference:
+        counts_match = tuneline_counts["filtered"] == 0 and all(tuneline_counts[k] == ref_counts[k] for k in ref_counts)
+    for f in (root / f"tuneline-{name}", root / f"reference-{name}"):
+        shutil.rmtree(f, ignore_errors=True)
+    return {
+        "input": name,
+        "load_avg_1m": round(load_avg, 2),
+        "tuneline_s": round(tuneline_s, 2),
+        "tuneline_cpu_s": round(tuneline_cpu, 2),
+        "tuneline_peak_rss_mb": round(tuneline_peak / 1e6),
+        "reference_s": None if ref_s is None else round(ref_s, 2),
+        "reference_cpu_s": None if ref_cpu is None else round(ref_cpu, 2),
+        "reference_peak_rss_mb": None if ref_peak is None else round(ref_peak / 1e6),
+        "speedup": None if ref_s is None else round(ref_s / tuneline_s, 2),
+        "tuneline_counts": tuneline_counts,
+        "reference_counts": ref_counts,
+        "counts_match": counts_match,
+        "errors": s.errors,
+        "pii": s.pii,
+    }
 
 
 if __name__ == "__main__":

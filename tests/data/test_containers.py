@@ -173,3 +173,36 @@ def test_validate_columns_and_extra_keys_options(tmp_path):
     rejected = run("validate", "--input", str(path), "--columns", "prompt=question,completion=answer",
                    "--extra-keys", "reject", "--json")
     assert rejected.exit_code == 2 and json.loads(rejected.stdout)["errors"] == {"unexpected_key": 1}
+
+
+SHAREGPT_EDGE_CASES = [
+    {"id": 1, "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
+    {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "system": "Be kind."},
+    {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "system": " "},
+    {"conversations": [{"from": "user", "value": "q"}, {"from": "assistant", "value": "a"}]},
+    {"conversations": [{"from": "human", "value": "q"}, {"from": "human", "value": "a"}]},
+    {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": " "}]},
+    {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": 3}]},
+    {"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
+    {"conversations": [{"from": "human", "value": "q", "x": 1}, {"from": "gpt", "value": "a"}]},
+]
+
+
+def test_plain_sharegpt_sql_fast_path_equals_the_python_reader(tmp_path):
+    from tuneline.data.formats import FormatProblem, convert
+    from tuneline.records import to_bedrock
+
+    rows = list(SHAREGPT_EDGE_CASES)
+    if FORMATS.is_dir():
+        rows += json.loads((FORMATS / "09_sharegpt_fastchat_dummy.json").read_text())[:50]
+    expected, codes = [], {}
+    for r in rows:
+        try:
+            expected.append(to_bedrock(convert(r).record))
+        except FormatProblem as exc:
+            codes[exc.code] = codes.get(exc.code, 0) + 1
+    path = tmp_path / "sg.json"
+    path.write_text(json.dumps(rows))
+    s, lines = _train(tmp_path, path)
+    assert s.errors == codes and s.accepted + s.duplicates == len(expected)
+    assert {json.dumps(x) for x in lines} == {json.dumps(x) for x in expected}

@@ -132,8 +132,67 @@ def _capability_problem(record: Record, limits: TargetLimits) -> FormatProblem |
     return None
 
 
+_PLAIN_SHAREGPT = '{"conversations": [{"from": "VARCHAR", "value": "VARCHAR"}], "system": "VARCHAR"}'
+
+
+def _parse_plain_sharegpt(con: duckdb.DuckDBPyConnection, config: DataConfig) -> None:
+    """Plain ShareGPT records straight into ``conversations``, in SQL: the same result the Python
+    reader gives them, without a Python object per record (a 1M-record ShareGPT file is common).
+
+    Plain: ``conversations`` of ``{"from", "value"}`` string pairs only, human/gpt (or user/
+    assistant) alternating from the user's turn to the assistant's, no blank value, an optional
+    string ``system``, no key twice; other top-level keys are dropped and counted (only under
+    ``extra_keys: drop``). Anything else takes the Python path, which names its problem.
+    """
+    if config.extra_keys != "drop" or config.format not in ("auto", RecordFormat.SHAREGPT):
+        return
+    con.execute(
+        f"""
+        CREATE TEMP TABLE _sg AS
+        SELECT rid, file_id, keys, s FROM (
+            SELECT rid, file_id, keys, turns, json_transform(text, '{_PLAIN_SHAREGPT}') AS s,
+                   json_type(text, '$.system') AS system_type
+            FROM (
+                SELECT rid, file_id, text, json_keys(text) AS keys, json_extract(text, '$.conversations[*]') AS turns
+                FROM slow_raw
+                WHERE utf8 AND json_valid(text) AND json_type(text) = 'OBJECT' AND json_type(text, '$.conversations') = 'ARRAY'
+            )
+        )
+        WHERE len(keys) = len(list_distinct(keys))
+          AND (system_type IS NULL OR system_type = 'VARCHAR')
+          AND len(turns) >= 2 AND len(turns) % 2 = 0
+          AND list_bool_and(list_transform(turns, lambda t: coalesce(
+                  json_type(t) = 'OBJECT' AND len(json_keys(t)) = 2
+                  AND json_type(t, '$.from') = 'VARCHAR' AND json_type(t, '$.value') = 'VARCHAR', false)))
+          AND list_bool_and(list_transform(s.conversations, lambda t, i: coalesce(
+                  t."from" IN (CASE WHEN i % 2 = 1 THEN 'human' ELSE 'gpt' END, CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END)
+                  AND trim(t.value) <> '', false)))
+        """
+    )
+    con.execute(
+        """
+        INSERT INTO conversations
+        SELECT rid, file_id, CASE WHEN trim(s.system) = '' THEN NULL ELSE s.system END,
+               list_transform(s.conversations, lambda t, i: {'role': CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END,
+                                                              'content': t.value}), 0
+        FROM _sg
+        """
+    )
+    con.execute("INSERT INTO rec_meta SELECT rid, 'sharegpt', 'sft' FROM _sg")
+    con.execute(
+        "INSERT INTO dropped SELECT rid, k FROM (SELECT rid, unnest(keys) AS k FROM _sg) "
+        "WHERE k NOT IN ('conversations', 'system')"
+    )
+    con.execute("DELETE FROM slow_raw WHERE rid IN (SELECT rid FROM _sg)")
+    con.execute("DROP TABLE _sg")
+
+
 def convert_slow_rows(con: duckdb.DuckDBPyConnection, config: DataConfig, limits: TargetLimits) -> None:
     """Convert every JSON object of ``slow_raw`` in place (see the module docstring)."""
+    con.execute("CREATE TABLE rec_meta (rid BIGINT, fmt VARCHAR, kind VARCHAR)")
+    con.execute("CREATE TABLE dropped (rid BIGINT, key VARCHAR)")
+    if not needs_conversion_only(config):
+        _parse_plain_sharegpt(con, config)
     rows = con.execute(
         "SELECT rid, text FROM slow_raw WHERE utf8 AND json_valid(text) AND json_type(text) = 'OBJECT'"
     ).fetchall()
@@ -171,8 +230,6 @@ def convert_slow_rows(con: duckdb.DuckDBPyConnection, config: DataConfig, limits
             continue
         new_rid.append(rid)
         new_text.append(json.dumps(to_bedrock(record), ensure_ascii=False))  # type: ignore[arg-type]
-    con.execute("CREATE TABLE rec_meta (rid BIGINT, fmt VARCHAR, kind VARCHAR)")
-    con.execute("CREATE TABLE dropped (rid BIGINT, key VARCHAR)")
     if meta:
         _insert(con, "rec_meta", {"rid": [m[0] for m in meta], "fmt": [m[1] for m in meta], "kind": [m[2] for m in meta]})
     if dropped:
