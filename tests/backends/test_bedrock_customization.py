@@ -689,3 +689,46 @@ def test_cli_models_and_dry_run(tmp_path: Path, settings: Settings) -> None:
     assert any("end of life on 2026-09-10" in p for p in out["problems"])
     assert out["request"]["baseModelIdentifier"] == HAIKU  # the request is still shown, never sent
     assert "AWS_SECRET_ACCESS_KEY" not in refused.stdout and "testing" not in json.dumps(out["request"])
+
+
+# --- what the tune stage logs, and what the model card says -------------------------------------
+def test_the_described_request_is_exactly_what_submit_sends(
+    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec]
+) -> None:
+    client, stubber = stubbed
+    spec = make_spec(
+        "amazon.nova-2-lite-v1:0:256k",
+        customization_type="REINFORCEMENT_FINE_TUNING",
+        grader={"lambda_arn": GRADER_ARN},
+    )
+    backend = _backend(settings, store, client, "us-east-1")
+    described = backend.describe_request(spec)
+    assert "testing" not in json.dumps(described)  # no credentials in the logged artifact
+    _not_found(stubber, spec)
+    stubber.add_response("create_model_customization_job", {"jobArn": _job_arn(spec)}, described)
+    backend.submit(spec)
+
+
+def test_the_model_card_says_how_the_model_was_customized(lineage: Callable[..., Any]) -> None:
+    from tuneline.governance.model_card import render_model_card
+
+    dataset, model, report, decision = lineage()
+    distilled = _config(
+        "amazon.nova-micro-v1:0:128k",
+        customization_type="DISTILLATION",
+        teacher_model="amazon.nova-premier-v1:0",
+    )
+    card = render_model_card(distilled, "3", dataset, model, report, decision)
+    assert (
+        "- Customized by: Bedrock DISTILLATION; teacher `amazon.nova-premier-v1:0`; data: sft records" in card
+    )
+    rft = _config(
+        "amazon.nova-2-lite-v1:0:256k",
+        customization_type="REINFORCEMENT_FINE_TUNING",
+        grader={"lambda_arn": GRADER_ARN, "tuneline": [{"name": "json_valid"}, {"name": "field_accuracy"}]},
+    )
+    card = render_model_card(rft, "4", dataset, model, report, decision)
+    assert (
+        f"Bedrock REINFORCEMENT_FINE_TUNING; grader Lambda `{GRADER_ARN}` running Tuneline graders "
+        "json_valid, field_accuracy; data: rft records"
+    ) in card

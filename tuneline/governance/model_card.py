@@ -22,6 +22,32 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _customization(config: RunConfig) -> str:
+    """How the model was customized: type, teacher or grader, and the kind of records it used."""
+    from tuneline.config import BedrockTuneConfig
+
+    tune = config.tune
+    if not isinstance(tune, BedrockTuneConfig):
+        return f"{tune.backend} training (supervised records)"
+    from tuneline.backends.bedrock.models import RECORD_KIND_BY_TYPE
+
+    parts = [f"Bedrock {tune.customization_type}"]
+    if tune.customization_type == "DISTILLATION" and tune.teacher_model:
+        parts.append(f"teacher `{tune.teacher_model}`")
+    if tune.grader is not None:
+        graders = ", ".join(g.display_name for g in tune.grader.tuneline)
+        parts.append(
+            f"grader Lambda `{tune.grader.lambda_arn or 'not deployed'}`"
+            + (f" running Tuneline graders {graders}" if graders else "")
+        )
+    parts.append(
+        "data: Bedrock invocation logs"
+        if tune.invocation_logs_s3_uri
+        else f"data: {RECORD_KIND_BY_TYPE[tune.customization_type]} records"
+    )
+    return "; ".join(parts)
+
+
 def render_model_card(
     config: RunConfig,
     version: str,
@@ -55,6 +81,7 @@ def render_model_card(
         "",
         "## Training",
         f"- Job: `{model.job_id}`; weights at `{model.model_uri}`",
+        f"- Customized by: {_customization(config)}",
         f"- Final train loss {_fmt(model.final_train_loss)}, validation loss {_fmt(model.final_validation_loss)}, "
         f"{model.steps} steps",
         "- Hyperparameters:",

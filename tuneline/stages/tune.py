@@ -53,6 +53,11 @@ def run_tune(
     backend = make_backend(ctx, config)
     spec = job_spec(ctx, config, dataset)
     backend.validate(spec)
+    describe = getattr(backend, "describe_request", None)
+    if ctx.run_id and describe is not None:
+        # The exact request a managed backend sends (Bedrock: CreateModelCustomizationJob; no
+        # secrets in it), next to the run, before it is sent.
+        ctx.mlflow.log_dict(ctx.run_id, describe(spec), "tune/request.json")
     job_id = backend.submit(spec)
     if ctx.run_id:
         ctx.mlflow.set_tag(ctx.run_id, JOB_ID_TAG, job_id)

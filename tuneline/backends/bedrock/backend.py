@@ -237,6 +237,34 @@ class BedrockBackend(TuningBackend):
                 return None
             raise
 
+    def describe_request(self, spec: JobSpec) -> dict[str, Any]:
+        """The CreateModelCustomizationJob parameters ``submit`` sends for this spec (no secrets:
+        the role ARN and S3 URIs, never credentials); nothing is staged or sent."""
+        tune = _bedrock_tune(spec)
+        model = bedrock_model_spec(tune.base_model, tune.model_limits)
+        name = bedrock_job_name(spec.name, spec.identity)
+        root = self._job_root(spec, name)
+        uris = {split: self._data_uri(spec, root, split) for split in ("train", "validation")}
+        logs = tune.invocation_logs_s3_uri is not None
+        return customization_request(
+            tune,
+            model,
+            name=name,
+            token=client_request_token(spec.identity),
+            train_uri=None if logs else uris["train"],
+            validation_uri=None if logs else uris["validation"],
+            output_uri=str(root.join("output")) + "/",
+            tags=self._tags(spec),
+        )
+
+    def _data_uri(self, spec: JobSpec, root: S3Uri, split: str) -> str | None:
+        source = spec.dataset.split_uris.get(split)
+        if not source or spec.dataset.splits.get(split, 0) == 0:
+            return None
+        if self.dataset_store is self.store:
+            return source  # already in the S3 that Bedrock reads
+        return str(root.join("data", f"{split}.jsonl"))
+
     def _job_root(self, spec: JobSpec, job_name: str) -> S3Uri:
         tune = _bedrock_tune(spec)
         return S3Uri.parse(tune.output_s3_uri or spec.output_uri).join(job_name)
@@ -244,20 +272,14 @@ class BedrockBackend(TuningBackend):
     def _stage_data(self, spec: JobSpec, root: S3Uri) -> tuple[str, str | None]:
         uris: dict[str, str | None] = {}
         for split in ("train", "validation"):
+            target = uris[split] = self._data_uri(spec, root, split)
             source = spec.dataset.split_uris.get(split)
-            if not source or spec.dataset.splits.get(split, 0) == 0:
-                uris[split] = None
-            elif self.dataset_store is self.store:
-                uris[split] = source  # already in the S3 that Bedrock reads
-            else:
-                target = str(root.join("data", f"{split}.jsonl"))
-                # The key embeds the job identity, hence the dataset version: an object already
-                # there is this very file from an earlier attempt (puts are atomic).
-                if not self.store.exists(target):
-                    with tempfile.TemporaryDirectory(prefix="tuneline-bedrock-") as tmp:
-                        local = self.dataset_store.download_file(source, Path(tmp) / f"{split}.jsonl")
-                        self.store.put_file(target, local)
-                uris[split] = target
+            # The key embeds the job identity, hence the dataset version: an object already there
+            # is this very file from an earlier attempt (puts are atomic).
+            if target is not None and source is not None and target != source and not self.store.exists(target):
+                with tempfile.TemporaryDirectory(prefix="tuneline-bedrock-") as tmp:
+                    local = self.dataset_store.download_file(source, Path(tmp) / f"{split}.jsonl")
+                    self.store.put_file(target, local)
         train = uris["train"]
         if train is None:
             raise ValidationFailedError(
