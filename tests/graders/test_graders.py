@@ -248,3 +248,35 @@ def test_llm_judge_options_are_checked_when_the_config_loads() -> None:
         )
     with pytest.raises(ValidationError, match="rubric"):
         GraderConfig(name="llm_judge", options={"model_id": "m"})
+
+
+def test_reward_function_for_trl_scores_conversational_and_plain_completions() -> None:
+    from tuneline.graders.rewards import reward_function
+    from tuneline.graders.rft_lambda import grade_samples
+
+    graders = [{"name": "json_valid"}, {"name": "field_accuracy", "weight": 3}]
+    reward = reward_function(graders)
+    assert reward.__name__ == "tuneline_graders"
+    references = [{"intent": "billing_issue", "priority": "high"}] * 3
+    prompts = [[{"role": "user", "content": "I was charged twice. Urgent!"}]] * 3
+    completions = [
+        [{"role": "assistant", "content": '{"intent": "billing_issue", "priority": "high"}'}],
+        [{"role": "assistant", "content": '{"intent": "billing_issue", "priority": "low"}'}],
+        [{"role": "assistant", "content": "billing, high"}],
+    ]
+    scores = reward(
+        prompts=prompts, completions=completions, completion_ids=[[1]] * 3, reference_answer=references
+    )
+    assert scores == [1.0, pytest.approx((1 + 3 * 0.5) / 4), 0.0]
+    # The same numbers as the RFT Lambda gives Bedrock for the same answers.
+    samples = [
+        {"id": str(i), "messages": prompts[i] + completions[i], "reference_answer": references[i]}
+        for i in range(3)
+    ]
+    assert [r["aggregate_reward_score"] for r in grade_samples(build_graders(graders), samples)] == scores
+    plain = reward(
+        prompts=["q"],
+        completions=['{"intent": "billing_issue", "priority": "high"}'],
+        reference_answer=references[:1],
+    )
+    assert plain == [1.0]
