@@ -732,3 +732,29 @@ def test_the_model_card_says_how_the_model_was_customized(lineage: Callable[...,
         f"Bedrock REINFORCEMENT_FINE_TUNING; grader Lambda `{GRADER_ARN}` running Tuneline graders "
         "json_valid, field_accuracy; data: rft records"
     ) in card
+
+
+def test_dry_run_checks_the_serving_mode_against_the_model(tmp_path: Path) -> None:
+    data = _nova_file(tmp_path)
+    nova = _config("amazon.nova-micro-v1:0:128k").model_copy(
+        update={
+            "promotion": _config("amazon.nova-micro-v1:0:128k").promotion.model_copy(
+                update={"serving": "on-demand-deployment"}
+            )
+        }
+    )
+    assert dry_run(nova, data, bucket=BUCKET, region="us-east-1", today=TODAY).problems == []
+    llama = RunConfig.model_validate(
+        {
+            "name": "support-tickets",
+            "data": {"source": str(TICKETS)},
+            "tune": {
+                "backend": "bedrock",
+                "base_model": "meta.llama3-1-8b-instruct-v1:0:128k",
+                "role_arn": ROLE,
+            },
+            "promotion": {"serving": "on-demand-deployment"},
+        }
+    )
+    problems = dry_run(llama, TICKETS, bucket=BUCKET, region="us-west-2", today=TODAY).problems
+    assert any("provisioned-throughput only" in p for p in problems), problems

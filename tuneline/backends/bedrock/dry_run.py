@@ -191,6 +191,11 @@ def dry_run(
     except ModelRetiredError as exc:
         problems.append(str(exc))
     problems.extend(customization_problems(tune, model, region=region))
+    if config.promotion.serving == "on-demand-deployment" and model.serving != "on-demand-deployment":
+        problems.append(
+            f"promotion.serving=on-demand-deployment: custom {model.label or model.model_id} models are served "
+            "through provisioned-throughput only (on demand: Nova custom models)"
+        )
 
     kind = tune.customization_type
     single_turn = not model.model_id.startswith("amazon.")
