@@ -1,6 +1,10 @@
 """A whole Tuneline installation for browser tests: the stack on free ports, the work pool, every
 deployment and automation of the repository's prefect.yaml, and a worker, each started the way a
-user starts them (the `prefect` and `tuneline` commands)."""
+user starts them (the `prefect` and `tuneline` commands).
+
+The stack is authenticated as by default: the commands and the worker get Prefect's auth string and
+MLflow's credentials from the settings (``prefect_env()``, ``as_env()``), and the browser logs in
+to the Prefect UI through its login page and to MLflow with HTTP basic auth before a test gets it."""
 
 from __future__ import annotations
 
@@ -74,16 +78,22 @@ def _up_in_parallel(settings: Settings) -> None:
 
 
 @pytest.fixture
-def installation(make_stack_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[Installation]:
+def installation(
+    make_stack_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Installation]:
     # The bucket is the deployments' default (the sensor watches s3://tuneline/incoming/...): this
     # SeaweedFS is the test's own, so the name collides with nothing.
     settings = stack.with_stack_credentials(make_stack_settings(s3_bucket="tuneline"), create=True)
+    assert not settings.stack_insecure and settings.prefect_api_auth_string and settings.mlflow_password
+    # The test's own MLflow clients authenticate like the product's (MLflow's standard variables).
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", settings.mlflow_username or "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", settings.mlflow_password.get_secret_value())
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNELINE_", "PREFECT_"))}
     env.update(settings.as_env())
+    env.update(settings.prefect_env())  # the API URL and its auth string
     env.update(
         {
-            "PREFECT_API_URL": settings.prefect_api_url,
             "PREFECT_UI_URL": settings.prefect_ui_url,
             "PREFECT_HOME": str(tmp_path / "prefect-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -125,9 +135,12 @@ def installation(make_stack_settings: Callable[..., Settings], tmp_path: Path) -
 def prefect_client(installation: Installation) -> Iterator[Any]:
     """A Prefect client of the installation's server, for waiting on runs (the UI does the rest)."""
     from prefect import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: installation.settings.prefect_api_url}):
+    auth = installation.settings.prefect_api_auth_string
+    assert auth is not None
+    updates = {PREFECT_API_URL: installation.settings.prefect_api_url, PREFECT_API_AUTH_STRING: auth.get_secret_value()}
+    with temporary_settings(updates=updates):
         with get_client(sync_client=True) as client:
             yield client
 
@@ -151,15 +164,47 @@ def example_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    """A page in Debian's headless Chromium, driven by Playwright."""
+def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A page in Debian's headless Chromium, driven by Playwright.
+
+    With an ``installation`` in the test, the page is logged in as a person would: MLflow's basic
+    auth (the browser's credentials prompt) and the Prefect UI's login page, given the auth string
+    that ``tuneline stack env`` prints as PREFECT_API_AUTH_STRING.
+    """
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium package)")
     from playwright.sync_api import sync_playwright
 
+    installation: Installation | None = (
+        request.getfixturevalue("installation") if "installation" in request.fixturenames else None
+    )
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield chromium.new_page(viewport={"width": 1400, "height": 1000})
+            options: dict[str, Any] = {"viewport": {"width": 1400, "height": 1000}}
+            if installation is not None:
+                settings = installation.settings
+                assert settings.mlflow_password is not None
+                options["http_credentials"] = {
+                    "username": settings.mlflow_username or "admin",
+                    "password": settings.mlflow_password.get_secret_value(),
+                }
+            page = chromium.new_context(**options).new_page()
+            if installation is not None:
+                _log_in_to_prefect(page, installation)
+            yield page
         finally:
             chromium.close()
+
+
+def _log_in_to_prefect(page: Any, installation: Installation) -> None:
+    """The Prefect UI's own login page: without it the UI shows nothing of the server."""
+    auth = installation.settings.prefect_api_auth_string
+    assert auth is not None
+    page.goto(f"{installation.prefect_ui}/dashboard")
+    password = page.get_by_placeholder("admin:pass")
+    password.wait_for(timeout=60_000)  # the UI sends an unauthenticated visitor to its login page
+    password.fill(auth.get_secret_value())
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+    password.wait_for(state="detached", timeout=60_000)
