@@ -625,10 +625,10 @@ def test_dry_run_lists_record_problems_by_line_and_the_eol_refusal(tmp_path: Pat
             '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]}\n'
         )
     result = dry_run(config, rft_data, bucket=BUCKET, region="us-east-1", today=TODAY)
-    assert (
-        "rft.jsonl line 51: RFT prompts end with the user turn (the model writes the answer)"
-        in result.problems
-    )
+    # The conversation rules are tuneline.records.RftRecord's, the same as prepare applies.
+    assert any(
+        p.startswith("rft.jsonl line 51: ") and 'the last turn must be "user"' in p for p in result.problems
+    ), result.problems
     assert 'rft.jsonl line 51: needs "reference_answer" (what the grader compares against)' in result.problems
     assert any("needs at least 100" in p for p in result.problems)
     retired = dry_run(_config(HAIKU), TICKETS, bucket=BUCKET, region="us-west-2", today=TODAY)

@@ -127,9 +127,8 @@ def check_records(record: Any, *, kind: str, record_format: str, single_turn: bo
     elif isinstance(system, list):
         chars += sum(len(t) for t in (_texts_of_content(system) or []))
     if kind == "REINFORCEMENT_FINE_TUNING":
-        turns = [r for r in roles if r != "system"]
-        if not turns or turns[-1] != "user":
-            problems.append("RFT prompts end with the user turn (the model writes the answer)")
+        if not problems:
+            problems.extend(_rft_record_problems(record))
         if "reference_answer" not in record:
             problems.append('needs "reference_answer" (what the grader compares against)')
         return problems, chars
@@ -149,6 +148,31 @@ def check_records(record: Any, *, kind: str, record_format: str, single_turn: bo
         if any(marker in json.dumps(record) for marker in ("\\nHuman:", "\\nAssistant:")):
             problems.append('contains "\\nHuman:" or "\\nAssistant:", which Bedrock refuses')
     return problems, chars
+
+
+def _rft_record_problems(record: dict[str, Any]) -> list[str]:
+    """Bedrock's RFT line as Tuneline's own RFT record (``tuneline.records.RftRecord``): the same
+    conversation rules as prepare (user opens, roles alternate, the user turn closes)."""
+    from pydantic import ValidationError
+
+    from tuneline.records import RftRecord
+
+    messages = record["messages"]
+    system = "".join(_text(m.get("content")) for m in messages if m.get("role") == "system") or None
+    turns = [
+        {"role": m["role"], "content": _text(m.get("content"))} for m in messages if m.get("role") != "system"
+    ]
+    try:
+        RftRecord.model_validate(
+            {"system": system, "messages": turns, "reference_answer": record.get("reference_answer")}
+        )
+    except ValidationError as exc:
+        return [str(err["msg"]).removeprefix("Value error, ") for err in exc.errors()]
+    return []
+
+
+def _text(content: Any) -> str:
+    return "".join(_texts_of_content(content) or [])
 
 
 def validate_against_service_model(params: dict[str, Any]) -> list[str]:
