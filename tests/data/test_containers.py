@@ -206,3 +206,38 @@ def test_plain_sharegpt_sql_fast_path_equals_the_python_reader(tmp_path):
     s, lines = _train(tmp_path, path)
     assert s.errors == codes and s.accepted + s.duplicates == len(expected)
     assert {json.dumps(x) for x in lines} == {json.dumps(x) for x in expected}
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_records = st.lists(
+    st.one_of(
+        st.builds(_chat, st.integers(0, 5)),
+        st.fixed_dictionaries({"conversations": st.lists(
+            st.fixed_dictionaries({"from": st.sampled_from(["human", "gpt", "system", "bot"]),
+                                   "value": st.text(max_size=4)}), max_size=4)}),
+        st.dictionaries(st.sampled_from(["instruction", "output", "text", "label", "messages", "x"]),
+                        st.one_of(st.none(), st.text(max_size=3), st.integers(), st.lists(st.integers(), max_size=2)),
+                        max_size=3),
+        st.integers(), st.text(max_size=3),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=_records, container=st.sampled_from(["array", "data", "jsonl.gz"]), tail=st.binary(max_size=8))
+def test_fuzz_containers_never_raise_and_always_reconcile(tmp_path_factory, rows, container, tail):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    if container == "array":
+        path, body = tmp / "f.json", json.dumps(rows).encode() + tail
+    elif container == "data":
+        path, body = tmp / "f.json", json.dumps({"data": rows}).encode()
+    else:
+        path = tmp / "f.jsonl.gz"
+        body = gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in rows) + tail)
+    path.write_bytes(body)
+    s = validate(DataConfig(source=str(path)), Target.LOCAL)
+    assert s.total == s.accepted + s.rejected + s.duplicates + s.filtered
+    assert s.files_skipped or s.total == len(rows) or container == "jsonl.gz"

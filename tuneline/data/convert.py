@@ -61,8 +61,16 @@ def _first_duplicate(value: object, path: str = "") -> tuple[str, str, int] | No
 def decode_record(text: str) -> object:
     """``json.loads``, but a key given twice in one object is a ``duplicate_key`` problem: JSON
     readers disagree which value counts, so what a reviewer reads may not be what is trained on."""
-    obj = json.loads(text, object_pairs_hook=_pairs)
-    if found := _first_duplicate(obj):
+    try:
+        obj = json.loads(text, object_pairs_hook=_pairs)
+        found = _first_duplicate(obj)
+    except RecursionError:
+        raise FormatProblem(
+            E.WRONG_TYPE, None,
+            "the record nests lists/objects deeper than any record format does (hundreds of levels): "
+            "it cannot be a training record; check how the file was written",
+        ) from None
+    if found:
         where, key, n = found
         field = f"{where}.{key}" if where else key
         raise FormatProblem(

@@ -215,10 +215,13 @@ def _is_json_document(path: Path) -> bool:
         return False
     first = head.split(b"\n", 1)[0]
     try:
-        json.loads(first)
+        obj = json.loads(first)
     except ValueError:
         return True
-    return False
+    # One line holding {"data": [...]} is the list of records, not one record.
+    return isinstance(obj, dict) and any(isinstance(obj.get(k), list) for k in _LIST_KEYS) and not (
+        {"messages", "conversations", "prompt", "instruction", "text"} & obj.keys()
+    )
 
 
 _LIST_KEYS = ("data", "train", "records", "examples", "instances", "rows", "items", "samples")
