@@ -16,6 +16,7 @@ from tuneline.config import RunConfig, SuiteKind
 from tuneline.data.versions import read_split
 from tuneline.errors import EvaluationError
 from tuneline.evaluation.cache import ResultCache
+from tuneline.evaluation.mlflow_views import log_evaluation_views
 from tuneline.evaluation.report import plot_comparisons, render_report
 from tuneline.evaluation.runner import EvaluationResult, Judge, ModelUnderTest, evaluate_models
 from tuneline.evaluation.suites import LoadedSuite
@@ -151,3 +152,5 @@ def _log_to_mlflow(ctx: StageContext, result: EvaluationResult, markdown: str, r
     with tempfile.TemporaryDirectory() as tmp:
         chart = plot_comparisons(list(result.comparisons), Path(tmp) / "comparison.png")
         ctx.mlflow.log_artifact(run_id, str(chart), "evaluate")
+    # MLflow's own views: an evaluation run of scored traces per model, charts with CIs, answers side by side
+    log_evaluation_views(ctx.mlflow, run_id, result)
