@@ -8,11 +8,12 @@ on this machine, so training metrics go through :class:`BatchedMetricsLogger`, w
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -34,11 +35,14 @@ __all__ = [
     "configure_mlflow",
     "experiment_url",
     "get_or_create_experiment",
+    "listen_to_metrics",
     "log_params_safe",
     "model_version_url",
     "run_url",
     "unreachable_as_service_error",
 ]
+
+_log = logging.getLogger(__name__)
 
 REDACTED = "***redacted***"
 
@@ -171,6 +175,41 @@ def _logged_steps(client: MlflowClient, run_id: str) -> dict[str, set[int]]:
     return {key: {m.step for m in client.get_metric_history(run_id, key)} for key in keys}
 
 
+_listeners: dict[str, list[Callable[[Mapping[str, float], int], None]]] = {}
+_listeners_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def listen_to_metrics(run_id: str, listener: Callable[[Mapping[str, float], int], None]) -> Iterator[None]:
+    """Call ``listener(metrics, step)`` for every metric a :class:`BatchedMetricsLogger` of this run
+    takes, as it takes it (before the batch goes out): a live progress view of a training loop
+    that only knows its metrics sink. A listener that raises is dropped, never training."""
+    with _listeners_lock:
+        _listeners.setdefault(run_id, []).append(listener)
+    try:
+        yield
+    finally:
+        with _listeners_lock:
+            remaining = [x for x in _listeners.get(run_id, []) if x is not listener]
+            if remaining:
+                _listeners[run_id] = remaining
+            else:
+                _listeners.pop(run_id, None)
+
+
+def _tell_listeners(run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    with _listeners_lock:
+        listeners = list(_listeners.get(run_id, ()))
+    for listener in listeners:
+        try:
+            listener(metrics, step)
+        except Exception:  # noqa: BLE001 - a progress view must not stop training
+            _log.warning("metrics listener %r of run %s failed; dropped", listener, run_id, exc_info=True)
+            with _listeners_lock:
+                if listener in _listeners.get(run_id, []):
+                    _listeners[run_id].remove(listener)
+
+
 class BatchedMetricsLogger:
     """A ``MetricsSink`` that buffers metrics and sends them with ``log_batch`` from a thread.
 
@@ -216,6 +255,7 @@ class BatchedMetricsLogger:
 
     # MetricsSink
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        _tell_listeners(self.run_id, metrics, step)
         timestamp = int(time.time() * 1000)
         batch = [
             Metric(key, float(value), timestamp, step)
