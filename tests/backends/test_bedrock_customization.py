@@ -758,3 +758,74 @@ def test_dry_run_checks_the_serving_mode_against_the_model(tmp_path: Path) -> No
     )
     problems = dry_run(llama, TICKETS, bucket=BUCKET, region="us-west-2", today=TODAY).problems
     assert any("provisioned-throughput only" in p for p in problems), problems
+
+
+class _RecordingMlflow:
+    """Just the MlflowClient calls the tune stage makes before a failed job ends it."""
+
+    def __init__(self) -> None:
+        self.dicts: dict[str, Any] = {}
+        self.tags: dict[str, str] = {}
+
+    def log_dict(self, run_id: str, value: Any, artifact_file: str) -> None:
+        self.dicts[artifact_file] = json.loads(json.dumps(value))
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.tags[key] = value
+
+    def get_run(self, run_id: str) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(data=SimpleNamespace(metrics={}))
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Any]:
+        return []
+
+    def log_batch(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def test_the_tune_stage_logs_the_request_it_sends_as_an_mlflow_artifact(
+    settings: Settings,
+    store: ObjectStore,
+    stubbed: tuple[Any, Stubber],
+    make_spec: Callable[..., JobSpec],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tuneline.stages import tune as tune_stage
+    from tuneline.stages.context import StageContext
+
+    client, stubber = stubbed
+    spec = make_spec(
+        "amazon.nova-micro-v1:0:128k", customization_type="DISTILLATION", teacher_model="amazon.nova-pro-v1:0"
+    )
+    config = RunConfig.model_validate(
+        {
+            "name": spec.name,
+            "data": {"source": str(TICKETS)},
+            "tune": spec.tune.model_dump(mode="json"),
+        }
+    )
+    backend = _backend(settings, store, client, "us-east-1")
+    ctx = StageContext(settings.model_copy(update={"bedrock_region": "us-east-1"}), run_id="run-1")
+    mlflow = _RecordingMlflow()
+    ctx.__dict__.update(mlflow=mlflow, store=store)  # the cached properties, filled in
+    monkeypatch.setattr(tune_stage, "make_backend", lambda ctx, config: backend)
+    monkeypatch.setattr(tune_stage, "job_spec", lambda ctx, config, dataset: spec)
+    _not_found(stubber, spec)
+    expected = _expected(
+        spec,
+        "DISTILLATION",
+        hyperParameters=NOVA_FT,
+        customizationConfig={
+            "distillationConfig": {"teacherModelConfig": {"teacherModelIdentifier": "amazon.nova-pro-v1:0"}}
+        },
+    )
+    stubber.add_response("create_model_customization_job", {"jobArn": _job_arn(spec)}, expected)
+    stubber.add_response(
+        "get_model_customization_job", _job(spec, "Failed", failureMessage="teacher not enabled")
+    )
+    with pytest.raises(JobFailedError, match="teacher not enabled"):
+        tune_stage.run_tune(ctx, config, spec.dataset)
+    assert mlflow.dicts["tune/request.json"] == expected
+    assert "testing" not in json.dumps(mlflow.dicts["tune/request.json"])
