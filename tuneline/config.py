@@ -73,7 +73,14 @@ class PiiPolicy(_Strict):
     credit_card: PiiAction = PiiAction.REDACT
     ssn: PiiAction = PiiAction.REDACT
     ip_address: PiiAction = PiiAction.REDACT
+    iban: PiiAction = PiiAction.REDACT
+    mac_address: PiiAction = PiiAction.REDACT
+    # Credentials: a record holding one came from somewhere it should not have; reject it.
     aws_access_key: PiiAction = PiiAction.REJECT
+    aws_secret_key: PiiAction = PiiAction.REJECT
+    api_token: PiiAction = PiiAction.REJECT
+    private_key: PiiAction = PiiAction.REJECT
+    url_credentials: PiiAction = PiiAction.REJECT  # scheme://user:password@host
 
 
 class DedupeConfig(_Strict):

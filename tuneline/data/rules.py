@@ -20,11 +20,12 @@ MinHash near-duplicates (see ``dedupe.py``).
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from tuneline.config import DataConfig, PiiAction, PiiPolicy, Target
+from tuneline.data import pii
 from tuneline.data.codes import ErrorCode as E
 from tuneline.data.convert import convert_slow_rows, needs_conversion_only
-from tuneline.data.pii import PII_TYPES, placeholder
 from tuneline.data.targets import TargetLimits, limits_for
 from tuneline.records import RecordFormat
 
@@ -516,67 +517,44 @@ def check_records(con: duckdb.DuckDBPyConnection, limits: TargetLimits) -> None:
 def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
     """Count PII per type in ``conversations``, redact in place, and reject records per the policy.
 
-    Creates ``pii_found(rid, idx, type, n)``. A cheap combined pattern picks the few records, then
-    texts, that can hold PII at all; only those go through the per-type passes.
+    Creates ``pii_found(rid, idx, type, n)``. The cheap ``pii.PREFILTER`` (RE2) picks the few
+    records, then texts, that can hold PII at all; only those go through ``pii.scan_texts``
+    (normalisation, validating detectors) in Python.
     """
-    combined = "|".join(f"(?:{t.pattern})" for t in PII_TYPES)
-    con.execute(
-        """
-        CREATE MACRO _luhn(s) AS (
-            length(s) BETWEEN 13 AND 19 AND list_sum(list_transform(range(length(s)), lambda i:
-                CASE WHEN i % 2 = 0 THEN CAST(s[length(s) - i] AS INTEGER)
-                     WHEN CAST(s[length(s) - i] AS INTEGER) > 4 THEN CAST(s[length(s) - i] AS INTEGER) * 2 - 9
-                     ELSE CAST(s[length(s) - i] AS INTEGER) * 2 END)) % 10 = 0)
-        """
-    )
-    # No pattern can match across the record separator chr(30) (no pattern admits it, and it is
-    # a word boundary like the end of a text), so a record matches iff one of its texts does.
+    # No prefilter branch can match across the record separator chr(30), so a record matches
+    # iff one of its texts does.
     con.execute(
         "CREATE TEMP TABLE screened AS SELECT * FROM conversations WHERE regexp_matches(concat_ws(chr(30), "
-        f"system, array_to_string(list_transform(messages, lambda m: m.content), chr(30))), {_lit(combined)})"
+        f"system, array_to_string(list_transform(messages, lambda m: m.content), chr(30))), {_lit(pii.PREFILTER)})"
     )
-    con.execute(
-        f"CREATE TABLE pii_cand AS SELECT rid, idx, text FROM ({conversation_texts('screened')}) "
-        f"WHERE regexp_matches(text, {_lit(combined)})"
-    )
+    cand = con.sql(
+        f"SELECT rid, idx, text FROM ({conversation_texts('screened')}) WHERE regexp_matches(text, {_lit(pii.PREFILTER)})"
+    ).to_arrow_table()
     con.execute("DROP TABLE screened")
-    # Each type's pass sees the previous type's output, so one span is never counted twice. A
-    # type's spans are found in one query level and replaced in the next, so that the replace
-    # reads them as a column (an alias in the same SELECT would be computed again) and runs only
-    # on the texts that hold some.
-    selects = "SELECT rid, idx, text FROM pii_cand"
-    carried = ["rid", "idx", "text"]
-    counts = []
-    prev = "text"
-    for i, t in enumerate(PII_TYPES):
-        found = f"regexp_extract_all({prev}, {_lit(t.pattern)})"
-        if t.luhn:
-            # A candidate holds only digits, spaces and dashes (see the pattern). _luhn is a macro:
-            # its argument is spelled out at each of its ~40 uses, so it must be cheap (with
-            # regexp_replace() this filter took 0.5 s for 10k candidates; with replace() 0.2 s).
-            found = f"list_filter({found}, lambda c: _luhn(replace(replace(c, ' ', ''), '-', '')))"
-        selects = f"SELECT {', '.join(carried)}, {found} AS f{i} FROM ({selects})"
-        carried.append(f"f{i}")
-        counts.append(f"len(f{i}) AS n{i}")
-        if getattr(policy, t.name) is PiiAction.REDACT:
-            if t.luhn:
-                out = f"list_reduce(list_prepend({prev}, f{i}), lambda acc, c: replace(acc, c, {_lit(placeholder(t.name))}))"
-            else:
-                out = f"regexp_replace({prev}, {_lit(t.pattern)}, {_lit(placeholder(t.name))}, 'g')"
-            selects = f"SELECT {', '.join(carried)}, CASE WHEN len(f{i}) = 0 THEN {prev} ELSE {out} END AS t{i} FROM ({selects})"
-            carried.append(f"t{i}")
-            prev = f"t{i}"
-    con.execute(
-        f"CREATE TABLE pii_scan AS SELECT rid, idx, {prev} AS redacted, {', '.join(counts)} FROM ({selects})"
+    rids, idxs = cand.column("rid").to_pylist(), cand.column("idx").to_pylist()
+    scan_rows: dict[str, list] = {"rid": [], "idx": [], "redacted": []}
+    found_rows: dict[str, list] = {"rid": [], "idx": [], "type": [], "n": []}
+    for pos, redacted, counts in pii.scan_texts(cand.column("text").to_pylist(), policy):
+        scan_rows["rid"].append(rids[pos])
+        scan_rows["idx"].append(idxs[pos])
+        scan_rows["redacted"].append(redacted)
+        for kind, n in counts.items():
+            found_rows["rid"].append(rids[pos])
+            found_rows["idx"].append(idxs[pos])
+            found_rows["type"].append(kind)
+            found_rows["n"].append(n)
+    del cand
+    scan = pa.table(scan_rows, schema=pa.schema([("rid", pa.int64()), ("idx", pa.int64()), ("redacted", pa.string())]))
+    found = pa.table(
+        found_rows, schema=pa.schema([("rid", pa.int64()), ("idx", pa.int64()), ("type", pa.string()), ("n", pa.int64())])
     )
-    unions = " UNION ALL ".join(
-        f"SELECT rid, idx, {_lit(t.name)} AS type, n{i} AS n FROM pii_scan WHERE n{i} > 0"
-        for i, t in enumerate(PII_TYPES)
-    )
-    con.execute(
-        f"CREATE TABLE pii_found AS SELECT rid, idx, type, sum(n)::BIGINT AS n FROM ({unions}) GROUP BY ALL"
-    )
-    changed = "SELECT s.rid FROM pii_scan s JOIN pii_cand c USING (rid, idx) WHERE s.redacted IS DISTINCT FROM c.text"
+    con.register("pii_scan_arrow", scan)
+    con.register("pii_found_arrow", found)
+    con.execute("CREATE TABLE pii_scan AS SELECT * FROM pii_scan_arrow")
+    con.execute("CREATE TABLE pii_found AS SELECT * FROM pii_found_arrow")
+    con.unregister("pii_scan_arrow")
+    con.unregister("pii_found_arrow")
+    changed = "SELECT DISTINCT rid FROM pii_scan"
     con.execute(f"CREATE TEMP TABLE changed AS SELECT * FROM conversations WHERE rid IN ({changed})")
     redacted = (
         f"(SELECT t.rid, t.idx, t.role, coalesce(s.redacted, t.text) AS text FROM ({conversation_texts('changed')}) t "
@@ -587,9 +565,7 @@ def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
     con.execute("DELETE FROM conversations WHERE rid IN (SELECT rid FROM pii_redacted)")
     con.execute("INSERT INTO conversations SELECT * FROM pii_redacted")
     con.execute("DROP TABLE pii_redacted")
-    rejecting = [
-        name for name in dict.fromkeys(t.name for t in PII_TYPES) if getattr(policy, name) is PiiAction.REJECT
-    ]
+    rejecting = [kind for kind in pii.PII_KINDS if getattr(policy, kind) is PiiAction.REJECT]
     if rejecting:
         names = ", ".join(_lit(n) for n in rejecting)
         con.execute(
