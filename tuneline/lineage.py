@@ -15,6 +15,7 @@ from tuneline.config import Target
 
 __all__ = [
     "CheckResult",
+    "DatasetCounts",
     "DatasetVersion",
     "Decision",
     "EvaluationReport",
@@ -31,12 +32,10 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class DatasetVersion(_Record):
-    """A prepared, immutable dataset: ``uri`` is ``s3://bucket/datasets/<name>/<version>/``."""
+class DatasetCounts(_Record):
+    """What prepare counted, declared once: the prepare summary and every dataset version hold it.
+    ``total = accepted + rejected + duplicates + filtered``."""
 
-    name: str
-    version: str = Field(description="Content hash of the prepared data and the prepare config.")
-    uri: str
     target: Target
     total: int
     accepted: int
@@ -44,11 +43,19 @@ class DatasetVersion(_Record):
     duplicates: int
     filtered: int = 0
     splits: dict[str, int] = Field(description="split name -> record count")
-    split_uris: dict[str, str] = Field(description="split name -> s3:// URI of its JSONL")
     tokens: int
     errors: dict[str, int] = Field(default_factory=dict, description="error code -> count")
     pii: dict[str, int] = Field(default_factory=dict, description="PII type -> count")
     estimated_cost_usd: float | None = None
+
+
+class DatasetVersion(DatasetCounts):
+    """A prepared, immutable dataset: ``uri`` is ``s3://bucket/datasets/<name>/<version>/``."""
+
+    name: str
+    version: str = Field(description="Content hash of the prepared data and the prepare config.")
+    uri: str
+    split_uris: dict[str, str] = Field(description="split name -> s3:// URI of its JSONL")
 
 
 class JobState(StrEnum):

@@ -85,7 +85,16 @@ class RecordKind(StrEnum):
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
-class ToolSpec(BaseModel):
+class _Hashable(BaseModel):
+    """Frozen and hashable although some fields are JSON objects (dicts): hashed by their JSON."""
+
+    model_config = _FROZEN
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.model_dump_json()))
+
+
+class ToolSpec(_Hashable):
     """A tool the conversation may call: name, description and JSON-schema parameters."""
 
     model_config = _FROZEN
@@ -95,7 +104,7 @@ class ToolSpec(BaseModel):
     parameters: dict[str, JsonValue] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
-class ToolCall(BaseModel):
+class ToolCall(_Hashable):
     """One call of a tool by the assistant. ``arguments`` is the decoded JSON object."""
 
     model_config = _FROZEN
@@ -105,7 +114,7 @@ class ToolCall(BaseModel):
     arguments: dict[str, JsonValue] = Field(default_factory=dict)
 
 
-class MediaBlock(BaseModel):
+class MediaBlock(_Hashable):
     """An image, video or document the turn refers to, by S3 location (never inlined bytes)."""
 
     model_config = _FROZEN
@@ -116,7 +125,7 @@ class MediaBlock(BaseModel):
     bucket_owner: str | None = None
 
 
-class Message(BaseModel):
+class Message(_Hashable):
     """One turn. ``content`` is its text ('' for an assistant turn made only of tool calls).
 
     ``role="tool"`` is a tool result (``tool_call_id`` names the call it answers); ``tool_calls``
@@ -194,7 +203,7 @@ def check_conversation(messages: tuple[Message, ...], *, last: Literal["assistan
         )
 
 
-class _Base(BaseModel):
+class _Base(_Hashable):
     model_config = _FROZEN
     kind: ClassVar[RecordKind]
 

@@ -227,3 +227,10 @@ def test_fuzz_convert_only_raises_format_problems(obj):
         assert exc.code and exc.message
     else:
         assert conv.record.kind in RecordKind
+
+
+def test_records_are_hashable_with_metadata_and_tools():
+    rec = convert({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                   "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+                   "id": 1}, extra_keys="keep").record
+    assert rec.metadata == {"id": 1} and len({rec, rec.model_copy()}) == 1

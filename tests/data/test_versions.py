@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -48,7 +49,8 @@ def test_prepare_from_s3_source_publishes_a_complete_version(object_store, s3_pr
     assert load_dataset_version(object_store, v.uri) == v
     rejected = [json.loads(x) for x in object_store.get_bytes(v.uri + "rejected.jsonl").splitlines()]
     assert rejected == [
-        {"file": "part-0.jsonl", "line": 61, "original": "not json", "errors": rejected[0]["errors"]}
+        {"file": "part-0.jsonl", "line": 61, "original_sha256": hashlib.sha256(b"not json").hexdigest(),
+         "errors": rejected[0]["errors"]}
     ]
     assert rejected[0]["errors"][0]["code"] == "invalid_json"
     back = [r for s in ("train", "validation", "test") for r in read_split(object_store, v.uri, s)]
@@ -102,7 +104,10 @@ def test_limit_errors_upload_nothing(object_store, write_lines, records):
     with pytest.raises(DatasetLimitError, match="too_few_records") as info:
         prepare(DataConfig(source=str(path)), Target.BEDROCK_CLAUDE_HAIKU, "toofew", object_store)
     assert info.value.summary.accepted == 10
-    assert not list(object_store.list_keys(object_store.uri("datasets/toofew/")))
+    # No version is published; only the rejected report (reason, place, digest), named in the problems.
+    keys = list(object_store.list_keys(object_store.uri("datasets/toofew/")))
+    assert keys and all(k.startswith("datasets/toofew/_rejected/") for k in keys)
+    assert any("_rejected/" in p for p in info.value.summary.problems)
 
 
 def test_nova_target_writes_nova_records(object_store, write_lines, records):

@@ -33,7 +33,7 @@ from tuneline.data.targets import PRICES_TAKEN_ON, TargetLimits, estimate_cost_u
 from tuneline.data.tokens import CharEstimateCounter, TokenCounter
 from tuneline.data.versions import check_dataset_name, publish_version
 from tuneline.errors import DataError
-from tuneline.lineage import DatasetVersion
+from tuneline.lineage import DatasetCounts, DatasetVersion
 from tuneline.records import NOVA_SCHEMA_VERSION, RecordFormat
 from tuneline.storage.s3 import ObjectStore, S3Uri
 
@@ -56,22 +56,10 @@ _WRITE_BATCH = 65_536
 _EXAMPLES_PER_CODE = 3
 
 
-class PrepareSummary(BaseModel):
-    """The counts of one prepare/validate run; ``total = accepted + rejected + duplicates + filtered``."""
+class PrepareSummary(DatasetCounts):
+    """The counts of one prepare/validate run (``DatasetCounts``, which each version keeps) and
+    what only the run itself knows: formats, kinds, dropped keys, skipped files, examples."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    target: Target
-    total: int
-    accepted: int
-    rejected: int
-    duplicates: int
-    filtered: int
-    errors: dict[str, int] = Field(description="error code -> records with it")
-    pii: dict[str, int] = Field(description="PII type -> occurrences found")
-    splits: dict[str, int]
-    tokens: int = Field(description="tokens in accepted records")
-    estimated_cost_usd: float | None
     formats: dict[str, str] = Field(default_factory=dict, description="input file -> its most common record format")
     kinds: dict[str, int] = Field(default_factory=dict, description="record kind -> records read as that kind")
     dropped_keys: dict[str, int] = Field(
@@ -169,18 +157,8 @@ def prepare(
                 name=name,
                 version=version,
                 uri=uri,
-                target=target,
-                total=summary.total,
-                accepted=summary.accepted,
-                rejected=summary.rejected,
-                duplicates=summary.duplicates,
-                filtered=summary.filtered,
-                splits=summary.splits,
                 split_uris={s: str(base.join(f"{s}.jsonl")) for s in SPLITS},
-                tokens=summary.tokens,
-                errors=summary.errors,
-                pii=summary.pii,
-                estimated_cost_usd=summary.estimated_cost_usd,
+                **summary.model_dump(include=set(DatasetCounts.model_fields)),
             )
 
         dataset_version, written = publish_version(store, name, version, built.files_dir, describe)
