@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from pydantic import SecretStr
 
 from tuneline.settings import Settings
 from tuneline.stack.mlflow_server import MlflowServer
@@ -166,7 +167,9 @@ def test_seaweedfs_runs_with_the_local_stack_flags(compose, tmp_path: Path) -> N
     ours, theirs = _flags(local), _flags(service["command"])
     # Inside the container: its own data path, reachable by the other containers, and the
     # internal components on weed's default ports (only S3 is used from outside).
-    container_only = {"dir", "ip", "ip.bind"}
+    # (s3.config: the compose SeaweedFS has the one identity of its environment, not the local
+    # stack's separate pipeline and audit-writer identities.)
+    container_only = {"dir", "ip", "ip.bind", "s3.config"}
     internal_ports = {
         f"{component}.{kind}"
         for component in ("master", "volume", "filer", "admin")
@@ -197,9 +200,13 @@ def test_mlflow_proxies_artifacts_to_the_same_place_as_the_local_stack(compose, 
 
 
 def test_prefect_server_runs_with_the_local_stack_options(compose, tmp_path: Path) -> None:
-    settings = _defaults().model_copy(update={"home": tmp_path})
+    settings = _defaults().model_copy(update={"home": tmp_path, "prefect_api_auth_string": SecretStr("tuneline:x")})
     local = PrefectServer()
     service = compose["services"]["prefect-server"]
+    # Authenticated like the local stack: the server requires the string every client sends.
+    assert "PREFECT_SERVER_API_AUTH_STRING" in local.environment(settings)
+    server_auth = service["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    assert server_auth and compose["services"]["worker"]["environment"]["PREFECT_API_AUTH_STRING"] == server_auth
     assert "--analytics-off" in local.command(settings) and "--analytics-off" in service["command"]
     env = service["environment"]
     for key in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK"):
