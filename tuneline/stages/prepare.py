@@ -109,6 +109,9 @@ def _log_to_mlflow(ctx: StageContext, prepared: PrepareOutcome) -> None:
         "data.tokens": version.tokens,
         **{f"data.split.{k}": v for k, v in version.splits.items()},
         **{f"data.pii.{k}": v for k, v in version.pii.items()},
+        **{f"data.kind.{k}": v for k, v in prepared.summary.get("kinds", {}).items()},
+        "data.files_skipped": len(prepared.summary.get("files_skipped", [])),
+        "data.dropped_key_records": sum(prepared.summary.get("dropped_keys", {}).values()),
     }
     ctx.mlflow.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in counts.items()])
     ctx.mlflow.set_tag(run_id, "tuneline.dataset_version", version.version)
