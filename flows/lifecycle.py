@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.stages import approve, evaluate, prepare, promote, tune
 from tasks.locks import lifecycle_lock
-from tasks.tracking import start_tracking
+from tasks.tracking import artifact_key, start_tracking
 from tuneline.config import ApprovalMode, RunConfig
 from tuneline.lineage import LifecycleSummary
 from tuneline.settings import get_settings
@@ -17,7 +20,58 @@ from tuneline.storage.tracking import model_version_url, run_url
 __all__ = ["customize_model"]
 
 
-@flow(name="customize-model", log_prints=True)
+def _run_name() -> str:
+    """``support-tickets-20261202-171530``: the model a run is for, readable in every run list."""
+    config = flow_run.parameters.get("config") or {}
+    name = config.name if isinstance(config, RunConfig) else dict(config).get("name", "model")
+    return f"{name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def rollup_markdown(summary: LifecycleSummary) -> str:
+    """The parent run's one page: data, training, evaluation, decision, promotion, with links."""
+    d, m, decision, v = summary.dataset, summary.model, summary.decision, summary.version
+    outcome = (
+        "nothing new to decide" if decision.unchanged
+        else "promoted to champion" if v.promoted
+        else "rejected, aliases unchanged" if not decision.approved
+        else "approved, not promoted"
+    )
+    lines = [
+        f"# {summary.model_name}: {outcome}",
+        "",
+        f"[MLflow run]({summary.mlflow_run_url}) · [registered model v{v.version}]({summary.model_version_url})",
+        "",
+        "| stage | result |",
+        "| --- | --- |",
+        f"| data | version `{d.version}`: {d.accepted} accepted, {d.rejected} rejected, {d.duplicates} duplicates "
+        f"of {d.total} |",
+        f"| training | {m.backend}, {m.steps} steps, train loss {_fmt(m.final_train_loss)}, validation loss "
+        f"{_fmt(m.final_validation_loss)}, {_fmt(m.tokens_per_second, 0)} tokens/s |",
+        f"| decision | {'approved' if decision.approved else 'rejected'} by {decision.decided_by}: "
+        f"{'; '.join(decision.reasons) or '-'} |",
+        f"| promotion | v{v.version}, aliases {', '.join(v.aliases) or 'none'} (previous champion: "
+        f"{v.previous_champion or 'none'}) |",
+        "",
+        "## Evaluation",
+        "",
+        "| suite/metric | " + " | ".join(_labels(summary)) + " |",
+        "| --- |" + " --- |" * len(_labels(summary)),
+    ]
+    for key, values in summary.metrics.items():
+        lines.append(f"| {key} | " + " | ".join(_fmt(values.get(label)) for label in _labels(summary)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _labels(summary: LifecycleSummary) -> list[str]:
+    seen = {label for values in summary.metrics.values() for label in values}
+    return [label for label in ("base", "champion", "candidate") if label in seen]
+
+
+@flow(name="customize-model", log_prints=True, flow_run_name=_run_name)
 def customize_model(config: RunConfig, approval: ApprovalMode | None = None) -> LifecycleSummary:
     """Customize a model for your domain: prepare the data, tune, evaluate, decide, promote.
 
@@ -60,5 +114,12 @@ def _run_stages(config: RunConfig, approval: ApprovalMode | None) -> LifecycleSu
         model_version_url=model_version_url(settings, version.name, version.version),
         metrics={key: {k: v for k, v in values.items() if k != "delta"} for key, values in outcome.summary.items()},
     )
+    try:
+        create_markdown_artifact(
+            rollup_markdown(summary), key=artifact_key(config.name, "lifecycle"),
+            description=f"Lifecycle of {config.name}: data, training, evaluation, decision, promotion",
+        )
+    except Exception:  # noqa: BLE001 - the model is promoted; a missing page must not fail the run
+        logger.warning("could not publish the roll-up of %s", config.name, exc_info=True)
     logger.info("%s v%s: %s", config.name, version.version, "champion" if version.promoted else "not promoted")
     return summary

@@ -6,6 +6,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks._retry import RETRY_DELAYS, transient_only
+from tasks.tracking import artifact_key
 from tuneline.config import RunConfig
 from tuneline.lineage import DatasetVersion, TrainedModel
 from tuneline.settings import get_settings
@@ -25,5 +26,5 @@ def evaluate_candidate(
     for c in outcome.report.comparisons:
         logger.info("%s/%s: %s (delta %+.4f vs %s)", c.suite, c.metric,
                     ", ".join(f"{k}={v:.4f}" for k, v in c.values.items()), c.delta, c.baseline)
-    create_markdown_artifact(outcome.report_markdown, key="evaluation-report")
+    create_markdown_artifact(outcome.report_markdown, key=artifact_key(config.name, "evaluation-report"))
     return outcome

@@ -14,6 +14,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks._retry import RETRY_DELAYS, transient_only
+from tasks.tracking import artifact_key
 from tuneline.config import RunConfig
 from tuneline.errors import DataError
 from tuneline.lineage import DatasetVersion
@@ -60,5 +61,5 @@ def prepare_dataset(config: RunConfig, mlflow_run_id: str | None = None) -> Data
         dataset.name, dataset.version, dataset.total, dataset.accepted, dataset.rejected,
         dataset.duplicates, dataset.uri,
     )
-    create_markdown_artifact(outcome.report_markdown, key="data-report", description=f"Data report for {dataset.name}")
+    create_markdown_artifact(outcome.report_markdown, key=artifact_key(config.name, "data-report"), description=f"Data report for {dataset.name}")
     return dataset

@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 
 from tasks.locks import LEASE_S, ensure_concurrency_limit, lease_holder
+from tasks.tracking import artifact_key
 from tuneline.config import RunConfig
 from tuneline.lineage import DatasetVersion, Decision, EvaluationReport, ModelVersionRef, TrainedModel
 from tuneline.settings import get_settings
@@ -47,7 +48,7 @@ def promote_model(
     create_markdown_artifact(
         f"## {ref.name} v{ref.version}: {verb}\n\n- aliases: {', '.join(ref.aliases) or 'none'}\n"
         f"- previous champion: {ref.previous_champion or 'none'}\n- [open in MLflow]({url})\n",
-        key="promotion",
+        key=artifact_key(config.name, "promotion"),
     )
     return ref
 

@@ -1,6 +1,9 @@
-"""The MLflow run that every stage of one lifecycle run logs into."""
+"""The MLflow run that every stage of one lifecycle run logs into, and what the Prefect artifacts
+of a run share: keys scoped per model, and http links a browser opens instead of ``s3://`` URIs."""
 
 from __future__ import annotations
+
+import re
 
 from prefect import task
 
@@ -8,8 +11,37 @@ from tasks._retry import RETRY_DELAYS, transient_only
 from tuneline.config import RunConfig
 from tuneline.settings import get_settings
 from tuneline.stages.context import StageContext, start_lifecycle_run
+from tuneline.storage.s3 import ObjectStore, S3Uri
 
-__all__ = ["start_tracking"]
+__all__ = ["artifact_key", "object_link", "run_artifacts_url", "start_tracking"]
+
+# A presigned link is valid for at most 7 days (SigV4); long enough to review a run.
+LINK_EXPIRES_S = 7 * 24 * 3600
+
+
+def artifact_key(model_name: str, what: str) -> str:
+    """``support-tickets-training-progress``: Prefect keys are lower-case letters, digits and dashes,
+    and a key's history is one model's, never a mix of every model's runs."""
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{model_name}-{what}".lower()).strip("-")
+    return slug[:200] or what
+
+
+def object_link(store: ObjectStore, uri: str, expires_s: int = LINK_EXPIRES_S) -> str:
+    """An http(s) link to one S3 object that a browser opens (presigned GET); a prefix (ends with
+    ``/``) has no such link and is returned as it is."""
+    if not uri.startswith("s3://") or uri.endswith("/"):
+        return uri
+    loc = S3Uri.parse(uri)
+    return str(
+        store.client.generate_presigned_url(
+            "get_object", Params={"Bucket": loc.bucket, "Key": loc.key}, ExpiresIn=expires_s
+        )
+    )
+
+
+def run_artifacts_url(run_url: str, path: str = "") -> str:
+    """The MLflow page of a run's artifacts (optionally opened on ``path``)."""
+    return f"{run_url}/artifacts" + (f"/{path}" if path else "")
 
 
 @task(name="start-tracking", persist_result=False, retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,

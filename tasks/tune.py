@@ -1,27 +1,125 @@
-"""The tune task: runs any backend, with a live progress artifact in the Prefect UI."""
+"""The tune task: runs any backend, with live progress in Prefect and MLflow.
+
+While the job trains, a Prefect progress artifact shows step/total, loss, tokens/s, elapsed and
+ETA (from the backend's progress hook and its training metrics, see
+:mod:`tuneline.stages.progress`), and MLflow records the machine's system metrics on the run.
+At the end, the checkpoints the job left are listed with their step and validation loss, as a
+Prefect table and as ``checkpoints/checkpoints.json`` on the MLflow run.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.logging import get_logger
 
 from tasks._retry import RETRY_DELAYS, transient_only
+from tasks.tracking import artifact_key, run_artifacts_url
 from tuneline.backends.base import JobStatus
 from tuneline.backends.registry import provider_for
 from tuneline.config import RunConfig
 from tuneline.lineage import DatasetVersion, TrainedModel
 from tuneline.settings import get_settings
 from tuneline.stages.context import StageContext
-from tuneline.stages.tune import cancel_tune, run_tune
+from tuneline.stages.progress import CheckpointRow, ProgressTracker, checkpoint_rows, format_duration
+from tuneline.stages.tune import cancel_tune, job_spec, run_tune
+from tuneline.storage.tracking import listen_to_metrics, run_url
 
-__all__ = ["stop_tuning_job", "tune_model"]
+__all__ = ["publish_training_views", "stop_tuning_job", "tune_model"]
+
+PROGRESS_EVERY_S = 1.0
+"""At most one progress update a second: each is an HTTP call to Prefect on the training thread."""
+
+SYSTEM_METRICS_EVERY_S = 5.0
 
 
 def _expected_steps(config: RunConfig) -> int | None:
     return provider_for(config).expected_steps(config.tune)
+
+
+@contextlib.contextmanager
+def _system_metrics(ctx: StageContext) -> Iterator[None]:
+    """MLflow's system metrics (CPU, memory, GPU when there is one) on the run while it trains."""
+    if not ctx.run_id:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    ctx.mlflow  # noqa: B018 - configures MLflow's credentials before the monitor's client starts
+    monitor = SystemMetricsMonitor(
+        ctx.run_id,
+        sampling_interval=SYSTEM_METRICS_EVERY_S,
+        samples_before_logging=1,
+        tracking_uri=ctx.settings.mlflow_tracking_uri,
+    )
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
+def _checkpoints(ctx: StageContext, config: RunConfig, dataset: DatasetVersion, tracker: ProgressTracker) -> list[CheckpointRow]:
+    prefix = job_spec(ctx, config, dataset).output_uri.rstrip("/") + "/checkpoints/"
+    validation = dict(tracker.validation_by_step)
+    if ctx.run_id:
+        # The run's history also holds the steps an earlier (retried) attempt measured.
+        validation.update({m.step: m.value for m in ctx.mlflow.get_metric_history(ctx.run_id, "validation_loss")})
+    return checkpoint_rows(ctx.store.list_keys(prefix), prefix, validation)
+
+
+def publish_training_views(
+    ctx: StageContext, config: RunConfig, dataset: DatasetVersion, model: TrainedModel, tracker: ProgressTracker
+) -> list[CheckpointRow]:
+    """The checkpoints table (Prefect and ``checkpoints/checkpoints.json`` in MLflow) and the summary."""
+    final = tracker.snapshot()
+
+    rows = _checkpoints(ctx, config, dataset, tracker)
+    if rows:
+        create_table_artifact(
+            [
+                {"step": r.step, "validation loss": None if r.validation_loss is None else round(r.validation_loss, 4),
+                 "checkpoint": r.uri}
+                for r in rows
+            ],
+            key=artifact_key(config.name, "checkpoints"),
+            description=f"Checkpoints of job `{model.job_id}`, oldest first",
+        )
+        if ctx.run_id:
+            ctx.mlflow.log_dict(
+                ctx.run_id, {"job_id": model.job_id, "checkpoints": [r.model_dump() for r in rows]},
+                "checkpoints/checkpoints.json",
+            )
+    mlflow_link = run_url(ctx.settings, ctx.run_id) if ctx.run_id else None
+
+    def num(value: float | None, digits: int = 4) -> str:
+        return "n/a" if value is None else f"{value:,.{digits}f}"
+
+    create_markdown_artifact(
+        "\n".join([
+            f"## Tuned `{config.name}` ({model.backend})",
+            f"- job: `{model.job_id}`",
+            f"- base model: `{model.base_model}`",
+            f"- steps: {model.steps}; final train loss {num(model.final_train_loss)}; "
+            f"validation loss {num(model.final_validation_loss)}; tokens/s {num(model.tokens_per_second, 0)}",
+            f"- took {format_duration(final.elapsed_s)}; {len(rows)} checkpoint(s) kept",
+            *([f"- [MLflow run]({mlflow_link}) · [model and checkpoints]({run_artifacts_url(mlflow_link)})"]
+              if mlflow_link else []),
+            f"- weights: `{model.model_uri}`",
+        ]),
+        key=artifact_key(config.name, "training-summary"),
+    )
+    return rows
 
 
 # Retrying is safe: the job identity makes a re-submit re-attach (Bedrock) or resume from the
@@ -30,32 +128,35 @@ def _expected_steps(config: RunConfig) -> int | None:
       retry_jitter_factor=0.5, retry_condition_fn=transient_only)
 def tune_model(config: RunConfig, dataset: DatasetVersion, mlflow_run_id: str | None = None) -> TrainedModel:
     logger = get_run_logger()
-    progress_id = create_progress_artifact(0.0, key="training-progress", description="Training progress")
+    ctx = StageContext(get_settings(), run_id=mlflow_run_id)
     total = _expected_steps(config)
+    tracker = ProgressTracker(total)
+    progress_id = create_progress_artifact(
+        0.0, key=artifact_key(config.name, "training-progress"), description=tracker.snapshot().describe()
+    )
     last_logged = -1
+    last_update = 0.0
 
     def on_progress(status: JobStatus) -> None:
-        nonlocal last_logged
-        if total:
-            update_progress_artifact(progress_id, min(100.0, 100.0 * status.steps / total))
+        nonlocal last_logged, last_update
+        progress = tracker.on_status(status)
+        now = time.monotonic()
+        if now - last_update >= PROGRESS_EVERY_S or status.state.finished:
+            last_update = now
+            update_progress_artifact(progress_id, progress.percent or 0.0, description=progress.describe())
         if status.steps // 25 != last_logged // 25 or status.state.finished:
             last_logged = status.steps
-            logger.info("job %s: %s, step %d, %s", status.job_id, status.state, status.steps, status.message)
+            logger.info("job %s: %s", status.job_id, progress.describe())
 
-    model = run_tune(StageContext(get_settings(), run_id=mlflow_run_id), config, dataset, on_progress)
-    update_progress_artifact(progress_id, 100.0)
-    create_markdown_artifact(
-        "\n".join([
-            f"## Tuned `{config.name}` ({model.backend})",
-            f"- job: `{model.job_id}`",
-            f"- base model: `{model.base_model}`",
-            f"- weights: `{model.model_uri}`",
-            f"- MLflow model: `{model.mlflow_model_uri}`",
-            f"- steps: {model.steps}; final train loss {model.final_train_loss}; "
-            f"validation loss {model.final_validation_loss}; tokens/s {model.tokens_per_second}",
-        ]),
-        key="training-summary",
-    )
+    listening = listen_to_metrics(mlflow_run_id, tracker.on_metrics) if mlflow_run_id else contextlib.nullcontext()
+    with listening, _system_metrics(ctx):
+        model = run_tune(ctx, config, dataset, on_progress)
+    final = tracker.snapshot()
+    update_progress_artifact(progress_id, 100.0, description=final.describe())
+    try:
+        publish_training_views(ctx, config, dataset, model, tracker)
+    except Exception:  # noqa: BLE001 - the model is trained; a missing view must not fail or retrain it
+        logger.warning("could not publish the training views of %s", config.name, exc_info=True)
     return model
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tasks.tracking import artifact_key
 from tuneline.config import RunConfig, load_run_config
 from tuneline.settings import Settings
 from tuneline.storage.s3 import ObjectStore
@@ -32,6 +34,38 @@ def example_config(path: Path, example_dir: Path, name: str) -> RunConfig:
             "evaluation": config.evaluation.model_copy(update={"suites": suites}),
         }
     )
+
+
+def mlflow_json(client: MlflowClient, run_id: str, path: str) -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text())
+
+
+def prefect_artifacts(model_name: str) -> dict:
+    """The latest artifact of each kind for this model, by kind (``training-progress``...)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    prefix = artifact_key(model_name, "")
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_=prefix)))
+    latest: dict = {}
+    for artifact in sorted(found, key=lambda a: a.created):
+        if artifact.key and artifact.key.startswith(prefix + "-"):
+            latest[artifact.key.removeprefix(prefix + "-")] = artifact
+    return latest
+
+
+def prefect_run_name(flow_run_id: str | None) -> str:
+    from uuid import UUID
+
+    from prefect import get_client
+
+    assert flow_run_id is not None
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run_id)).name
 
 
 def test_lifecycle_promotes_a_better_model_and_keeps_it_over_a_worse_one(
@@ -67,6 +101,29 @@ def test_lifecycle_promotes_a_better_model_and_keeps_it_over_a_worse_one(
     champion = client.get_model_version_by_alias(config.name, "champion")
     assert str(champion.version) == first.version.version
     assert champion.tags["tuneline.dataset_version"] == first.dataset.version
+
+    # live training views: system metrics and the checkpoints (step, validation loss) on the MLflow run
+    assert any(k.startswith("system/") for k in run.data.metrics), sorted(run.data.metrics)
+    listed = client.list_artifacts(first.mlflow_run_id, "checkpoints")
+    assert [a.path for a in listed] == ["checkpoints/checkpoints.json"]
+    checkpoints = mlflow_json(client, first.mlflow_run_id, "checkpoints/checkpoints.json")["checkpoints"]
+    assert checkpoints and all(c["uri"].startswith("s3://") and "/checkpoints/step-" in c["uri"] for c in checkpoints)
+    assert checkpoints[-1]["step"] == first.model.steps
+    assert checkpoints[-1]["validation_loss"] is not None
+
+    # Prefect: artifacts keyed per model, the run named after the model, a roll-up on the parent
+    artifacts = prefect_artifacts(config.name)
+    assert {"training-progress", "checkpoints", "training-summary", "evaluation-report", "lifecycle"} <= set(artifacts)
+    progress = artifacts["training-progress"]
+    assert progress.data == 100.0
+    assert f"step {first.model.steps}/" in progress.description and "tokens/s" in progress.description
+    table = artifacts["checkpoints"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert [row["step"] for row in table] == [c["step"] for c in checkpoints]
+    rollup = artifacts["lifecycle"].data
+    assert rollup.startswith(f"# {config.name}: promoted to champion")
+    assert first.mlflow_run_url in rollup and "| data |" in rollup and "## Evaluation" in rollup
+    assert prefect_run_name(first.flow_run_id).startswith(f"{config.name}-")
 
     # a worse config is evaluated against the champion and not promoted; the alias stays
     worse = example_config(EXAMPLE / "worse.yaml", example_dir, "tickets-e2e")

@@ -1,0 +1,78 @@
+"""What a person follows in Prefect and MLflow after training and at the end of a lifecycle run:
+the checkpoints table (step, validation loss), the training summary, the parent's roll-up."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from flows.lifecycle import rollup_markdown
+from tuneline.lineage import LifecycleSummary, ModelVersionRef
+from tuneline.settings import Settings
+
+
+def test_the_rollup_has_every_stage_with_links(lineage) -> None:
+    dataset, model, report, decision = lineage(approved=False)
+    summary = LifecycleSummary(
+        model_name="tickets", flow_run_id="f", flow_run_url="http://prefect/runs/flow-run/f",
+        mlflow_run_id="r", mlflow_run_url="http://mlflow/#/experiments/1/runs/r", dataset=dataset, model=model,
+        decision=decision, version=ModelVersionRef(name="tickets", version="3", aliases=["challenger"]),
+        model_version_url="http://mlflow/#/models/tickets/versions/3",
+        metrics={"task/exact_match": {"base": 0.1, "candidate": 0.8}},
+    )
+    page = rollup_markdown(summary)
+    assert page.startswith("# tickets: rejected, aliases unchanged")
+    assert "(http://mlflow/#/experiments/1/runs/r)" in page and "(http://mlflow/#/models/tickets/versions/3)" in page
+    for stage in ("| data |", "| training |", "| decision |", "| promotion |", "## Evaluation"):
+        assert stage in page
+    assert "| task/exact_match | 0.1000 | 0.8000 |" in page
+    assert "8 accepted, 1 rejected, 1 duplicates of 10" in page
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_checkpoints_are_listed_in_prefect_and_mlflow(lifecycle_settings: Settings, run_config, lineage) -> None:
+    from mlflow.entities import Metric
+    from prefect import flow, get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from tasks.tracking import artifact_key
+    from tasks.tune import publish_training_views
+    from tuneline.stages.context import StageContext
+    from tuneline.stages.progress import ProgressTracker
+    from tuneline.stages.tune import job_spec
+    from tuneline.storage.tracking import get_or_create_experiment
+
+    config = run_config()
+    dataset, model, _, _ = lineage()
+    ctx = StageContext(lifecycle_settings)
+    ctx.run_id = ctx.mlflow.create_run(get_or_create_experiment(config.name, ctx.mlflow)).info.run_id
+    ctx.mlflow.log_batch(ctx.run_id, metrics=[Metric("validation_loss", v, 0, s) for s, v in ((50, 0.6), (100, 0.5))])
+    output = job_spec(ctx, config, dataset).output_uri.rstrip("/")
+    for step in (50, 100):
+        ctx.store.put_bytes(f"{output}/checkpoints/step-{step}/weights.safetensors", b"w")
+
+    @flow(name="training-views-test")
+    def publish() -> list:
+        return publish_training_views(ctx, config, dataset, model, ProgressTracker(100))
+
+    rows = publish()
+    assert [(r.step, r.validation_loss) for r in rows] == [(50, 0.6), (100, 0.5)]
+    with tempfile.TemporaryDirectory() as tmp:
+        logged = json.loads(Path(ctx.mlflow.download_artifacts(ctx.run_id, "checkpoints/checkpoints.json", tmp)).read_text())
+    assert [c["step"] for c in logged["checkpoints"]] == [50, 100]
+    with get_client(sync_client=True) as client:
+        found = {
+            a.key: a
+            for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+                any_=[artifact_key(config.name, "checkpoints"), artifact_key(config.name, "training-summary")])))
+        }
+    table = found[artifact_key(config.name, "checkpoints")].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert [(r["step"], r["validation loss"]) for r in table] == [(50, 0.6), (100, 0.5)]
+    assert f"{output}/checkpoints/step-100/" in [r["checkpoint"] for r in table]
+    summary = found[artifact_key(config.name, "training-summary")].data
+    assert "2 checkpoint(s) kept" in summary and "[MLflow run](http" in summary
