@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks._retry import RETRY_DELAYS, transient_only
-from tasks.tracking import artifact_key
+from tasks.tracking import artifact_key, object_link
 from tuneline.config import RunConfig
 from tuneline.lineage import DatasetVersion, TrainedModel
 from tuneline.settings import get_settings
@@ -21,10 +21,14 @@ __all__ = ["evaluate_candidate"]
 def evaluate_candidate(
     config: RunConfig, dataset: DatasetVersion, model: TrainedModel, mlflow_run_id: str | None = None
 ) -> EvaluateOutcome:
-    outcome = run_evaluate(StageContext(get_settings(), run_id=mlflow_run_id), config, dataset, model)
+    ctx = StageContext(get_settings(), run_id=mlflow_run_id)
+    outcome = run_evaluate(ctx, config, dataset, model)
     logger = get_run_logger()
     for c in outcome.report.comparisons:
         logger.info("%s/%s: %s (delta %+.4f vs %s)", c.suite, c.metric,
                     ", ".join(f"{k}={v:.4f}" for k, v in c.values.items()), c.delta, c.baseline)
-    create_markdown_artifact(outcome.report_markdown, key=artifact_key(config.name, "evaluation-report"))
+    # a browser opens the per-example results through a presigned link; an s3:// URI it cannot open
+    results = outcome.report.results_uri
+    markdown = outcome.report_markdown.replace(f"]({results})", f"]({object_link(ctx.store, results)})")
+    create_markdown_artifact(markdown, key=artifact_key(config.name, "evaluation-report"))
     return outcome

@@ -76,3 +76,17 @@ def test_checkpoints_are_listed_in_prefect_and_mlflow(lifecycle_settings: Settin
     assert f"{output}/checkpoints/step-100/" in [r["checkpoint"] for r in table]
     summary = found[artifact_key(config.name, "training-summary")].data
     assert "2 checkpoint(s) kept" in summary and "[MLflow run](http" in summary
+
+
+@pytest.mark.service
+def test_object_links_open_in_a_browser_without_credentials(object_store, s3_prefix) -> None:
+    import urllib.request
+
+    from tasks.tracking import object_link
+
+    uri = object_store.put_bytes(f"{s3_prefix('links')}/results.parquet", b"per-example rows")
+    link = object_link(object_store, uri)
+    assert link.startswith("http") and "Signature=" in link
+    with urllib.request.urlopen(link, timeout=30) as response:  # noqa: S310 - the test's own S3
+        assert response.read() == b"per-example rows"
+    assert object_link(object_store, "s3://bucket/a/prefix/") == "s3://bucket/a/prefix/"
