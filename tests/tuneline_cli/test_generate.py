@@ -92,7 +92,7 @@ def test_the_champion_by_its_alias(stack_settings: Settings, model_dir: Path, mo
     client = StageContext(stack_settings).mlflow
     client.create_registered_model(name)
     version = client.create_model_version(
-        name, str(model_dir),
+        name, f"s3://{stack_settings.s3_bucket}/models/{name}/",  # MLflow takes no bare local path as source
         tags={MODEL_URI_TAG: str(model_dir), BACKEND_TAG: "local", BASE_MODEL_TAG: str(model_dir)},
     )
     client.set_registered_model_alias(name, "champion", version.version)
