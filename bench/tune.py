@@ -46,7 +46,7 @@ from examples.support_tickets.base_model import EXAMPLE_MODEL_SIZE
 from examples.support_tickets.generate import generate_dataset, ticket_corpus
 from tuneline import stack
 from tuneline.backends.base import JobSpec
-from tuneline.backends.local_hf import LocalBackend
+from tuneline.backends.local.backend import LocalBackend
 from tuneline.backends.tiny_model import build_tiny_model
 from tuneline.config import LocalTuneConfig, Target
 from tuneline.lineage import DatasetVersion

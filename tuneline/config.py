@@ -186,6 +186,15 @@ class LocalTuneConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     trust_remote_code: bool = False
     merge_adapter: bool = False
+    beta: float = Field(
+        default=0.1, gt=0, le=10, description="dpo, kto: how far the preferences may pull the model from its base."
+    )
+    rewards: list[GraderConfig] = Field(
+        default_factory=list, description="grpo: tuneline.graders whose weighted score (0..1) is each completion's reward."
+    )
+    num_generations: int = Field(default=4, ge=2, le=64, description="grpo: completions sampled per prompt.")
+    max_completion_length: int = Field(default=128, ge=1, le=32768, description="grpo: tokens per sampled completion.")
+    temperature: float = Field(default=1.0, gt=0, le=2, description="grpo: sampling temperature of the completions.")
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +210,11 @@ class LocalTuneConfig(_Strict):
 
     @model_validator(mode="after")
     def _merge_needs_a_full_precision_base(self) -> LocalTuneConfig:
+        if self.method == "grpo" and not self.rewards:
+            raise ValueError(
+                "tune.method 'grpo' needs tune.rewards: the graders that score each completion, e.g. "
+                "[{name: json_valid}, {name: field_accuracy}]"
+            )
         if self.adapter == "qlora" and self.merge_adapter:
             raise ValueError(
                 "tune.merge_adapter is not supported with adapter 'qlora': merging into a 4-bit base "

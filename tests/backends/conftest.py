@@ -10,7 +10,7 @@ import pytest
 
 from examples.support_tickets.generate import generate_dataset, ticket_corpus
 from tuneline.backends.base import JobSpec
-from tuneline.backends.local_hf import read_chat_jsonl
+from tuneline.backends.local.data import read_chat_jsonl
 from tuneline.backends.tiny_model import build_tiny_model
 from tuneline.config import LocalTuneConfig, Target
 from tuneline.lineage import DatasetVersion

@@ -1,6 +1,11 @@
-"""The local provider: tuning, generation, token counting and model logging on this machine
-(transformers + PEFT). Imports of torch and transformers stay inside the methods, so resolving
-the provider is cheap.
+"""The local provider: tuning (Hugging Face TRL: SFT, DPO, KTO, GRPO), generation, token counting
+and model logging on this machine. Imports of torch, transformers and TRL stay inside the methods
+(and behind the lazy ``LocalBackend`` name), so resolving the provider is cheap.
+
+Components: ``job`` (job directory, status, lock), ``data`` (records of each kind -> TRL datasets),
+``chat_encoding`` (linear rendering, typed special tokens stay text), ``callbacks`` (the backend's
+contracts as Trainer callbacks), ``rewards`` (graders as GRPO rewards), ``recipe`` (one attempt in
+named phases), ``backend`` (the ``TuningBackend``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ if TYPE_CHECKING:
     from tuneline.settings import Settings
     from tuneline.storage.s3 import ObjectStore
 
-__all__ = ["PROVIDER", "LocalProvider"]
+__all__ = ["PROVIDER", "LocalBackend", "LocalProvider"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "LocalBackend":  # torch comes with it: imported on first use only
+        from tuneline.backends.local.backend import LocalBackend
+
+        return LocalBackend
+    raise AttributeError(name)
 
 
 def _trust_remote_code(config: RunConfig) -> bool:
@@ -30,7 +43,7 @@ class LocalProvider:
     name = "local"
 
     def tuner(self, settings: Settings, store: ObjectStore) -> TuningBackend:
-        from tuneline.backends.local_hf import LocalBackend
+        from tuneline.backends.local.backend import LocalBackend
 
         return LocalBackend(settings, store)
 

@@ -1,0 +1,128 @@
+"""The canonical records of each kind from prepare, as the datasets TRL's trainers take.
+
+- ``sft``: chat records, pre-tokenized here (``input_ids`` + ``labels``, assistant tokens only,
+  :func:`tuneline.backends.sequences.encode_record`): TRL uses the labels as they are.
+- ``dpo``: preference records -> conversational ``prompt`` / ``chosen`` / ``rejected``.
+- ``kto``: KTO records -> ``prompt`` / ``completion`` (the last assistant turn) / ``label``.
+- ``grpo``: RFT records -> ``prompt`` plus ``reference`` (the reference answer as JSON) for the
+  graders that score each sampled completion.
+
+Lines carrying a ``kind`` are read with :func:`tuneline.records.record_from_dict`; lines in the
+Bedrock, Nova or OpenAI chat shapes are chat (``sft``) records. Errors name the file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from tuneline.errors import BackendError
+from tuneline.records import (
+    ChatRecord,
+    KtoRecord,
+    PreferenceRecord,
+    RftRecord,
+    from_nova,
+    from_openai,
+    record_from_dict,
+)
+from tuneline.storage.s3 import ObjectStore, local_path_or_none
+
+__all__ = ["METHOD_KINDS", "read_chat_jsonl", "read_records", "read_text", "sft_rows", "trl_rows"]
+
+_log = logging.getLogger(__name__)
+
+METHOD_KINDS: dict[str, type] = {"sft": ChatRecord, "dpo": PreferenceRecord, "kto": KtoRecord, "grpo": RftRecord}
+
+
+def read_text(uri: str, store: ObjectStore) -> str:
+    local = local_path_or_none(uri)
+    return local.read_text(encoding="utf-8") if local is not None else store.get_bytes(uri).decode("utf-8")
+
+
+def _parse(obj: dict[str, Any]) -> Any:
+    if "kind" in obj:
+        return record_from_dict(obj)
+    if "schemaVersion" in obj:
+        return from_nova(obj)
+    if any(m.get("role") == "system" for m in obj.get("messages", [])):
+        return from_openai(obj)
+    return ChatRecord.model_validate(obj)
+
+
+def read_records(text: str, source: str, method: str = "sft") -> list[Any]:
+    """The records of a split; each must be of the kind ``method`` trains on."""
+    expected = METHOD_KINDS[method]
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = _parse(json.loads(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError(f"{source} line {number} is not a training record: {exc}") from exc
+        if not isinstance(record, expected):
+            raise BackendError(
+                f"{source} line {number} is a {record.kind.value!r} record, but tune.method {method!r} trains on "
+                f"{expected.kind.value!r} records: prepare data of that kind, or pick the method that trains this one"
+            )
+        records.append(record)
+    return records
+
+
+def read_chat_jsonl(text: str, source: str) -> list[ChatRecord]:
+    """Chat records from JSONL in the canonical, Bedrock, Nova or OpenAI shape; errors name the line."""
+    return read_records(text, source, "sft")
+
+
+def _messages(system: str | None, turns: Any) -> list[dict[str, str]]:
+    head = [{"role": "system", "content": system}] if system is not None else []
+    return head + [{"role": m.role, "content": m.content} for m in turns]
+
+
+def sft_rows(records: list[ChatRecord], tokenizer: Any, max_length: int, split: str) -> list[dict[str, list[int]]]:
+    """Pre-tokenized rows with assistant-only labels; rows with nothing to learn are dropped, counted."""
+    from tuneline.backends.sequences import IGNORE_INDEX, encode_record
+
+    examples = [encode_record(r, tokenizer, max_length) for r in records]
+    cut = sum(e.truncated for e in examples)
+    if cut:
+        _log.warning("%d of %d %s examples are longer than max_seq_length=%d tokens and were cut",
+                     cut, len(examples), split, max_length)
+    rows = [
+        {"input_ids": list(e.input_ids), "labels": list(e.labels)}
+        for e in examples
+        if any(label != IGNORE_INDEX for label in e.labels)
+    ]
+    if len(rows) < len(examples):
+        _log.warning("%d %s examples have no assistant tokens left and are skipped", len(examples) - len(rows), split)
+    return rows
+
+
+def trl_rows(method: str, records: list[Any]) -> list[dict[str, Any]]:
+    """Conversational rows for TRL's DPO, KTO and GRPO trainers."""
+    if method == "dpo":
+        return [
+            {
+                "prompt": _messages(r.system, r.prompt),
+                "chosen": _messages(None, r.chosen),
+                "rejected": _messages(None, r.rejected),
+            }
+            for r in records
+        ]
+    if method == "kto":
+        return [
+            {
+                "prompt": _messages(r.system, r.messages[:-1]),
+                "completion": _messages(None, r.messages[-1:]),
+                "label": bool(r.label),
+            }
+            for r in records
+        ]
+    if method == "grpo":
+        return [
+            {"prompt": _messages(r.system, r.messages), "reference": json.dumps(r.reference_answer)}
+            for r in records
+        ]
+    raise ValueError(f"no conversational rows for method {method!r}")
