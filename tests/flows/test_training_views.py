@@ -90,3 +90,20 @@ def test_object_links_open_in_a_browser_without_credentials(object_store, s3_pre
     with urllib.request.urlopen(link, timeout=30) as response:  # noqa: S310 - the test's own S3
         assert response.read() == b"per-example rows"
     assert object_link(object_store, "s3://bucket/a/prefix/") == "s3://bucket/a/prefix/"
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_system_metrics_are_recorded_on_the_run_while_it_trains(stack_settings: Settings) -> None:
+    import time
+
+    from tasks.tune import SYSTEM_METRICS_EVERY_S, _system_metrics
+    from tuneline.stages.context import StageContext
+    from tuneline.storage.tracking import get_or_create_experiment
+
+    ctx = StageContext(stack_settings)
+    ctx.run_id = ctx.mlflow.create_run(get_or_create_experiment("system-metrics", ctx.mlflow)).info.run_id
+    with _system_metrics(ctx):
+        time.sleep(SYSTEM_METRICS_EVERY_S + 2)
+    metrics = ctx.mlflow.get_run(ctx.run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics, sorted(metrics)
