@@ -6,11 +6,9 @@ provider is asked for, so resolving ``"bedrock"`` never imports torch and resolv
 never imports the Bedrock clients (``tests/backends/test_registry.py`` checks both in a fresh
 interpreter).
 
-Contract with the Bedrock package (issue 17): ``tuneline.backends.bedrock`` exposes
-``PROVIDER``, a ``BackendProvider`` whose ``name`` is ``"bedrock"``. Until the package lands, the
-table points at ``tuneline.backends.bedrock_provider:PROVIDER``, a thin adapter over the existing
-Bedrock classes; the package move takes it in and changes the entry below to
-``"tuneline.backends.bedrock:PROVIDER"``.
+Each provider's package exposes ``PROVIDER``, a ``BackendProvider`` whose ``name`` is the key it
+is registered under: ``tuneline.backends.local:PROVIDER`` (TRL) and
+``tuneline.backends.bedrock:PROVIDER`` (Bedrock, issue 17).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class TrainingRun:
             job_id=self.job_id,
             run=self.run_state,
             total_steps=lambda: self.trainer.state.max_steps,
-            has_validation=bool(self.validation_rows),
+            has_validation=self._evaluates(),
             early_stopping_patience=cfg.early_stopping_patience,
             early_stopping_threshold=cfg.early_stopping_threshold,
             sink=self.sink,
@@ -128,7 +128,7 @@ class TrainingRun:
     def _common_args(self) -> dict[str, Any]:
         cfg = self.cfg
         half = self.placement.autocast_dtype
-        has_validation = bool(self.validation_rows)
+        has_validation = self._evaluates()
         return {
             "output_dir": str(self.job.trainer_dir),
             "per_device_train_batch_size": cfg.batch_size,
@@ -160,6 +160,10 @@ class TrainingRun:
             "activation_checkpointing": False,
             "remove_unused_columns": self.cfg.method != "grpo",
         }
+
+    def _evaluates(self) -> bool:
+        # GRPO has no validation loss: its progress is the reward, and evaluation scores the model.
+        return bool(self.validation_rows) and self.cfg.method != "grpo"
 
     def _build_trainer(self, callbacks: list[Any]) -> Any:
         from datasets import Dataset
@@ -201,7 +205,7 @@ class TrainingRun:
             from tuneline.backends.local.rewards import grader_reward
 
             args = GRPOConfig(
-                **{**common, "eval_strategy": "no"},
+                **common,
                 num_generations=cfg.num_generations,
                 max_completion_length=cfg.max_completion_length,
                 temperature=cfg.temperature,
