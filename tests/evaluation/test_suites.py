@@ -54,8 +54,9 @@ def test_prompt_completion_lines() -> None:
         pytest.param('["a list"]', "expected a JSON object", id="not-an-object"),
         pytest.param('{"messages": [{"role": "user", "content": "hi"}]}', "at least 2", id="no-answer"),
         pytest.param(
-            '{"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]}',
-            "last message must be the assistant",
+            '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, '
+            '{"role": "user", "content": "q2"}]}',
+            "the last turn must be \"assistant\"",
             id="ends-with-user",
         ),
     ],

@@ -78,15 +78,23 @@ def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(monkeyp
     assert isinstance(debug.exception, RuntimeError)  # raised, so Python prints its traceback
 
 
-def test_a_service_that_does_not_answer_is_named_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    result = run("approve", str(uuid.uuid4()), "--reviewer", "ana", "--token", "not-checked-before-the-run-is-found")
-    # no Prefect server on the configured port in this test
-    if result.exit_code == 2:  # a developer's Prefect server is running there: unknown run, also clean
-        assert_clean_user_error(result, "no such flow run")
-        return
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    assert result.stderr.startswith("error: a service did not answer")
+def test_a_service_that_does_not_answer_is_named_not_a_traceback() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tuneline.stack.ports import free_stack_ports
+
+    # The installed command in its own process, as a person runs it, against a port nobody listens on.
+    nobody = f"http://127.0.0.1:{free_stack_ports()['prefect_port']}/api"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "tuneline"), "approve", str(uuid.uuid4()), "--reviewer", "ana",
+         "--token", "not-checked-before-the-run-is-found"],
+        env={**os.environ, "PREFECT_API_URL": nobody}, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: a service did not answer"), proc.stderr
 
 
 # --- against real services --------------------------------------------------------------------
