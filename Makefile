@@ -27,12 +27,13 @@ run: install
 # The fault scenarios (outages, killed runs, the secret scan) spend most of their ~25 minutes
 # waiting -- for a 30 s outage, for a dead run's 60 s lease -- so they run beside the rest of the
 # suite in two more pytest processes, each with a fault stack of its own: the chain of kills with
-# the secret scan of what it leaves behind, and the other scenarios. All three must pass, and each
+# the S3 outages in prepare/evaluate/promote and the secret scan of what they all leave behind, and
+# the other scenarios (about even in length). All three must pass, and each
 # must have run tests: pytest's exit 5 (nothing collected) fails the target, so CI never passes on
 # an empty group. Only with PYTEST_ARGS (a developer's selection, which may leave a group empty)
 # does 5 count as a pass. The fault reports are printed after the rest.
 FAULTS := faults and service
-FAULT_CHAIN := each_stage or secret
+FAULT_CHAIN := each_stage or during_a_stage or secret
 FAULT_LOGS := test-artifacts/faults-chain.log test-artifacts/faults-other.log
 
 test: install browser

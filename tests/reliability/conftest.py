@@ -5,8 +5,9 @@ The fault tests stop and restart services, so they get their own SeaweedFS + MLf
 lifecycle runs as ``tuneline run CONFIG --json`` in a child process -- what a user runs -- so a
 test can kill it with SIGKILL, and so its settings come from the environment alone.
 
-The stack's credentials are fixed, recognisable fake secrets: ``test_secrets.py`` scans everything
-the runs leave behind for them.
+The stack is authenticated as by default (Prefect's auth string, MLflow basic auth, the S3
+identities, weed's signed filer); its credentials are fixed, recognisable fake secrets:
+``test_secrets.py`` scans everything the runs leave behind for them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,8 @@ EXAMPLE_CONFIG = ROOT / "examples" / "support_tickets" / "run.yaml"
 # Recognisable, so a scan can tell a leak from a coincidence; random, so no two sessions share one.
 FAKE_S3_SECRET = "tlfakes3secret" + secrets.token_hex(12)
 FAKE_MLFLOW_PASSWORD = "tlfakemlflowpw" + secrets.token_hex(12)
+FAKE_AUDIT_SECRET = "tlfakeauditsecret" + secrets.token_hex(12)
+FAKE_PREFECT_AUTH = "tuneline:tlfakeprefectauth" + secrets.token_hex(12)
 
 
 def _isolated_settings(**values: object) -> Settings:
@@ -61,11 +65,15 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         s3_bucket=f"tuneline-faults-{uuid.uuid4().hex[:8]}",
         aws_access_key_id=SecretStr("TLFAULT" + secrets.token_hex(6).upper()),
         aws_secret_access_key=SecretStr(FAKE_S3_SECRET),
+        audit_aws_access_key_id=SecretStr("TLFAULTAUDIT" + secrets.token_hex(4).upper()),
+        audit_aws_secret_access_key=SecretStr(FAKE_AUDIT_SECRET),
+        prefect_api_auth_string=SecretStr(FAKE_PREFECT_AUTH),
         mlflow_username="tuneline-test",
         mlflow_password=SecretStr(FAKE_MLFLOW_PASSWORD),
         mlflow_auth=True,
         **free_stack_ports(),
     )
+    assert not settings.stack_insecure
     try:
         stack.up(settings)
         yield settings
@@ -88,7 +96,28 @@ def _fault_stack_mlflow_credentials(request: pytest.FixtureRequest, monkeypatch:
 @pytest.fixture(scope="session")
 def fault_secrets() -> tuple[str, ...]:
     """The fake secret values ``fault_stack`` runs with."""
-    return (FAKE_S3_SECRET, FAKE_MLFLOW_PASSWORD)
+    return (FAKE_S3_SECRET, FAKE_MLFLOW_PASSWORD, FAKE_AUDIT_SECRET, FAKE_PREFECT_AUTH)
+
+
+@pytest.fixture(scope="session")
+def open_prefect_client() -> Callable[[Settings], Any]:
+    """``with open_prefect_client(settings) as client``: a Prefect client sending the stack's auth string."""
+    return _prefect_client
+
+
+@contextmanager
+def _prefect_client(settings: Settings) -> Iterator[Any]:
+    """A Prefect client of the fault stack's server, sending its auth string."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    assert settings.prefect_api_auth_string is not None
+    updates = {
+        PREFECT_API_URL: settings.prefect_api_url,
+        PREFECT_API_AUTH_STRING: settings.prefect_api_auth_string.get_secret_value(),
+    }
+    with temporary_settings(updates=updates), get_client(sync_client=True) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
@@ -176,9 +205,9 @@ def lifecycle_env(fault_stack: Settings, tmp_path: Path) -> dict[str, str]:
     """The environment of a ``tuneline`` child process: the fault stack's settings, nothing inherited."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNELINE_", "PREFECT_", "MLFLOW_"))}
     env.update(fault_stack.as_env())
+    env.update(fault_stack.prefect_env())  # the API URL and its auth string
     env.update(
         {
-            "PREFECT_API_URL": fault_stack.prefect_api_url,
             "PREFECT_HOME": str(tmp_path / "prefect-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
@@ -226,11 +255,13 @@ def start_lifecycle(
 
 @pytest.fixture
 def tuneline_command(lifecycle_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Runs ``tuneline ARGS`` (e.g. ``approve``) against the fault stack, as a user would."""
+    """Runs ``tuneline ARGS`` (e.g. ``approve``) against the fault stack, as a user would; ``env``
+    adds variables (a reviewer's ``TUNELINE_REVIEWER_TOKEN``)."""
 
-    def command(*args: str) -> subprocess.CompletedProcess[str]:
+    def command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [TUNELINE, *args], cwd=ROOT, env=lifecycle_env, capture_output=True, text=True, timeout=120, check=False
+            [TUNELINE, *args], cwd=ROOT, env={**lifecycle_env, **(env or {})}, capture_output=True, text=True,
+            timeout=120, check=False, stdin=subprocess.DEVNULL,
         )
 
     return command
