@@ -50,6 +50,10 @@ class PrefectServer:
             "PREFECT_SERVER_UI_API_URL": settings.prefect_api_url,
             # The server process must not try to reach itself through a client profile.
             "PREFECT_API_URL": settings.prefect_api_url,
+            # Concurrency-slot leases (the lifecycle and promotion locks) on disk under PREFECT_HOME,
+            # not in the server's memory: a restarted server still knows who holds a slot, so a run
+            # that rode out the outage can renew its lease instead of getting 410 Gone.
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
         }
         if settings.stack_insecure:
             # An auth string inherited from the caller's environment would turn auth on anyway.
