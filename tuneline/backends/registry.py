@@ -3,7 +3,7 @@
 ``PROVIDERS`` maps a ``tune.backend`` name to ``"module:attribute"``, the dotted path of an object
 implementing :class:`tuneline.backends.provider.BackendProvider`. Nothing is imported until a
 provider is asked for, so resolving ``"bedrock"`` never imports torch and resolving ``"local"``
-never imports the Bedrock clients (``tests/backends/test_registry.py`` checks both in a fresh
+never imports the Bedrock clients (``tests/backends/test_provider_registry.py`` checks both in a fresh
 interpreter).
 
 Each provider's package exposes ``PROVIDER``, a ``BackendProvider`` whose ``name`` is the key it
