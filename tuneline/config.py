@@ -341,6 +341,13 @@ class EvaluationConfig(_Strict):
         description="Test suites: the held-out split ('task'), refusals ('safety'), earlier skills ('general').",
     )
     compare_with_champion: bool = Field(default=True, description="Also evaluate the current champion, and compare with it.")
+    traces_per_suite: int | None = Field(
+        default=10,
+        ge=0,
+        description="Examples per suite and model logged as scored MLflow traces (MLflow's evaluation views); "
+        "null: every example. Each trace and each score is a call to the tracking server, so a whole suite "
+        "takes minutes; metrics, the per-example table and the side-by-side table always cover every example.",
+    )
     bootstrap_samples: int = Field(default=1000, ge=100)
     min_examples: int = Field(default=10, ge=1, description="Fewer examples: no difference is called.")
     seed: int = 0

@@ -91,3 +91,14 @@ def test_each_model_is_an_evaluation_run_of_scored_traces(stack_settings: Settin
     assert "evaluate/side_by_side.json" in artifacts
     charts = {a.path for a in client.list_artifacts(parent, "evaluate/charts")}
     assert charts == {"evaluate/charts/task.comparison.png", "evaluate/charts/safety.comparison.png"}
+
+    # a cap on the traces logs the same first examples of each suite for every model
+    capped = log_evaluation_views(client, parent, result, run_name="capped", traces_per_suite=1)
+    traced = {}
+    for model, run_id in capped.items():
+        traces = mlflow.search_traces(locations=[experiment_id], run_id=run_id, return_type="list")
+        traced[model] = sorted(
+            (t.data.request if isinstance(t.data.request, str) else str(t.data.request)) for t in traces
+        )
+        assert len(traces) == 2, model  # one per suite: task and safety
+    assert traced["base"] == traced["candidate"] == traced["champion"]

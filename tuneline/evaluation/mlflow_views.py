@@ -144,11 +144,14 @@ def _scorer_name(suite: str, metric: str) -> str:
 
 def _evaluation_run(
     client: MlflowClient, experiment_id: str, parent_run_id: str, run_name: str, model: str, model_id: str,
-    rows: pd.DataFrame, metrics: list[str],
+    rows: pd.DataFrame, metrics: list[str], traces_per_suite: int | None = None,
 ) -> str:
     import mlflow
 
     mine = rows[rows["model"] == model]
+    if traces_per_suite is not None:
+        # the same examples for every model (the first by id in each suite), so their traces compare
+        mine = mine.sort_values(["suite", "example_id"]).groupby("suite", sort=True).head(traces_per_suite)
     data = [
         {
             "inputs": {"prompt": r.prompt, "suite": r.suite, "example_id": str(r.example_id)},
@@ -171,13 +174,19 @@ def _evaluation_run(
         run_name=run_name,
         tags={"mlflow.parentRunId": parent_run_id, "tuneline.eval_model": model, "tuneline.eval_model_id": model_id},
     )
-    with mlflow.start_run(run_id=run.info.run_id), _quiet():
-        mlflow.genai.evaluate(data=data, scorers=scorers)
+    if data:  # traces_per_suite: 0 keeps the evaluation runs (and their tags) without traces
+        with mlflow.start_run(run_id=run.info.run_id), _quiet():
+            mlflow.genai.evaluate(data=data, scorers=scorers)
     return run.info.run_id
 
 
 def log_evaluation_views(
-    client: MlflowClient, run_id: str, result: EvaluationResult, *, run_name: str | None = None
+    client: MlflowClient,
+    run_id: str,
+    result: EvaluationResult,
+    *,
+    run_name: str | None = None,
+    traces_per_suite: int | None = None,
 ) -> dict[str, str]:
     """Log the views above for ``result`` on the lifecycle run ``run_id``; model label -> its
     evaluation run's id. ``mlflow`` must already point at the tracking server (``configure_mlflow``)."""
@@ -189,7 +198,7 @@ def log_evaluation_views(
     runs = {
         model: _evaluation_run(
             client, experiment_id, run_id, f"{prefix}-eval-{model}", model, result.model_ids.get(model, model),
-            rows, metrics,
+            rows, metrics, traces_per_suite,
         )
         for model in MODEL_ORDER
         if model in set(rows["model"])

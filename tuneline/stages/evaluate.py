@@ -134,11 +134,13 @@ def run_evaluate(
     markdown = render_report(result, title=f"Evaluation of {config.name}", links=links)
     summary = {f"{c.suite}/{c.metric}": {**c.values, "delta": c.delta} for c in result.comparisons}
     if ctx.run_id:
-        _log_to_mlflow(ctx, result, markdown, report)
+        _log_to_mlflow(ctx, result, markdown, report, traces_per_suite=config.evaluation.traces_per_suite)
     return EvaluateOutcome(report=report, report_markdown=markdown, summary=summary)
 
 
-def _log_to_mlflow(ctx: StageContext, result: EvaluationResult, markdown: str, report: EvaluationReport) -> None:
+def _log_to_mlflow(
+    ctx: StageContext, result: EvaluationResult, markdown: str, report: EvaluationReport, *, traces_per_suite: int | None
+) -> None:
     run_id = ctx.run_id
     assert run_id is not None
     now = int(time.time() * 1000)
@@ -153,4 +155,4 @@ def _log_to_mlflow(ctx: StageContext, result: EvaluationResult, markdown: str, r
         chart = plot_comparisons(list(result.comparisons), Path(tmp) / "comparison.png")
         ctx.mlflow.log_artifact(run_id, str(chart), "evaluate")
     # MLflow's own views: an evaluation run of scored traces per model, charts with CIs, answers side by side
-    log_evaluation_views(ctx.mlflow, run_id, result)
+    log_evaluation_views(ctx.mlflow, run_id, result, traces_per_suite=traces_per_suite)
