@@ -96,6 +96,10 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
     def shot(name: str) -> None:
         page.screenshot(path=str(artifacts_dir / f"{name}.png"), full_page=True)
     config = fast_config(example_dir)
+    # Only an enrolled reviewer's decision counts: enrol one, as `tuneline reviewers add` does.
+    from tuneline.governance.reviewers import ReviewerRegistry
+
+    token = ReviewerRegistry(ObjectStore(installation.settings)).enroll("ui-reviewer", "e2e", True)
     run = start(client, "customize-model/manual", {"config": config.model_dump(mode="json"), "approval": "human"})
 
     # --- the run pauses for a person; the "approval needed" automation logs a notification ----
@@ -108,7 +112,7 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
             pytest.fail(f"the run ended without pausing: {state_of(client, run.id)}; see {installation.worker_log}")
         return paused[0] if paused else None
 
-    approval = wait_for("the approve stage to pause", paused_approval, timeout_s=420, interval_s=3)
+    approval = wait_for("the approve stage to pause", paused_approval, timeout_s=720, interval_s=3)
 
     ui = installation.prefect_ui
     page.goto(f"{ui}/runs/flow-run/{run.id}")
@@ -130,7 +134,15 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
     form.locator(".p-select-button__control").first.focus()
     page.keyboard.press("ArrowDown")
     page.get_by_role("option", name="approve", exact=True).click()
-    reviewer, comment = form.get_by_role("textbox").all()
+    # Reviewer and Comment are textareas; the token is a password input where Prefect renders
+    # SecretStr as one, else a third textarea in field order (decision, reviewer, token, comment)
+    password = form.locator("input[type=password]")
+    if password.count():
+        reviewer, comment = form.get_by_role("textbox").all()
+        password.first.fill(token)
+    else:
+        reviewer, token_box, comment = form.get_by_role("textbox").all()
+        token_box.fill(token)
     reviewer.fill("ui-reviewer")
     comment.fill("approved in the browser test")
     shot("03-approval-form")
@@ -206,6 +218,16 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
     from prefect.states import Cancelling
 
     client.set_flow_run_state(triggered.id, Cancelling(), force=True)
+
+    # --- MLflow's evaluation views: one evaluation run per model, their traces, the chart -------
+    mlflow_ui = installation.settings.mlflow_tracking_uri
+    experiment_id = MlflowClient(mlflow_ui).get_run(champion.run_id).info.experiment_id
+    page.goto(f"{mlflow_ui}/#/experiments/{experiment_id}/evaluation-runs")
+    page.get_by_text(re.compile(r"-eval-candidate$")).first.wait_for(timeout=60_000)
+    shot("09-mlflow-evaluation-runs")
+    page.goto(f"{mlflow_ui}/#/experiments/{experiment_id}/traces")
+    page.get_by_text("expected_response").first.wait_for(timeout=60_000)
+    shot("10-mlflow-traces")
     (artifacts_dir / "summary.json").write_text(
         json.dumps({"run": str(run.id), "approval": str(approval.id), "champion": champion.version,
                     "retrain": str(retrain.id), "triggered": str(triggered.id)}, indent=1)
