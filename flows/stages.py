@@ -97,9 +97,8 @@ def _ask_a_person(config: RunConfig, evidence: str, report_markdown: str, report
     logger.info(message)
     sys.stderr.write(f"\n{message}\n\n")
     sys.stderr.flush()
-    form = RunInput.subclass_from_base_model_type(Review).with_initial_data(
-        description=evidence, decision="approve", comment=""
-    )
+    # No decision filled in: the person chooses approve or reject, nothing is pre-selected for them.
+    form = RunInput.subclass_from_base_model_type(Review).with_initial_data(description=evidence, comment="")
     _set_parent_state_name("Awaiting approval")
     try:
         attempt = 0
