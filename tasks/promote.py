@@ -6,6 +6,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 
+from tasks._retry import RETRY_DELAYS, transient_only
 from tasks.locks import LEASE_S, ensure_concurrency_limit, lease_holder
 from tasks.tracking import artifact_key
 from tuneline.config import RunConfig
@@ -22,7 +23,11 @@ def promotion_lock_name(model_name: str) -> str:
     return f"tuneline-promote-{model_name}"
 
 
-@task(name="promote-model", persist_result=False)
+# Retried like the other stages: run_promote is safe to run again for the same job (the version is
+# found by its job id, the alias move is compare-then-set), so an S3 or MLflow outage mid-promotion
+# does not fail a run whose training and evaluation are done.
+@task(name="promote-model", persist_result=False, retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+      retry_jitter_factor=0.5, retry_condition_fn=transient_only)
 def promote_model(
     config: RunConfig,
     dataset: DatasetVersion,

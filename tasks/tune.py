@@ -10,6 +10,7 @@ Prefect table and as ``checkpoints/checkpoints.json`` on the MLflow run.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -149,7 +150,7 @@ def tune_model(config: RunConfig, dataset: DatasetVersion, mlflow_run_id: str | 
             logger.info("job %s: %s", status.job_id, progress.describe())
 
     listening = listen_to_metrics(mlflow_run_id, tracker.on_metrics) if mlflow_run_id else contextlib.nullcontext()
-    with listening, _system_metrics(ctx):
+    with listening, _system_metrics(ctx), _backend_log_lines(logger):
         model = run_tune(ctx, config, dataset, on_progress)
     final = tracker.snapshot()
     update_progress_artifact(progress_id, 100.0, description=final.describe())
@@ -158,6 +159,32 @@ def tune_model(config: RunConfig, dataset: DatasetVersion, mlflow_run_id: str | 
     except Exception:  # noqa: BLE001 - the model is trained; a missing view must not fail or retrain it
         logger.warning("could not publish the training views of %s", config.name, exc_info=True)
     return model
+
+
+class _IntoRunLogger(logging.Handler):
+    """Passes a core-library log record on to the task run's logger (console and Prefect UI)."""
+
+    def __init__(self, run_logger: Any) -> None:
+        super().__init__(logging.INFO)
+        self.run_logger = run_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.run_logger.log(record.levelno, record.getMessage())
+
+
+@contextlib.contextmanager
+def _backend_log_lines(run_logger: Any) -> Iterator[None]:
+    """The backend's own lines (re-attaching to a job, resuming from checkpoint step-N, a
+    checkpoint saved) in the task's log: without this they stop at the root logger's WARNING."""
+    source = logging.getLogger("tuneline.backends")
+    handler, level = _IntoRunLogger(run_logger), source.level
+    source.addHandler(handler)
+    source.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        source.removeHandler(handler)
+        source.setLevel(level)
 
 
 def stop_tuning_job(flow: Any, flow_run: Any, state: Any) -> None:
