@@ -342,7 +342,7 @@ class EvaluationConfig(_Strict):
     )
     compare_with_champion: bool = Field(default=True, description="Also evaluate the current champion, and compare with it.")
     traces_per_suite: int | None = Field(
-        default=10,
+        default=5,
         ge=0,
         description="Examples per suite and model logged as scored MLflow traces (MLflow's evaluation views); "
         "null: every example. Each trace and each score is a call to the tracking server, so a whole suite "
