@@ -68,6 +68,9 @@ def prefect_run_name(flow_run_id: str | None) -> str:
         return client.read_flow_run(UUID(flow_run_id)).name
 
 
+# Two whole lifecycles of 500 training steps each; in make test they share 2 cores with the fault
+# suite's runs (seen here: 10:45 for one run's training alone), past the default 900 s.
+@pytest.mark.timeout(1800)
 def test_lifecycle_promotes_a_better_model_and_keeps_it_over_a_worse_one(
     lifecycle_settings: Settings, example_dir: Path
 ) -> None:

@@ -242,7 +242,8 @@ def test_concurrent_runs_of_one_model_leave_a_consistent_registry(
 ) -> None:
     name = "fault-concurrent"
     runs = [start_lifecycle(name, seed=seed) for seed in (601, 602)]
-    results = [run.finish() for run in runs]
+    # The second waits out the first's whole lifecycle: twice one run's budget.
+    results = [run.finish(timeout_s=1200) for run in runs]
     # Serialised, not refused: the model's lifecycle slot makes the second run wait for the first,
     # and it then evaluates against (and replaces) the champion the first one left.
     for rc, summary, err in results:
@@ -442,7 +443,7 @@ def _approve(
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.timeout(1200)  # four kills, each re-run waiting out a dead run's lease
+@pytest.mark.timeout(1800)  # four kills, each re-run waiting out a dead run's lease
 def test_a_run_killed_in_each_stage_completes_on_rerun_reusing_its_work(
     fault_stack: Settings,
     start_lifecycle: Callable[..., Any],
