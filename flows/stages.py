@@ -17,6 +17,7 @@ from tasks.approve import check_review, nothing_new_to_decide, record_approval, 
 from tasks.evaluate import evaluate_candidate
 from tasks.prepare import prepare_dataset
 from tasks.promote import promote_model
+from tasks.tracking import artifact_key
 from tasks.tune import stop_tuning_job, tune_model
 from tuneline.config import ApprovalMode, RunConfig
 from tuneline.governance.approval import Review, timed_out_review
@@ -89,7 +90,7 @@ def _ask_a_person(config: RunConfig, evidence: str, report_markdown: str, report
             evidence,
             report_markdown,
         ]),
-        key="approval-request",
+        key=artifact_key(config.name, "approval-request"),
     )
     # written to the terminal, not only logged (the CLI keeps Prefect's log lines quiet): a person
     # running `tuneline run --approval human` must see how to answer

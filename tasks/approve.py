@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 
 from tasks._retry import RETRY_DELAYS, transient_only
 from tasks.locks import audit_lock
+from tasks.tracking import artifact_key
 from tuneline.config import RunConfig
 from tuneline.governance.approval import ApprovalRecord, Review
 from tuneline.governance.audit import AuditLog
@@ -55,7 +56,7 @@ def run_policy_gate(config: RunConfig, report: EvaluationReport) -> PolicyResult
         "passed" if result.passed else "failed", len(result.checks),
         sum(not c.passed for c in result.checks), result.needs_human,
     )
-    create_markdown_artifact(policy_markdown(config, result), key="policy-gate")
+    create_markdown_artifact(policy_markdown(config, result), key=artifact_key(config.name, "policy-gate"))
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from tasks.tracking import artifact_key
 from tuneline.config import RunConfig
 from tuneline.settings import get_settings
 from tuneline.stages.context import StageContext
@@ -23,7 +24,7 @@ def check_for_changes(config: RunConfig) -> RetrainingDecision:
     )
     create_markdown_artifact(
         retraining_markdown(decision) + "\n" + check.report_markdown,
-        key="retraining-check",
+        key=artifact_key(config.name, "retraining-check"),
         description=f"Does {config.name} need retraining?",
     )
     return decision

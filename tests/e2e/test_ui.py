@@ -20,6 +20,7 @@ from uuid import UUID
 import pytest
 import yaml
 
+from tasks.tracking import artifact_key
 from tuneline.config import RunConfig, load_run_config
 from tuneline.storage.s3 import ObjectStore
 
@@ -124,7 +125,7 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
     # --- approve in the UI: the paused stage's Resume button opens the Review form ----------
     page.goto(f"{ui}/runs/flow-run/{approval.id}")
     page.get_by_text("Artifacts", exact=True).click()
-    page.get_by_text("approval-request").first.wait_for(timeout=30_000)
+    page.get_by_text(artifact_key(MODEL, "approval-request")).first.wait_for(timeout=30_000)
     shot("02-approval-request-artifact")
     page.get_by_role("button", name="Resume").click()
     form = page.get_by_role("dialog")
@@ -154,8 +155,8 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
         page.get_by_text(stage, exact=True).first.wait_for(timeout=30_000)
     shot("04-run-completed-subflows")
     page.goto(f"{ui}/artifacts")
-    for key in ("data-report", "approval-request", "promotion"):
-        page.get_by_text(key, exact=True).first.wait_for(timeout=30_000)
+    for key in ("data-report", "approval-request", "promotion"):  # keys are per model
+        page.get_by_text(artifact_key(MODEL, key), exact=True).first.wait_for(timeout=30_000)
     shot("05-artifacts")
 
     # --- MLflow UI: the approved version is the champion ------------------------------------
