@@ -14,7 +14,7 @@ dead run does not sit "Running" or "Paused" (waiting for an approval nobody can 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from uuid import UUID
 
 import httpx
@@ -163,47 +163,59 @@ def _claim_and_crash_orphans(model_name: str) -> None:
             )
 
 
+FIRST_ATTEMPT_S = 3.0
+"""Seconds of the first try for the slot, before the run says it is waiting and for whom.
+
+Asking the server whether the slot is busy and then acquiring it races with another run starting
+at the same moment (both see it free, one then waits without a word); a first attempt that times
+out is the server's own answer.
+"""
+
+
 @contextmanager
 def lifecycle_lock(model_name: str, timeout_s: float | None) -> Iterator[None]:
     """Hold the model's lifecycle slot for the duration; wait up to ``timeout_s`` (None: forever)."""
     logger = get_run_logger()
     name = lifecycle_lock_name(model_name)
     ensure_concurrency_limit(name)
-    with get_client(sync_client=True) as client:
-        busy = client.read_global_concurrency_limit_by_name(name).active_slots >= 1
-    if busy:
-        limit = "without limit" if timeout_s is None else f"up to {timeout_s:.0f} s"
-        holders = ", ".join(f"{r.name} ({r.id})" for r in _unfinished_holders(model_name, flow_run.get_id()))
-        logger.warning(
-            "another lifecycle run of %s holds the concurrency limit %r (%s); waiting %s for it to finish. "
-            "If that run's process died, its slot is freed when its lease lapses, within %.0f s",
-            model_name,
+
+    def slot(wait_s: float | None) -> AbstractContextManager[None]:
+        # A run can hold the slot for hours (training, a person's approval): a transient failure
+        # to renew the lease must not kill it; a crashed run's lease still expires.
+        return concurrency(
             name,
-            holders or "holder unknown",
-            limit,
-            LEASE_S + 15,
+            occupy=1,
+            timeout_seconds=wait_s,
+            lease_duration=LEASE_S,
+            strict=True,
+            holder=lease_holder(),
+            raise_on_lease_renewal_failure=False,
         )
+
+    first_s = FIRST_ATTEMPT_S if timeout_s is None else min(FIRST_ATTEMPT_S, timeout_s)
     with ExitStack() as held:
         try:
-            # A run can hold the slot for hours (training, a person's approval): a transient failure
-            # to renew the lease must not kill it; a crashed run's lease still expires.
-            held.enter_context(
-                concurrency(
-                    name,
-                    occupy=1,
-                    timeout_seconds=timeout_s,
-                    lease_duration=LEASE_S,
-                    strict=True,
-                    holder=lease_holder(),
-                    raise_on_lease_renewal_failure=False,
-                )
+            held.enter_context(slot(first_s))
+        except TimeoutError:
+            rest_s = None if timeout_s is None else max(timeout_s - first_s, 0.0)
+            holders = ", ".join(f"{r.name} ({r.id})" for r in _unfinished_holders(model_name, flow_run.get_id()))
+            logger.warning(
+                "another lifecycle run of %s holds the concurrency limit %r (%s); waiting %s for it to finish. "
+                "If that run's process died, its slot is freed when its lease lapses, within %.0f s",
+                model_name,
+                name,
+                holders or "holder unknown",
+                "without limit" if rest_s is None else f"up to {rest_s:.0f} s more",
+                LEASE_S + 15,
             )
-        except TimeoutError as exc:
-            raise LifecycleBusyError(
-                f"another lifecycle run of model {model_name!r} held the concurrency limit {name!r} for more "
-                f"than {timeout_s:.0f} s; this run did nothing. Wait for that run (Prefect UI, flow runs of "
-                f"'customize-model'), or raise TUNELINE_LIFECYCLE_LOCK_TIMEOUT_S"
-            ) from exc
+            try:
+                held.enter_context(slot(rest_s))
+            except TimeoutError as exc:
+                raise LifecycleBusyError(
+                    f"another lifecycle run of model {model_name!r} held the concurrency limit {name!r} for more "
+                    f"than {timeout_s:.0f} s; this run did nothing. Wait for that run (Prefect UI, flow runs of "
+                    f"'customize-model'), or raise TUNELINE_LIFECYCLE_LOCK_TIMEOUT_S"
+                ) from exc
         _claim_and_crash_orphans(model_name)
         try:
             yield
