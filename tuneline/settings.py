@@ -1,24 +1,41 @@
 """Where Tuneline's services live: one ``Settings`` object, read from the environment.
 
 Every field can be set with a ``TUNELINE_``-prefixed environment variable or in a ``.env`` file.
-The local stack writes the credentials it generates to ``<home>/stack.env``, which is read too, so
-that ``tuneline stack up`` followed by any command needs no exports. Pointing Tuneline at AWS S3,
+The local stack writes the credentials it generates to ``<home>/stack.env``, which is read too (the
+home ``TUNELINE_HOME`` or ``.env`` names, else ``.tuneline``), so that ``tuneline stack up`` followed
+by any command with the same home needs no exports. Pointing Tuneline at AWS S3,
 a remote MLflow or Prefect Cloud is a matter of these variables, never of code.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 __all__ = ["Settings", "get_settings"]
 
 _DEFAULT_HOME = Path(".tuneline")
+_DOTENV = ".env"
+
+
+def _stack_env_of_home() -> Path:
+    """``<home>/stack.env`` of the home the environment (or ``.env``) names, else the default home's:
+    with ``TUNELINE_HOME=/data/tl tuneline stack up`` the credentials land in /data/tl/stack.env,
+    and a later command with the same TUNELINE_HOME must read them there."""
+    home = os.environ.get("TUNELINE_HOME") or dotenv_values(_DOTENV).get("TUNELINE_HOME") or _DEFAULT_HOME
+    return Path(home) / "stack.env"
 
 
 class Settings(BaseSettings):
@@ -26,7 +43,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="TUNELINE_",
-        env_file=(str(_DEFAULT_HOME / "stack.env"), ".env"),
+        env_file=(str(_DEFAULT_HOME / "stack.env"), _DOTENV),
         env_file_encoding="utf-8",
         extra="ignore",
     )
@@ -122,6 +139,20 @@ class Settings(BaseSettings):
     # --- Bedrock --------------------------------------------------------------------------
     bedrock_region: str = Field(default="us-west-2")
     bedrock_endpoint_url: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only the default files follow the home: ``Settings(_env_file=...)`` (or None) is kept as given.
+        if isinstance(dotenv_settings, DotEnvSettingsSource) and dotenv_settings.env_file == cls.model_config["env_file"]:
+            dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=(_stack_env_of_home(), _DOTENV))
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     @field_validator(
         "s3_endpoint_url",

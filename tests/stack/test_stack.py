@@ -89,6 +89,27 @@ def test_settings_read_stack_env_from_the_default_home(
     assert fresh.aws_secret_access_key == with_creds.aws_secret_access_key
 
 
+def test_settings_read_stack_env_from_the_home_tuneline_home_names(
+    make_stack_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``TUNELINE_HOME=... tuneline stack up`` then a command with the same TUNELINE_HOME (and one
+    # that names the home in .env): the credentials are that home's, not the default home's.
+    monkeypatch.chdir(tmp_path)
+    for var in [v for v in os.environ if v.startswith("TUNELINE_")]:
+        monkeypatch.delenv(var)
+    stack.with_stack_credentials(make_stack_settings(home=Path(".tuneline")), create=True)
+    elsewhere = stack.with_stack_credentials(make_stack_settings(home=tmp_path / "elsewhere"), create=True)
+    assert elsewhere.aws_access_key_id != Settings().aws_access_key_id  # the default home's own
+
+    monkeypatch.setenv("TUNELINE_HOME", str(tmp_path / "elsewhere"))
+    assert Settings().aws_access_key_id == elsewhere.aws_access_key_id
+    assert Settings().prefect_api_auth_string == elsewhere.prefect_api_auth_string
+
+    monkeypatch.delenv("TUNELINE_HOME")
+    (tmp_path / ".env").write_text(f"TUNELINE_HOME={tmp_path / 'elsewhere'}\n")
+    assert Settings().aws_access_key_id == elsewhere.aws_access_key_id
+
+
 def test_settings_credentials_win_over_stack_env(make_stack_settings: Callable[..., Settings]) -> None:
     settings = make_stack_settings()
     stack.with_stack_credentials(settings, create=True)
