@@ -86,6 +86,9 @@ def test_auth_on_mlflow_refuses_anonymous_and_serves_the_configured_admin(
     assert client.get_run(run.info.run_id).data.params == {"lr": "0.1"}
     fetched = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="note.txt")
     assert Path(fetched).read_text() == "through the proxy"
+    # The server caches a credential it has checked (auth_cache_ttl_seconds), keyed by the password:
+    # right after the admin's requests, a wrong password for the same user is still refused.
+    assert http_status(f"{url}{PROBE}", (_auth(auth_mlflow)[0], "not-the-password")) == 401
 
     # And the write really needed them: the same call without credentials is refused.
     request = urllib.request.Request(

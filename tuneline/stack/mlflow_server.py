@@ -29,6 +29,7 @@ __all__ = ["DEFAULT_ADMIN", "MlflowServer", "admin_password"]
 DEFAULT_ADMIN = "admin"
 
 _MIN_PASSWORD_LENGTH = 12
+AUTH_CACHE_TTL_S = 60  # how long the server trusts a credential it has checked (see _write_auth_config)
 # Any authenticated read answers this probe; an unauthenticated one gets 401 when auth is on.
 _AUTH_PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
 # The first authenticated call after a start took over 5 s on this busy two-core machine (lazy
@@ -124,13 +125,20 @@ class MlflowServer:
         auth_db = service_dir(settings, "mlflow") / "basic_auth.db"
         # No admin_password here: it comes from the environment, so no file holds it in clear.
         # NO_PERMISSIONS: a user the admin adds sees nothing until granted it.
+        # auth_cache_ttl_seconds: MLflow checks a password by its PBKDF2 hash, by design tens of
+        # milliseconds of server CPU (0.2 s a request measured here); a lifecycle makes hundreds of
+        # requests (each trace assessment of its evaluation runs is one). With the cache a
+        # credential is checked once a minute per server worker; a password changed or a user
+        # deleted through MLflow's API is refused at once by the worker that made the change, by
+        # the others within the minute.
         self.auth_config_path(settings).write_text(
             "[mlflow]\n"
             "default_permission = NO_PERMISSIONS\n"
             f"database_uri = sqlite:///{auth_db}\n"
             f"admin_username = {settings.mlflow_username or DEFAULT_ADMIN}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-            "grant_default_workspace_access = false\n",
+            "grant_default_workspace_access = false\n"
+            f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}\n",
             encoding="utf-8",
         )
 
