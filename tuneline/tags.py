@@ -22,12 +22,16 @@ __all__ = [
     "DECIDED_AT_TAG",
     "DECIDED_BY_TAG",
     "DECISION_REASONS_TAG",
+    "EVAL_MODEL_ID_TAG",
+    "EVAL_MODEL_TAG",
     "EVAL_RESULTS_URI_TAG",
+    "EVAL_RUNS_TAG",
     "EVAL_TAG_PREFIX",
     "FLOW_RUN_ID_TAG",
     "GIT_COMMIT_TAG",
     "JOB_IDENTITY_TAG",
     "JOB_ID_TAG",
+    "LIFECYCLE_RUN_TAG",
     "MODEL_CARD_URI_TAG",
     "MODEL_URI_TAG",
     "SERVING_ARN_TAG",
@@ -47,6 +51,11 @@ GIT_COMMIT_TAG = "tuneline.git_commit"
 FLOW_RUN_ID_TAG = "tuneline.flow_run_id"
 EVAL_RESULTS_URI_TAG = "tuneline.eval_results_uri"
 EVAL_TAG_PREFIX = "tuneline.eval."  # + metric key: the candidate's score on the version
+# MLflow's evaluation runs, one per model: top-level runs (not nested, see evaluation.mlflow_views)
+EVAL_RUNS_TAG = "tuneline.eval_runs"  # on the lifecycle run: "base=<run id>,candidate=<run id>,..."
+LIFECYCLE_RUN_TAG = "tuneline.lifecycle_run_id"  # on an evaluation run: the lifecycle run it belongs to
+EVAL_MODEL_TAG = "tuneline.eval_model"  # on an evaluation run: "base", "candidate" or "champion"
+EVAL_MODEL_ID_TAG = "tuneline.eval_model_id"  # on an evaluation run: that model's URI or id
 APPROVED_TAG = "tuneline.approved"
 DECIDED_BY_TAG = "tuneline.decided_by"
 DECIDED_AT_TAG = "tuneline.decided_at"

@@ -19,6 +19,7 @@ from tuneline.evaluation.mlflow_views import (
 from tuneline.evaluation.runner import evaluate_models
 from tuneline.evaluation.suites import LoadedSuite
 from tuneline.settings import Settings
+from tuneline.tags import LIFECYCLE_RUN_TAG
 
 PAIRS = [(f"question {i}", f"answer {i}") for i in range(12)]
 RIGHT = dict(PAIRS)
@@ -76,7 +77,8 @@ def test_each_model_is_an_evaluation_run_of_scored_traces(stack_settings: Settin
     assert client.get_experiment(experiment_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
     for model, run_id in runs.items():
         run = client.get_run(run_id)
-        assert run.data.tags["mlflow.parentRunId"] == parent
+        # top-level (MLflow's Evaluation runs page hides runs nested under one that logged a model)
+        assert run.data.tags[LIFECYCLE_RUN_TAG] == parent and "mlflow.parentRunId" not in run.data.tags
         assert run.info.run_name == f"tickets-20261202-eval-{model}"
         traces = mlflow.search_traces(locations=[experiment_id], run_id=run_id, return_type="list")
         assert len(traces) == len(PAIRS) + len(SAFETY)

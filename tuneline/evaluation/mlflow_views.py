@@ -1,7 +1,10 @@
 """Evaluation results in MLflow's own views (issue 18 item 4).
 
 - Each model (base, candidate, champion) becomes an **evaluation run** made by
-  ``mlflow.genai.evaluate``, a child of the lifecycle run: every example is a trace with its
+  ``mlflow.genai.evaluate``, named after the lifecycle run and tagged with its id
+  (``tuneline.lifecycle_run_id``; the lifecycle run lists them in ``tuneline.eval_runs``). They
+  are top-level runs, not children: MLflow's "Evaluation runs" page counts a run that logged a
+  model (the lifecycle run) as a training run and hides the runs nested under it. Every example is a trace with its
   inputs (prompt, suite, example id), its output, the expected answer, and one assessment per
   metric. The metrics are scorers returning the scores Tuneline computed (so LLM-judge scores
   are not asked for twice, and the values equal the report's); MLflow's "Evaluation runs" view
@@ -33,6 +36,7 @@ from mlflow import MlflowClient
 
 from tuneline.evaluation.metrics import METRICS
 from tuneline.evaluation.runner import BASE, CANDIDATE, CHAMPION, EvaluationResult
+from tuneline.tags import EVAL_MODEL_ID_TAG, EVAL_MODEL_TAG, EVAL_RUNS_TAG, LIFECYCLE_RUN_TAG
 
 __all__ = [
     "EXPERIMENT_KIND",
@@ -143,7 +147,7 @@ def _scorer_name(suite: str, metric: str) -> str:
 
 
 def _evaluation_run(
-    client: MlflowClient, experiment_id: str, parent_run_id: str, run_name: str, model: str, model_id: str,
+    client: MlflowClient, experiment_id: str, lifecycle_run_id: str, run_name: str, model: str, model_id: str,
     rows: pd.DataFrame, metrics: list[str], traces_per_suite: int | None = None,
 ) -> str:
     import mlflow
@@ -172,7 +176,7 @@ def _evaluation_run(
     run = client.create_run(
         experiment_id,
         run_name=run_name,
-        tags={"mlflow.parentRunId": parent_run_id, "tuneline.eval_model": model, "tuneline.eval_model_id": model_id},
+        tags={LIFECYCLE_RUN_TAG: lifecycle_run_id, EVAL_MODEL_TAG: model, EVAL_MODEL_ID_TAG: model_id},
     )
     if data:  # traces_per_suite: 0 keeps the evaluation runs (and their tags) without traces
         with mlflow.start_run(run_id=run.info.run_id), _quiet():
@@ -210,5 +214,5 @@ def log_evaluation_views(
             if intervals:
                 chart = plot_suite(suite, intervals, Path(tmp) / f"{_scorer_name(suite, 'comparison')}.png")
                 client.log_artifact(run_id, str(chart), "evaluate/charts")
-    client.set_tag(run_id, "tuneline.eval_runs", ",".join(f"{m}={r}" for m, r in runs.items()))
+    client.set_tag(run_id, EVAL_RUNS_TAG, ",".join(f"{m}={r}" for m, r in runs.items()))
     return runs
