@@ -186,6 +186,23 @@ class LocalTuneConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     trust_remote_code: bool = False
     merge_adapter: bool = False
+    # GPU paths: each is refused before training, naming what is missing, where CUDA or its package is not.
+    attention: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        default="auto",
+        description="The model's attn_implementation: 'auto' (transformers' choice, SDPA where the model "
+        "has it), 'sdpa', 'eager', or 'flash_attention_2' (a CUDA GPU and the flash-attn package of the "
+        "'gpu' extra; packed rows then run as variable-length sequences, no padding).",
+    )
+    liger_kernel: bool = Field(
+        default=False,
+        description="Liger's Triton kernels (fused RMSNorm, RoPE, SwiGLU, linear cross-entropy) through "
+        "the Trainer's use_liger_kernel: a CUDA GPU and the liger-kernel package of the 'gpu' extra.",
+    )
+    vllm: bool = Field(
+        default=False,
+        description="grpo: sample the completions with vLLM, colocated in the training process (TRL's "
+        "use_vllm, vllm_mode 'colocate'): a CUDA GPU and the 'vllm' extra.",
+    )
     beta: float = Field(
         default=0.1, gt=0, le=10, description="dpo, kto: how far the preferences may pull the model from its base."
     )
@@ -214,6 +231,11 @@ class LocalTuneConfig(_Strict):
             raise ValueError(
                 "tune.method 'grpo' needs tune.rewards: the graders that score each completion, e.g. "
                 "[{name: json_valid}, {name: field_accuracy}]"
+            )
+        if self.vllm and self.method != "grpo":
+            raise ValueError(
+                f"tune.vllm applies to method 'grpo' only (it samples GRPO's completions); method "
+                f"{self.method!r} samples nothing: remove tune.vllm"
             )
         if self.adapter == "qlora" and self.merge_adapter:
             raise ValueError(

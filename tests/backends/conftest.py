@@ -10,6 +10,7 @@ import pytest
 
 from examples.support_tickets.generate import generate_dataset, ticket_corpus
 from tuneline.backends.base import JobSpec
+from tuneline.backends.local.backend import LocalBackend
 from tuneline.backends.local.data import read_chat_jsonl
 from tuneline.backends.tiny_model import build_tiny_model
 from tuneline.config import LocalTuneConfig, Target
@@ -128,3 +129,12 @@ def recording_sink() -> type[RecordingSink]:
 
 def dump(records: list[dict[str, object]]) -> str:
     return "\n".join(json.dumps(r) for r in records)
+
+
+@pytest.fixture
+def offline_backend(tmp_path: Path) -> LocalBackend:
+    """A local backend whose ``validate()`` reads a local base model only: the store is never contacted."""
+    settings = Settings(
+        _env_file=None, home=tmp_path, s3_bucket="tuneline-test", s3_endpoint_url="http://127.0.0.1:1"
+    )  # type: ignore[call-arg]
+    return LocalBackend(settings, ObjectStore(settings))

@@ -19,8 +19,6 @@ from tuneline.backends.local.backend import LocalBackend
 from tuneline.config import LocalTuneConfig, Target
 from tuneline.errors import ConfigError, ValidationFailedError
 from tuneline.lineage import DatasetVersion
-from tuneline.settings import Settings
-from tuneline.storage.s3 import ObjectStore
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("bitsandbytes") is not None,
@@ -54,14 +52,6 @@ def qlora_spec(tiny_model_dir: Path) -> Callable[..., JobSpec]:
 
     return make
 
-
-@pytest.fixture
-def offline_backend(tmp_path: Path) -> LocalBackend:
-    # validate() reads a local base model only: the store is never contacted.
-    settings = Settings(
-        _env_file=None, home=tmp_path, s3_bucket="tuneline-test", s3_endpoint_url="http://127.0.0.1:1"
-    )  # type: ignore[call-arg]
-    return LocalBackend(settings, ObjectStore(settings))
 
 
 @pytest.mark.parametrize(

@@ -187,8 +187,11 @@ def select_placement(device: str = "auto", precision: str = "auto", adapter: str
     return Placement(device=dev, autocast_dtype=half, weights_dtype=weights, quantize_4bit=adapter == "qlora")
 
 
-def load_causal_lm(model_dir: Path, placement: Placement, trust_remote_code: bool = False) -> PreTrainedModel:
-    """The directory's causal LM on ``placement.device``, from safetensors only.
+def load_causal_lm(
+    model_dir: Path, placement: Placement, trust_remote_code: bool = False, attention: str = "auto"
+) -> PreTrainedModel:
+    """The directory's causal LM on ``placement.device``, from safetensors only; ``attention`` is its
+    ``attn_implementation`` ('auto': transformers' choice).
 
     With ``placement.quantize_4bit`` the weights are quantized to 4-bit NF4 while loading
     (bitsandbytes, double quantization, computing in ``weights_dtype``) and prepared for training
@@ -199,19 +202,23 @@ def load_causal_lm(model_dir: Path, placement: Placement, trust_remote_code: boo
             f"{model_dir} has no .safetensors weights; Tuneline does not load pickled weights "
             "(convert them with `safetensors` first)"
         )
+    chosen = {} if attention == "auto" else {"attn_implementation": attention}
     if placement.quantize_4bit:
-        return _load_4bit(model_dir, placement, trust_remote_code)
+        return _load_4bit(model_dir, placement, trust_remote_code, chosen)
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
         dtype=placement.weights_dtype,
         use_safetensors=True,
         local_files_only=True,
         trust_remote_code=trust_remote_code,
+        **chosen,
     )
     return model.to(placement.device)
 
 
-def _load_4bit(model_dir: Path, placement: Placement, trust_remote_code: bool) -> PreTrainedModel:
+def _load_4bit(
+    model_dir: Path, placement: Placement, trust_remote_code: bool, chosen: dict[str, str]
+) -> PreTrainedModel:
     # Not exercised by the test suite: it needs bitsandbytes and a CUDA GPU (see docs/local-backend.md).
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
@@ -231,6 +238,7 @@ def _load_4bit(model_dir: Path, placement: Placement, trust_remote_code: bool) -
         use_safetensors=True,
         local_files_only=True,
         trust_remote_code=trust_remote_code,
+        **chosen,
     )
     with peft_calls():
         return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

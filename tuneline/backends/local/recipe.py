@@ -113,7 +113,7 @@ class TrainingRun:
     def _build_model(self) -> PreTrainedModel:
         torch.manual_seed(self.cfg.seed)
         random.seed(self.cfg.seed)
-        model = load_causal_lm(self.base_dir, self.placement, self.cfg.trust_remote_code)
+        model = load_causal_lm(self.base_dir, self.placement, self.cfg.trust_remote_code, self.cfg.attention)
         model.config.use_cache = False
         if self.cfg.adapter in ("lora", "qlora"):
             lora = self.cfg.lora
@@ -159,6 +159,7 @@ class TrainingRun:
             # TRL turns it on by default (memory for ~20% speed); small local jobs do not need it.
             "activation_checkpointing": False,
             "remove_unused_columns": self.cfg.method != "grpo",
+            "use_liger_kernel": cfg.liger_kernel,  # validate() refused it without CUDA and liger-kernel
         }
 
     def _evaluates(self) -> bool:
@@ -210,6 +211,9 @@ class TrainingRun:
                 max_completion_length=cfg.max_completion_length,
                 temperature=cfg.temperature,
                 beta=0.0,
+                # vLLM in this process, sharing the GPU with training (no separate `trl vllm-serve`)
+                use_vllm=cfg.vllm,
+                vllm_mode="colocate",
             )
             kwargs.pop("eval_dataset")
             return GRPOTrainer(args=args, reward_funcs=[grader_reward(cfg.rewards)], **kwargs)
