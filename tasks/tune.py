@@ -125,8 +125,11 @@ def publish_training_views(
 
 # Retrying is safe: the job identity makes a re-submit re-attach (Bedrock) or resume from the
 # last checkpoint (local) instead of starting a duplicate job.
+# log_prints off here, unlike the flows: `datasets` fingerprints a training set with dill, which
+# disassembles functions into a redirected sys.stdout, and Prefect's print patch sent every
+# bytecode line of that into the task's log. Tuneline's own messages go through loggers.
 @task(name="tune-model", persist_result=False, retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_jitter_factor=0.5, retry_condition_fn=transient_only)
+      retry_jitter_factor=0.5, retry_condition_fn=transient_only, log_prints=False)
 def tune_model(config: RunConfig, dataset: DatasetVersion, mlflow_run_id: str | None = None) -> TrainedModel:
     logger = get_run_logger()
     ctx = StageContext(get_settings(), run_id=mlflow_run_id)

@@ -130,6 +130,8 @@ _BACKEND_LOGS = {"PREFECT_LOGGING_EXTRA_LOGGERS": "tuneline"}
 
 def _assert_completed(summary: dict[str, Any] | None, rc: int, err: str) -> dict[str, Any]:
     assert rc == 0, err[-4000:]
+    # no disassembly in the run's log (dill's, when `datasets` fingerprints the training set)
+    assert "LOAD_GLOBAL" not in err, "bytecode in the run's log: " + err[err.index("LOAD_GLOBAL") - 300 :][:600]
     assert summary is not None and summary["version"]["promoted"], summary
     assert summary["model"]["steps"] == 50
     return summary
