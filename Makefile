@@ -24,7 +24,7 @@ run: install
 	$(BIN)/python -m examples.support_tickets.base_model
 	$(BIN)/tuneline run $(CONFIG) --approval auto
 
-# The fault scenarios (outages, killed runs, the secret scan) spend most of their ~25 minutes
+# The fault scenarios (outages, killed runs, the secret scan) spend most of their ~20 minutes
 # waiting -- for a 30 s outage, for a dead run's 60 s lease -- so they run beside the rest of the
 # suite in two more pytest processes, each with a fault stack of its own: the chain of kills with
 # the S3 outages in prepare/evaluate/promote and the secret scan of what they all leave behind, and
