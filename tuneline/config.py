@@ -191,7 +191,7 @@ class LocalTuneConfig(_Strict):
         default="auto",
         description="The model's attn_implementation: 'auto' (transformers' choice, SDPA where the model "
         "has it), 'sdpa', 'eager', or 'flash_attention_2' (a CUDA GPU and the flash-attn package of the "
-        "'gpu' extra; packed rows then run as variable-length sequences, no padding).",
+        "'gpu' extra).",
     )
     liger_kernel: bool = Field(
         default=False,

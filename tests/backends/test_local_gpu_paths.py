@@ -27,7 +27,7 @@ GPU_PATHS = {
     "liger": ({"liger_kernel": True}, "liger_kernel", "tuneline[gpu]"),
     "vllm": ({"vllm": True, "method": "grpo", "rewards": [GraderConfig(name="json_valid")]}, "vllm", "tuneline[vllm]"),
 }
-SETTING = {"flash-attention": "tune.attention 'flash_attention_2'", "liger": "tune.liger_kernel", "vllm": "tune.vllm"}
+SETTING = {"flash-attention": "tune.attention 'flash_attention_2'", "liger": "tune.liger_kernel true", "vllm": "tune.vllm true"}
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_a_gpu_path_is_refused_naming_what_is_missing(
 def test_on_the_cpu_device_the_refusal_names_the_device_setting(
     spec: Callable[..., JobSpec], offline_backend: LocalBackend
 ) -> None:
-    with pytest.raises(ValidationFailedError, match="tune.liger_kernel needs a CUDA GPU .*tune.device is 'cpu'"):
+    with pytest.raises(ValidationFailedError, match="tune.liger_kernel true needs a CUDA GPU .*tune.device is 'cpu'"):
         offline_backend.validate(spec(liger_kernel=True, device="cpu"))
 
 

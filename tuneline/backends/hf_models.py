@@ -53,6 +53,7 @@ __all__ = [
     "MODEL_MANIFEST",
     "Placement",
     "chat_messages",
+    "gpu_path_missing",
     "load_causal_lm",
     "model_config",
     "peft_calls",
@@ -134,11 +135,12 @@ class Placement:
     quantize_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (bitsandbytes)
 
 
-def _qlora_missing() -> list[str]:
-    """What this machine lacks for QLoRA, each with what to do about it (empty: nothing)."""
+def gpu_path_missing(module: str, extra: str = "gpu") -> list[str]:
+    """What this machine lacks for a GPU path needing ``module`` (installed by ``extra``), each with
+    what to do about it (empty: nothing)."""
     missing = []
-    if importlib.util.find_spec("bitsandbytes") is None:
-        missing.append("bitsandbytes is not installed (install the 'gpu' extra: pip install 'tuneline[gpu]')")
+    if importlib.util.find_spec(module) is None:
+        missing.append(f"{module} is not installed (install the '{extra}' extra: pip install 'tuneline[{extra}]')")
     if not torch.cuda.is_available():
         missing.append("no CUDA GPU is available (run on a GPU machine)")
     return missing
@@ -152,7 +154,7 @@ def select_placement(device: str = "auto", precision: str = "auto", adapter: str
     bitsandbytes and a CUDA GPU and is refused, never silently downgraded, without them.
     """
     if adapter == "qlora":
-        missing = _qlora_missing()
+        missing = gpu_path_missing("bitsandbytes")
         if device == "cpu":
             missing.append("tune.device is 'cpu' (use 'auto' or 'cuda')")
         if missing:

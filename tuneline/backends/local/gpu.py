@@ -8,29 +8,28 @@ downgraded: a config that asks for one runs with it or not at all.
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
+from typing import NamedTuple
 
+from tuneline.backends.hf_models import gpu_path_missing
 from tuneline.config import LocalTuneConfig
 
 __all__ = ["gpu_feature_problems"]
 
-# setting -> (the module it imports, how to install it)
-_PACKAGES = {
-    "tune.attention 'flash_attention_2'": ("flash_attn", "the 'gpu' extra: pip install 'tuneline[gpu]'"),
-    "tune.liger_kernel": ("liger_kernel", "the 'gpu' extra: pip install 'tuneline[gpu]'"),
-    "tune.vllm": ("vllm", "the 'vllm' extra: pip install 'tuneline[vllm]'"),
-}
+
+class _GpuPath(NamedTuple):
+    setting: str  # the config field, as the message names it
+    value: str  # the value that asks for the path
+    module: str  # what it imports
+    extra: str  # the extra that installs it
+    asked: Callable[[LocalTuneConfig], bool]
 
 
-def _asked_for(cfg: LocalTuneConfig) -> list[str]:
-    asked = []
-    if cfg.attention == "flash_attention_2":
-        asked.append("tune.attention 'flash_attention_2'")
-    if cfg.liger_kernel:
-        asked.append("tune.liger_kernel")
-    if cfg.vllm:
-        asked.append("tune.vllm")
-    return asked
+_GPU_PATHS = (
+    _GpuPath("tune.attention", "'flash_attention_2'", "flash_attn", "gpu", lambda c: c.attention == "flash_attention_2"),
+    _GpuPath("tune.liger_kernel", "true", "liger_kernel", "gpu", lambda c: c.liger_kernel),
+    _GpuPath("tune.vllm", "true", "vllm", "vllm", lambda c: c.vllm),
+)
 
 
 def gpu_feature_problems(cfg: LocalTuneConfig) -> list[str]:
@@ -39,14 +38,13 @@ def gpu_feature_problems(cfg: LocalTuneConfig) -> list[str]:
     problems: list[str] = []
     if cfg.precision == "bf16" and cfg.device != "cpu" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         problems.append("tune.precision 'bf16' is not supported by this GPU: use 'fp16' or 'auto'")
-    gpu = torch.cuda.is_available() and cfg.device != "cpu"
-    for setting in _asked_for(cfg):
-        module, install = _PACKAGES[setting]
-        missing = []
-        if importlib.util.find_spec(module) is None:
-            missing.append(f"{module} is not installed (install {install})")
-        if not gpu:
-            missing.append("tune.device is 'cpu'" if cfg.device == "cpu" else "no CUDA GPU is available")
+    for path in (p for p in _GPU_PATHS if p.asked(cfg)):
+        missing = gpu_path_missing(path.module, path.extra)
+        if cfg.device == "cpu":
+            missing.append("tune.device is 'cpu' (use 'auto' or 'cuda')")
         if missing:
-            problems.append(f"{setting} needs a CUDA GPU and {module}: " + "; ".join(missing) + f"; or leave {setting.split()[0]} at its default")
+            problems.append(
+                f"{path.setting} {path.value} needs a CUDA GPU and {path.module}: " + "; ".join(missing)
+                + f"; or leave {path.setting} at its default"
+            )
     return problems
