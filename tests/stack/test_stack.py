@@ -75,13 +75,19 @@ def test_up_generates_credentials_reuses_running_services_and_down_stops_them(
     assert not _process.pid_path(fresh_settings.home.resolve(), "s3").exists()
 
 
-def test_settings_read_stack_env_from_the_default_home(
-    make_stack_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # ``tuneline stack up`` then any command with no exports: Settings() finds the credentials.
+@pytest.fixture
+def bare_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user's shell in a fresh folder (returned) with no TUNELINE_* variables exported."""
     monkeypatch.chdir(tmp_path)
     for var in [v for v in os.environ if v.startswith("TUNELINE_")]:
         monkeypatch.delenv(var)
+    return tmp_path
+
+
+def test_settings_read_stack_env_from_the_default_home(
+    make_stack_settings: Callable[..., Settings], bare_shell: Path
+) -> None:
+    # ``tuneline stack up`` then any command with no exports: Settings() finds the credentials.
     settings = make_stack_settings(home=Path(".tuneline"))
     with_creds = stack.with_stack_credentials(settings, create=True)
     fresh = Settings()
@@ -90,13 +96,11 @@ def test_settings_read_stack_env_from_the_default_home(
 
 
 def test_settings_read_stack_env_from_the_home_tuneline_home_names(
-    make_stack_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_stack_settings: Callable[..., Settings], bare_shell: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # ``TUNELINE_HOME=... tuneline stack up`` then a command with the same TUNELINE_HOME (and one
     # that names the home in .env): the credentials are that home's, not the default home's.
-    monkeypatch.chdir(tmp_path)
-    for var in [v for v in os.environ if v.startswith("TUNELINE_")]:
-        monkeypatch.delenv(var)
+    tmp_path = bare_shell
     stack.with_stack_credentials(make_stack_settings(home=Path(".tuneline")), create=True)
     elsewhere = stack.with_stack_credentials(make_stack_settings(home=tmp_path / "elsewhere"), create=True)
     assert elsewhere.aws_access_key_id != Settings().aws_access_key_id  # the default home's own
