@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
@@ -41,14 +41,19 @@ __all__ = [
     "RecordFormat",
     "RecordKind",
     "RftRecord",
+    "TextField",
     "ToolCall",
     "ToolSpec",
     "check_conversation",
     "from_nova",
     "from_openai",
     "record_from_dict",
+    "record_texts",
     "record_to_dict",
+    "reference_chat",
+    "replace_texts",
     "to_bedrock",
+    "to_bedrock_rft",
     "to_nova",
     "to_openai",
 ]
@@ -333,7 +338,9 @@ _MODELS: dict[RecordKind, type[_Base]] = {
 def record_to_dict(record: Record) -> dict[str, Any]:
     """The record as a JSON-able dict with its ``kind``, omitting defaults (round-trips with
     :func:`record_from_dict`)."""
-    return {"kind": record.kind.value, **record.model_dump(mode="json", exclude_defaults=True)}
+    body = record.model_dump(mode="json", exclude_defaults=True)
+    metadata = body.pop("metadata", None)  # last: the record first, what travels with it after
+    return {"kind": record.kind.value, **body, **({"metadata": metadata} if metadata else {})}
 
 
 def record_from_dict(obj: dict[str, Any]) -> Record:
@@ -341,6 +348,119 @@ def record_from_dict(obj: dict[str, Any]) -> Record:
     body = dict(obj)
     kind = RecordKind(body.pop("kind", RecordKind.SFT))
     return _MODELS[kind].model_validate(body)  # type: ignore[return-value]
+
+
+def reference_chat(record: Record) -> ChatRecord | None:
+    """The conversation a model's answer is evaluated against, for a held-out record of any kind.
+
+    SFT: the record. Preference: the prompt and the chosen answer. KTO: the conversation when its
+    answer is labelled desirable; an undesirable answer is no reference (``None``). RFT: the prompt
+    and the reference answer (JSON other than a string as compact JSON text), which the graders
+    score as they do in training. Pretraining text has no prompt to answer (``None``).
+    """
+    if isinstance(record, ChatRecord):
+        return record
+    if isinstance(record, PreferenceRecord):
+        return ChatRecord(system=record.system, messages=(*record.prompt, *record.chosen), tools=record.tools)
+    if isinstance(record, KtoRecord):
+        return ChatRecord(system=record.system, messages=record.messages, tools=record.tools) if record.label else None
+    if isinstance(record, RftRecord):
+        answer = record.reference_answer
+        text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False, separators=(",", ":"))
+        return ChatRecord(system=record.system, tools=record.tools,
+                          messages=(*record.messages, Message(role="assistant", content=text)))
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# Texts: every string of a record that is written out, in a fixed order, with where it sits
+# ------------------------------------------------------------------------------------------
+class TextField(NamedTuple):
+    """One text of a record: its place in :func:`record_to_dict`'s dict, a role and the text.
+
+    ``role`` says what the text is to the rules that read texts (PII, dedupe, token counts): a
+    turn's role, ``chosen`` / ``rejected`` (preference answers), ``desirable`` / ``undesirable``
+    (a KTO answer, so that a good and a bad label of the same answer are different records),
+    ``reasoning``, ``tool_call`` (a string in a call's arguments), ``reference`` (an RFT
+    reference answer), ``text`` (pretraining), ``metadata`` (a kept extra key, not trained on).
+    """
+
+    path: tuple[str | int, ...]
+    role: str
+    text: str
+
+    @property
+    def field(self) -> str:
+        """The path as error messages name fields: ``chosen[0].content``, ``metadata.user``."""
+        out = ""
+        for part in self.path:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        return out
+
+
+def _string_leaves(value: Any, path: tuple[str | int, ...], role: str) -> list[TextField]:
+    if isinstance(value, str):
+        return [TextField(path, role, value)]
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _string_leaves(v, (*path, k), role)]
+    if isinstance(value, list):
+        return [f for i, v in enumerate(value) for f in _string_leaves(v, (*path, i), role)]
+    return []
+
+
+def _turn_texts(
+    turns: list[dict[str, Any]], key: str, *, role: str | None = None, last_role: str | None = None
+) -> list[TextField]:
+    """The texts of the turns under ``key``; ``role`` names every turn's content, ``last_role``
+    only the final turn's (else each turn's own role)."""
+    fields: list[TextField] = []
+    for i, turn in enumerate(turns):
+        if "reasoning" in turn:
+            fields.append(TextField((key, i, "reasoning"), "reasoning", turn["reasoning"]))
+        named = last_role if last_role is not None and i == len(turns) - 1 else role
+        fields.append(TextField((key, i, "content"), named or turn["role"], turn["content"]))
+        for j, call in enumerate(turn.get("tool_calls", ())):
+            fields += _string_leaves(call.get("arguments", {}), (key, i, "tool_calls", j, "arguments"), "tool_call")
+    return fields
+
+
+def record_texts(record: Record) -> list[TextField]:
+    """Every text of ``record`` except its system prompt, in one fixed order (see :class:`TextField`).
+
+    The order is a contract: :func:`replace_texts` takes replacements by position in this list.
+    """
+    body = record_to_dict(record)
+    fields: list[TextField] = []
+    if isinstance(record, PretrainRecord):
+        fields.append(TextField(("text",), "text", record.text))
+    elif isinstance(record, PreferenceRecord):
+        fields += _turn_texts(body["prompt"], "prompt")
+        fields += _turn_texts(body["chosen"], "chosen", role="chosen")
+        fields += _turn_texts(body["rejected"], "rejected", role="rejected")
+    elif isinstance(record, KtoRecord):
+        fields += _turn_texts(body["messages"], "messages", last_role="desirable" if record.label else "undesirable")
+    else:
+        fields += _turn_texts(body["messages"], "messages")
+    if isinstance(record, RftRecord):
+        fields += _string_leaves(body.get("reference_answer"), ("reference_answer",), "reference")
+    fields += _string_leaves(body.get("metadata", {}), ("metadata",), "metadata")
+    return fields
+
+
+def replace_texts(record: Record, system: str | None, texts: dict[int, str]) -> Record:
+    """``record`` with its system prompt and the texts at these positions of :func:`record_texts`
+    replaced (redaction): everything else, structure included, stays as it was."""
+    body = record_to_dict(record)
+    if system is not None:
+        body["system"] = system
+    fields = record_texts(record)
+    for position, text in texts.items():
+        *parents, last = fields[position].path
+        node: Any = body
+        for part in parents:
+            node = node[part]
+        node[last] = text
+    return record_from_dict(body)
 
 
 # ------------------------------------------------------------------------------------------
@@ -421,14 +541,28 @@ def _openai_message(m: Message) -> dict[str, Any]:
 
 def to_openai(record: ChatRecord) -> dict[str, Any]:
     """OpenAI chat fine-tuning shape (system as a leading turn, ``tools`` as functions)."""
-    messages = [{"role": "system", "content": record.system}] if _has_system(record.system) else []
-    messages += [_openai_message(m) for m in record.messages]
+    return _openai_chat(record.system, record.messages, record.tools)
+
+
+def _openai_chat(system: str | None, turns: tuple[Message, ...], tools: tuple[ToolSpec, ...]) -> dict[str, Any]:
+    messages = [{"role": "system", "content": system}] if _has_system(system) else []
+    messages += [_openai_message(m) for m in turns]
     out: dict[str, Any] = {"messages": messages}
-    if record.tools:
+    if tools:
         out["tools"] = [
             {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
-            for t in record.tools
+            for t in tools
         ]
+    return out
+
+
+def to_bedrock_rft(record: RftRecord) -> dict[str, Any]:
+    """Bedrock's reinforcement fine-tuning line: OpenAI-style ``messages`` ending with the user
+    turn, ``reference_answer``, and every other field of the input (``metadata``) beside them,
+    which Bedrock hands to the grader Lambda unchanged."""
+    out = _openai_chat(record.system, record.messages, record.tools)
+    out["reference_answer"] = record.reference_answer
+    out.update(record.metadata)
     return out
 
 

@@ -70,8 +70,9 @@ def test_each_type_is_found_and_redacted_through_prepare(write_lines, tmp_path, 
 
 @pytest.mark.parametrize(
     "text",
-    ["order 4111 1111 1111 1112", "version 10.0.300.1", "std::vector<int>", "call 5550137", "x@y"],
-    ids=["luhn_fails", "not_an_ip", "cpp_scope", "local_number_only", "no_domain"],
+    ["order 4111 1111 1111 1112", "version 10.0.300.1", "std::vector<int>", "call 5550137", "x@y",
+     "83265 / 305 = 275.433978846153"],
+    ids=["luhn_fails", "not_an_ip", "cpp_scope", "local_number_only", "no_domain", "decimal_fraction"],
 )
 def test_lookalikes_are_left_alone(write_lines, text):
     record = {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}]}

@@ -11,7 +11,7 @@ from tuneline.config import DataConfig, Target
 from tuneline.data.prepare import DatasetLimitError, prepare
 from tuneline.data.versions import COMPLETE_MARKER, list_versions, load_dataset_version, read_split
 from tuneline.errors import DataError
-from tuneline.records import ChatRecord, Message
+from tuneline.records import ChatRecord, Message, PreferenceRecord, RftRecord
 from tuneline.storage.s3 import S3Uri
 
 pytestmark = pytest.mark.service
@@ -123,3 +123,20 @@ def test_nova_target_writes_nova_records(object_store, write_lines, records):
     assert lines[0]["schemaVersion"] == "bedrock-conversation-2024"
     assert lines[0]["system"] == [{"text": "be brief"}]
     assert lines[0]["messages"][0]["content"] == [{"text": lines[0]["messages"][0]["content"][0]["text"]}]
+
+
+def test_read_split_gives_back_each_record_of_its_kind(object_store, tmp_path):
+    rows = [{"prompt": f"Ticket {i}: printer jams", "chosen": "priority: high", "rejected": f"priority: low {i}",
+             "ticket": i} for i in range(6)]
+    rows += [{"messages": [{"role": "user", "content": f"Sum {i} and 2"}], "reference_answer": {"sum": i + 2}}
+             for i in range(6)]
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DataConfig(source=str(src), extra_keys="keep")
+    v = prepare(cfg, Target.LOCAL, "kinds", object_store).version
+    back = [r for s in ("train", "validation", "test") for r in read_split(object_store, v.uri, s)]
+    assert sorted(type(r).__name__ for r in back) == ["PreferenceRecord"] * 6 + ["RftRecord"] * 6
+    pref = sorted((r for r in back if isinstance(r, PreferenceRecord)), key=lambda r: r.metadata["ticket"])
+    assert [(r.rejected[0].content, r.metadata) for r in pref] == [(f"priority: low {i}", {"ticket": i}) for i in range(6)]
+    rft = sorted((r for r in back if isinstance(r, RftRecord)), key=lambda r: r.reference_answer["sum"])
+    assert [r.reference_answer for r in rft] == [{"sum": i + 2} for i in range(6)]

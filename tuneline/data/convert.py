@@ -3,9 +3,17 @@ record is detected and converted by :mod:`tuneline.data.formats` (the one reader
 
 Plain Bedrock chat records (nearly all lines of a typical file) never get here: ``rules.py``
 parses them straight into ``conversations``. Every other JSON object of ``slow_raw`` is decoded
-in Python, converted into its kind's model, checked against the target's capabilities, and
-either rewritten in place as the canonical chat line the SQL rules read, or rejected with its
-code. Creates:
+in Python, converted into its kind's model and checked against the target's capabilities. Then:
+
+- a text-only SFT record without kept metadata is rewritten in place as the canonical chat line
+  the SQL rules read (and re-check);
+- any other record (preference, KTO, RFT, pretraining; tools, reasoning or media; kept metadata)
+  goes straight into ``conversations`` as its texts (:func:`tuneline.records.record_texts`, one
+  row of ``messages`` per text, ``paths`` naming each one's field) and its canonical JSON
+  (``payload``), from which the output is written. Every text rule (PII, reserved strings,
+  tokens, dedupe) reads the texts; redaction writes them back into ``payload``.
+
+Creates:
 
 ``rec_meta(rid, fmt, kind)``   the detected format and kind of every converted record
 ``dropped(rid, key)``          each extra key dropped (``data.extra_keys: drop``)
@@ -22,9 +30,30 @@ from tuneline.config import DataConfig
 from tuneline.data.codes import ErrorCode as E
 from tuneline.data.formats import ExtraKeys, FormatProblem, convert
 from tuneline.data.targets import TargetLimits, targets_that_train
-from tuneline.records import ChatRecord, Record, RecordFormat, RecordKind, to_bedrock
+from tuneline.records import (
+    ChatRecord,
+    PreferenceRecord,
+    PretrainRecord,
+    Record,
+    RecordFormat,
+    RecordKind,
+    record_texts,
+    record_to_dict,
+    to_bedrock,
+)
 
-__all__ = ["content_of", "convert_slow_rows", "decode_record", "needs_conversion_only"]
+__all__ = [
+    "MESSAGES_TYPE",
+    "content_of",
+    "convert_slow_rows",
+    "decode_record",
+    "is_plain_chat",
+    "needs_conversion_only",
+    "payload_json",
+]
+
+# ``conversations.messages``: each text of a record with its role (see tuneline.records.TextField).
+MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
 
 class _Duplicated(dict):
@@ -123,21 +152,25 @@ def _capability_problem(record: Record, limits: TargetLimits) -> FormatProblem |
                 f"unsupported_content: {content} — {target} trains only "
                 f"{', '.join(sorted(limits.content))} content; train this record with target {others or 'none yet'}",
             )
-    # Capable targets: what this prepare writes today is text-only SFT (see docs/data.md).
-    if record.kind is not RecordKind.SFT:
-        return FormatProblem(
-            E.UNSUPPORTED_KIND, None,
-            f"unsupported_kind: {record.kind.value} — {target} trains {record.kind.value} records, but prepare "
-            "does not write them into a dataset version yet (validate reads and checks them)",
-        )
-    content = content_of(record)
-    if content:
-        return FormatProblem(
-            E.UNSUPPORTED_CONTENT, None,
-            f"unsupported_content: {content[0]} — {target} trains it, but prepare does not write "
-            f"{content[0]} turns into a dataset version yet (validate reads and checks them)",
-        )
     return None
+
+
+def is_plain_chat(record: Record) -> bool:
+    """Text-only SFT without kept metadata: what the SQL rules read as a canonical chat line."""
+    return isinstance(record, ChatRecord) and not content_of(record) and not record.metadata
+
+
+def payload_json(record: Record) -> str:
+    """The record's canonical JSON (``kind`` included), compact: the same record, the same bytes."""
+    return json.dumps(record_to_dict(record), ensure_ascii=False, separators=(",", ":"))
+
+
+def _turns(record: Record) -> int:
+    if isinstance(record, PretrainRecord):
+        return 0
+    if isinstance(record, PreferenceRecord):
+        return len(record.prompt) + len(record.chosen) + len(record.rejected)
+    return len(record.messages)
 
 
 _PLAIN_SHAREGPT = '{"conversations": [{"from": "VARCHAR", "value": "VARCHAR"}], "system": "VARCHAR"}'
@@ -182,7 +215,7 @@ def _parse_plain_sharegpt(con: duckdb.DuckDBPyConnection, config: DataConfig) ->
         INSERT INTO conversations
         SELECT rid, file_id, CASE WHEN trim(s.system) = '' THEN NULL ELSE s.system END,
                list_transform(s.conversations, lambda t, i: {'role': CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END,
-                                                              'content': t.value}), 0
+                                                              'content': t.value}), 0, NULL, NULL
         FROM _sg
         """
     )
@@ -202,7 +235,7 @@ def convert_slow_rows(con: duckdb.DuckDBPyConnection, config: DataConfig, limits
     if not needs_conversion_only(config):
         _parse_plain_sharegpt(con, config)
     rows = con.execute(
-        "SELECT rid, text FROM slow_raw WHERE utf8 AND json_valid(text) AND json_type(text) = 'OBJECT'"
+        "SELECT rid, file_id, text FROM slow_raw WHERE utf8 AND json_valid(text) AND json_type(text) = 'OBJECT'"
     ).fetchall()
     fmt = None if config.format == "auto" else RecordFormat(config.format)
     extra: ExtraKeys = config.extra_keys
@@ -212,10 +245,11 @@ def convert_slow_rows(con: duckdb.DuckDBPyConnection, config: DataConfig, limits
                                          ("system", cols.system)) if src and src != dst}
     new_rid: list[int] = []
     new_text: list[str] = []
+    rich: dict[str, list] = {"rid": [], "file_id": [], "system": [], "messages": [], "payload": [], "paths": []}
     meta: list[tuple[int, str, str]] = []
     dropped: list[tuple[int, str]] = []
     errors: list[tuple[int, str, str | None, str]] = []
-    for rid, text in rows:
+    for rid, file_id, text in rows:
         try:
             obj = decode_record(text)
             if renames and isinstance(obj, dict):
@@ -230,14 +264,23 @@ def convert_slow_rows(con: duckdb.DuckDBPyConnection, config: DataConfig, limits
         if problem := _capability_problem(record, limits):
             errors.append((rid, problem.code, problem.field, problem.message))
             continue
-        n = len(record.messages)  # type: ignore[union-attr]
-        if n > config.max_messages_per_record:
+        if (n := _turns(record)) > config.max_messages_per_record:
             errors.append((rid, E.TOO_MANY_MESSAGES.value, "messages",
                            f"the record has {n} turns; data.max_messages_per_record allows "
                            f"{config.max_messages_per_record}: split the conversation"))
             continue
-        new_rid.append(rid)
-        new_text.append(json.dumps(to_bedrock(record), ensure_ascii=False))  # type: ignore[arg-type]
+        if is_plain_chat(record):
+            new_rid.append(rid)
+            new_text.append(json.dumps(to_bedrock(record), ensure_ascii=False))  # type: ignore[arg-type]
+            continue
+        fields = record_texts(record)
+        system = getattr(record, "system", None)
+        rich["rid"].append(rid)
+        rich["file_id"].append(file_id)
+        rich["system"].append(system if system is not None and system.strip() else None)
+        rich["messages"].append([{"role": f.role, "content": f.text} for f in fields])
+        rich["payload"].append(payload_json(record))
+        rich["paths"].append([f.field for f in fields])
     if meta:
         _insert(con, "rec_meta", {"rid": [m[0] for m in meta], "fmt": [m[1] for m in meta], "kind": [m[2] for m in meta]})
     if dropped:
@@ -246,6 +289,17 @@ def convert_slow_rows(con: duckdb.DuckDBPyConnection, config: DataConfig, limits
         _insert(con, "errs", {"rid": [e[0] for e in errors], "code": [str(e[1]) for e in errors],
                               "field": [e[2] for e in errors], "message": [e[3] for e in errors]})
         con.execute("DELETE FROM slow_raw WHERE rid IN (SELECT rid FROM errs)")
+    if rich["rid"]:
+        table = pa.table(
+            {**rich, "shift": [0] * len(rich["rid"])},
+            schema=pa.schema([("rid", pa.int64()), ("file_id", pa.int64()), ("system", pa.string()),
+                              ("messages", MESSAGES_TYPE), ("payload", pa.string()),
+                              ("paths", pa.list_(pa.string())), ("shift", pa.int32())]),
+        )
+        con.register("_rich", table)
+        con.execute("INSERT INTO conversations SELECT rid, file_id, system, messages, shift, payload, paths FROM _rich")
+        con.execute("DELETE FROM slow_raw WHERE rid IN (SELECT rid FROM _rich)")
+        con.unregister("_rich")
     if new_rid:
         _insert(con, "_converted", {"rid": new_rid, "text": new_text}, create=True)
         con.execute("UPDATE slow_raw SET text = c.text FROM _converted c WHERE slow_raw.rid = c.rid")

@@ -68,9 +68,9 @@ def conversation_keys(
     turn = f"m.role || chr(31) || {_normalize_sql('m.content', config)}"
     system = f"'system' || chr(31) || {_normalize_sql('system', config)}"
     # concat_ws and array_to_string both skip NULLs, as a string_agg over the texts would.
-    conv = (
-        f"concat_ws(chr(30), {system}, array_to_string(list_transform(messages, lambda m: {turn}), chr(30)))"
-    )
+    # Kept metadata (an id, a source) is not content: records differing only there are duplicates.
+    trained = "CASE WHEN payload IS NULL THEN messages ELSE list_filter(messages, lambda m: m.role <> 'metadata') END"
+    conv = f"concat_ws(chr(30), {system}, array_to_string(list_transform({trained}, lambda m: {turn}), chr(30)))"
     con.execute(
         f"""
         CREATE TABLE keys AS

@@ -157,7 +157,9 @@ _EMAIL = re.compile(
 )
 _EMAIL_SPELLED = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9._%+-]+ AT [A-Za-z0-9-]+(?: DOT [A-Za-z0-9-]+)+")
 _IBAN = re.compile(r"(?i)(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ -]?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
-_CARD = re.compile(r"(?<![0-9])[2-6][0-9](?:[ -]?[0-9]){11,17}(?![0-9])")
+# Not the digits of a decimal fraction (275.4339788461538, a real answer of LLaMA-Factory's KTO
+# demo, passes the Luhn check by chance).
+_CARD = re.compile(r"(?<![0-9])(?<![0-9][.,])[2-6][0-9](?:[ -]?[0-9]){11,17}(?![0-9])")
 _SSN = re.compile(r"(?<![0-9-])[0-9]{3}[ .-][0-9]{2}[ .-][0-9]{4}(?![0-9]|-[0-9])")
 _SSN_LABELLED = re.compile(
     r"(?i)\b(?:ssn|ss#|social\s+security(?:\s+(?:number|no\.?|#))?)\s*(?:number|no\.?|#)?\s*(?:is|:|=|#)?\s*"

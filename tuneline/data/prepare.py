@@ -29,12 +29,12 @@ from tuneline.data.dedupe import conversation_keys, find_near_duplicates, near_d
 from tuneline.data.report import render_report
 from tuneline.data.sources import SkippedFile, load_raw, resolve_source
 from tuneline.data.split import SPLITS, split_sql
-from tuneline.data.targets import PRICES_TAKEN_ON, TargetLimits, estimate_cost_usd, limits_for
+from tuneline.data.targets import PRICES_TAKEN_ON, TargetLimits, estimate_cost_usd, limits_for, training_shape
 from tuneline.data.tokens import CharEstimateCounter, TokenCounter
 from tuneline.data.versions import check_dataset_name, publish_version
 from tuneline.errors import DataError
 from tuneline.lineage import DatasetCounts, DatasetVersion
-from tuneline.records import NOVA_SCHEMA_VERSION, RecordFormat
+from tuneline.records import NOVA_SCHEMA_VERSION, RecordFormat, record_from_dict
 from tuneline.storage.s3 import ObjectStore, S3Uri
 
 __all__ = [
@@ -48,8 +48,9 @@ __all__ = [
 ]
 
 # Bump when a rule changes what gets written, so old versions are not mistaken for new output.
-# 2: duplicate keys rejected, ragged CSV rows rejected per row; 3: every format detected per record
-PIPELINE_REVISION = "3"
+# 2: duplicate keys rejected, ragged CSV rows rejected per row; 3: every format detected per record;
+# 4: every kind and content a target trains is written (preference, KTO, RFT, pretrain, tools, media)
+PIPELINE_REVISION = "4"
 _MEMORY_LIMIT = os.environ.get("TUNELINE_DUCKDB_MEMORY_LIMIT", "3GB")
 _TOKEN_BATCH = 4096
 _WRITE_BATCH = 65_536
@@ -223,7 +224,7 @@ def build_dataset(
             SELECT rid, '{ErrorCode.TOO_MANY_MESSAGES}', 'messages',
                    format('the record has {{}} turns; data.max_messages_per_record allows '
                           || '{config.max_messages_per_record}: split the conversation', len(messages))
-            FROM conversations WHERE len(messages) > {config.max_messages_per_record}
+            FROM conversations WHERE payload IS NULL AND len(messages) > {config.max_messages_per_record}
             """
         )
         rules.check_records(con, limits)
@@ -270,7 +271,9 @@ def _count_tokens(con: duckdb.DuckDBPyConnection, counter: TokenCounter) -> None
         con.execute(
             f"""
             CREATE TABLE tok AS
-            SELECT rid, ceil(list_sum(list_prepend(length(system), list_transform(messages, lambda m: length(m.content))))
+            SELECT rid, ceil(list_sum(list_prepend(length(system), list_transform(
+                             CASE WHEN payload IS NULL THEN messages ELSE list_filter(messages, lambda m: m.role <> 'metadata') END,
+                             lambda m: length(m.content))))
                              / {counter.chars_per_token!r})::BIGINT AS tokens
             FROM conversations
             """
@@ -279,7 +282,7 @@ def _count_tokens(con: duckdb.DuckDBPyConnection, counter: TokenCounter) -> None
     rids: list[int] = []
     counts: list[int] = []
     reader = con.sql(
-        f"SELECT rid, text FROM ({rules.conversation_texts()}) ORDER BY rid, idx"
+        f"SELECT rid, text FROM ({rules.conversation_texts()}) WHERE role <> 'metadata' ORDER BY rid, idx"
     ).to_arrow_reader(_TOKEN_BATCH)
     for batch in reader:
         rids.extend(batch.column(0).to_pylist())
@@ -551,7 +554,7 @@ def _write_splits(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Pat
     con.execute(
         """
         CREATE TEMP VIEW outrec AS
-        SELECT rid, s.split, c.system, c.messages
+        SELECT rid, s.split, c.system, c.messages, c.payload
         FROM conversations c JOIN status s USING (rid) WHERE s.status = 'accepted'
         """
     )
@@ -567,9 +570,16 @@ def _write_splits(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Pat
     else:
         line = """CASE WHEN system IS NULL THEN '{"messages":' || to_json(messages) || '}'
                ELSE '{"system":' || to_json(system) || ',"messages":' || to_json(messages) || '}' END"""
+    # A record that is more than a text chat is written from its payload: as it is for the local
+    # trainers (the payload is training_shape's canonical record), else in the target's shape.
+    rich_line, source = "payload", "outrec"
+    if limits.target is not Target.LOCAL:
+        _render_rich_lines(con, limits)
+        rich_line, source = "rich.line", "outrec LEFT JOIN rich_line rich USING (rid)"
+    line = f"CASE WHEN payload IS NULL THEN {line} ELSE {rich_line} END"
     # Built in parallel first: in a streamed ORDER BY query DuckDB would spell the lines out after
     # the sort, on the one thread that hands out the result.
-    con.execute(f"CREATE TEMP TABLE outline AS SELECT rid, split, ({line}) || chr(10) AS line FROM outrec")
+    con.execute(f"CREATE TEMP TABLE outline AS SELECT rid, split, ({line}) || chr(10) AS line FROM {source}")
     digest = hashlib.sha256()
     # The bytes are hashed on another core as they are written (hashlib releases the GIL), in
     # the order written: a one-worker pool runs its tasks in turn.
@@ -585,7 +595,7 @@ def _write_splits(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Pat
                 lambda chunk: hashed.append(hashing.submit(digest.update, chunk)),
             )
             con.execute(
-                f"COPY (SELECT system, messages FROM outrec WHERE split = '{split}' ORDER BY rid) "
+                f"COPY (SELECT system, messages, payload AS record FROM outrec WHERE split = '{split}' ORDER BY rid) "
                 f"TO '{out / f'{split}.parquet'}' (FORMAT PARQUET)"
             )
         hashed.append(hashing.submit(_hash_file, digest.update, out / "rejected.jsonl"))
@@ -593,6 +603,19 @@ def _write_splits(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Pat
             future.result()
     con.execute("DROP TABLE outline")
     return digest.hexdigest()
+
+
+def _render_rich_lines(con: duckdb.DuckDBPyConnection, limits: TargetLimits) -> None:
+    """``rich_line(rid, line)``: each accepted record with a payload in the target's training shape."""
+    rids: list[int] = []
+    lines: list[str] = []
+    for rid, payload in con.execute("SELECT rid, payload FROM outrec WHERE payload IS NOT NULL").fetchall():
+        rids.append(rid)
+        shape = training_shape(record_from_dict(json.loads(payload)), limits)
+        lines.append(json.dumps(shape, ensure_ascii=False, separators=(",", ":")))
+    con.register("_rich_lines", pa.table({"rid": pa.array(rids, pa.int64()), "line": pa.array(lines, pa.string())}))
+    con.execute("CREATE TEMP TABLE rich_line AS SELECT * FROM _rich_lines")
+    con.unregister("_rich_lines")
 
 
 def _write_lines(

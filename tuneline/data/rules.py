@@ -10,7 +10,9 @@ table so that every rule reads parsed JSON once:
 
 and ends in the same two tables:
 
-``conversations``  (rid, file_id, system, messages, shift): every structurally valid record
+``conversations``  (rid, file_id, system, messages, shift, payload, paths): every structurally
+                   valid record; ``payload`` and ``paths`` are set for the records that are more
+                   than a text chat (see ``convert.py``), NULL for the others
 ``errs``           (rid, code, field, message): every problem found; a record with any row is rejected
 
 Python takes over only where SQL cannot express a rule: token counts from a real tokenizer and
@@ -19,15 +21,17 @@ MinHash near-duplicates (see ``dedupe.py``).
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pyarrow as pa
 
 from tuneline.config import DataConfig, PiiAction, PiiPolicy, Target
 from tuneline.data import pii
 from tuneline.data.codes import ErrorCode as E
-from tuneline.data.convert import convert_slow_rows, needs_conversion_only
+from tuneline.data.convert import convert_slow_rows, needs_conversion_only, payload_json
 from tuneline.data.targets import TargetLimits, limits_for
-from tuneline.records import RecordFormat
+from tuneline.records import RecordFormat, record_from_dict, replace_texts
 
 __all__ = ["apply_pii", "build_conversations", "check_records", "check_structure", "conversation_texts"]
 
@@ -130,6 +134,7 @@ def check_structure(
         f"""
         CREATE TABLE demoted AS
         SELECT rid FROM conversations JOIN file_fmt USING (file_id) WHERE fmt NOT IN ({", ".join(_lit(f) for f in _CHAT)})
+          AND payload IS NULL
         """
     )
     if con.execute("SELECT count(*) FROM demoted").fetchone()[0]:
@@ -203,7 +208,8 @@ def _parse_plain_chat(con: duckdb.DuckDBPyConnection, skip: bool = False) -> Non
     con.execute(
         f"""
         CREATE TABLE conversations AS
-        SELECT rid, file_id, s.system AS system, s.messages AS messages, 0 AS shift
+        SELECT rid, file_id, s.system AS system, s.messages AS messages, 0 AS shift,
+               NULL::VARCHAR AS payload, NULL::VARCHAR[] AS paths
         FROM (
             SELECT rid, file_id, s, json_type(text, '$.**') AS value_types,
                    len(s.messages) AS n, (s.system IS NOT NULL)::INTEGER AS has_system
@@ -431,16 +437,19 @@ def _check_prompt_completion(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def conversation_texts(source: str = "conversations") -> str:
-    """SQL for ``(rid, idx, role, text, shift)``: one row per text of the conversations in ``source``.
+    """SQL for ``(rid, idx, role, text, shift, field)``: one row per text of the conversations in ``source``.
 
     idx 0 is the system prompt; message ``i`` of the ``messages`` list (from 1) has idx
-    ``shift + i``, so that ``idx - 1`` is its position in the input's ``messages``.
+    ``shift + i``, so that ``idx - 1`` is its position in the input's ``messages``. ``field``
+    names the text's place in the record for error messages (``paths`` where the record has them).
     """
     return f"""
-        SELECT rid, 0 AS idx, 'system' AS role, system AS text, shift FROM {source} WHERE system IS NOT NULL
+        SELECT rid, 0 AS idx, 'system' AS role, system AS text, shift, 'system' AS field
+        FROM {source} WHERE system IS NOT NULL
         UNION ALL
-        SELECT rid, shift + i AS idx, m.role AS role, m.content AS text, shift
-        FROM (SELECT rid, shift, unnest(messages) AS m, generate_subscripts(messages, 1) AS i FROM {source})
+        SELECT rid, shift + i AS idx, m.role AS role, m.content AS text, shift,
+               coalesce(paths[i], format('messages[{{}}].content', shift + i - 1)) AS field
+        FROM (SELECT rid, shift, paths, unnest(messages) AS m, generate_subscripts(messages, 1) AS i FROM {source})
     """
 
 
@@ -484,7 +493,8 @@ def _regroup(texts: str) -> str:
     return f"""
         SELECT rid, NULL AS file_id, max(text) FILTER (WHERE idx = 0) AS system,
                list({{'role': role, 'content': text}} ORDER BY idx) FILTER (WHERE idx > 0) AS messages,
-               coalesce(min(idx) FILTER (WHERE idx > 0) - 1, 0) AS shift
+               coalesce(min(idx) FILTER (WHERE idx > 0) - 1, 0) AS shift,
+               NULL::VARCHAR AS payload, NULL::VARCHAR[] AS paths
         FROM {texts} GROUP BY rid
     """
 
@@ -506,7 +516,7 @@ def check_records(con: duckdb.DuckDBPyConnection, limits: TargetLimits) -> None:
     con.execute(
         f"""
         INSERT INTO errs
-        SELECT rid, '{E.RESERVED_STRING}', CASE WHEN idx = 0 THEN 'system' ELSE format('messages[{{}}].content', idx - 1) END,
+        SELECT rid, '{E.RESERVED_STRING}', field,
                {_lit(f"the text contains {shown}, which {limits.target.value} refuses in training data: reword it")}
         FROM ({conversation_texts("screened")}) WHERE {hits("text")}
         """
@@ -528,12 +538,14 @@ def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
         f"system, array_to_string(list_transform(messages, lambda m: m.content), chr(30))), {_lit(pii.PREFILTER)})"
     )
     cand = con.sql(
-        f"SELECT rid, idx, text FROM ({conversation_texts('screened')}) WHERE regexp_matches(text, {_lit(pii.PREFILTER)})"
+        f"SELECT rid, idx, text, field FROM ({conversation_texts('screened')}) "
+        f"WHERE regexp_matches(text, {_lit(pii.PREFILTER)})"
     ).to_arrow_table()
     con.execute("DROP TABLE screened")
     rids, idxs = cand.column("rid").to_pylist(), cand.column("idx").to_pylist()
+    fields = cand.column("field").to_pylist()
     scan_rows: dict[str, list] = {"rid": [], "idx": [], "redacted": []}
-    found_rows: dict[str, list] = {"rid": [], "idx": [], "type": [], "n": []}
+    found_rows: dict[str, list] = {"rid": [], "idx": [], "field": [], "type": [], "n": []}
     for pos, redacted, counts in pii.scan_texts(cand.column("text").to_pylist(), policy):
         scan_rows["rid"].append(rids[pos])
         scan_rows["idx"].append(idxs[pos])
@@ -541,12 +553,15 @@ def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
         for kind, n in counts.items():
             found_rows["rid"].append(rids[pos])
             found_rows["idx"].append(idxs[pos])
+            found_rows["field"].append(fields[pos])
             found_rows["type"].append(kind)
             found_rows["n"].append(n)
     del cand
     scan = pa.table(scan_rows, schema=pa.schema([("rid", pa.int64()), ("idx", pa.int64()), ("redacted", pa.string())]))
     found = pa.table(
-        found_rows, schema=pa.schema([("rid", pa.int64()), ("idx", pa.int64()), ("type", pa.string()), ("n", pa.int64())])
+        found_rows,
+        schema=pa.schema([("rid", pa.int64()), ("idx", pa.int64()), ("field", pa.string()), ("type", pa.string()),
+                          ("n", pa.int64())]),
     )
     con.register("pii_scan_arrow", scan)
     con.register("pii_found_arrow", found)
@@ -560,8 +575,15 @@ def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
         f"(SELECT t.rid, t.idx, t.role, coalesce(s.redacted, t.text) AS text FROM ({conversation_texts('changed')}) t "
         "LEFT JOIN pii_scan s USING (rid, idx))"
     )
-    con.execute(f"CREATE TEMP TABLE pii_redacted AS {_regroup(redacted)}")
+    con.execute(
+        f"""
+        CREATE TEMP TABLE pii_redacted AS
+        SELECT g.rid, c.file_id, g.system, g.messages, g.shift, c.payload, c.paths
+        FROM ({_regroup(redacted)}) g JOIN changed c USING (rid)
+        """
+    )
     con.execute("DROP TABLE changed")
+    _redact_payloads(con, "pii_redacted")
     con.execute("DELETE FROM conversations WHERE rid IN (SELECT rid FROM pii_redacted)")
     con.execute("INSERT INTO conversations SELECT * FROM pii_redacted")
     con.execute("DROP TABLE pii_redacted")
@@ -571,9 +593,35 @@ def apply_pii(con: duckdb.DuckDBPyConnection, policy: PiiPolicy) -> None:
         con.execute(
             f"""
             INSERT INTO errs
-            SELECT rid, '{E.PII}', CASE WHEN idx = 0 THEN 'system' ELSE format('messages[{{}}].content', idx - 1) END,
+            SELECT rid, '{E.PII}', field,
                    format('contains {{}} ({{}}), which the PII policy rejects: remove it, or set data.pii.{{}} to "redact"',
                           replace(type, '_', ' '), n, type)
             FROM pii_found WHERE type IN ({names})
             """
         )
+
+
+def _redact_payloads(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Write the redacted texts of ``table``'s records that have a ``payload`` back into it, so
+    that what is written out is the redacted record (its texts are in ``record_texts`` order)."""
+    rows = con.execute(
+        f"""
+        SELECT t.rid, t.payload, list(s.idx ORDER BY s.idx), list(s.redacted ORDER BY s.idx)
+        FROM {table} t JOIN pii_scan s USING (rid) WHERE t.payload IS NOT NULL GROUP BY ALL
+        """
+    ).fetchall()
+    if not rows:
+        return
+    rebuilt: dict[str, list] = {"rid": [], "payload": []}
+    for rid, payload, idxs, texts in rows:
+        by_idx = dict(zip(idxs, texts, strict=True))
+        record = replace_texts(
+            record_from_dict(json.loads(payload)),
+            by_idx.pop(0, None),
+            {idx - 1: text for idx, text in by_idx.items()},
+        )
+        rebuilt["rid"].append(rid)
+        rebuilt["payload"].append(payload_json(record))
+    con.register("_rebuilt", pa.table(rebuilt))
+    con.execute(f"UPDATE {table} SET payload = r.payload FROM _rebuilt r WHERE {table}.rid = r.rid")
+    con.unregister("_rebuilt")

@@ -9,13 +9,31 @@ see ``PRICES_TAKEN_ON`` for when the prices were copied. Check them before relyi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneline.config import Target
-from tuneline.records import RecordFormat, RecordKind
+from tuneline.records import (
+    ChatRecord,
+    Record,
+    RecordFormat,
+    RecordKind,
+    RftRecord,
+    record_to_dict,
+    to_bedrock,
+    to_bedrock_rft,
+    to_nova,
+)
 
-__all__ = ["PRICES_TAKEN_ON", "TargetLimits", "estimate_cost_usd", "limits_for", "targets_that_train"]
+__all__ = [
+    "PRICES_TAKEN_ON",
+    "TargetLimits",
+    "estimate_cost_usd",
+    "limits_for",
+    "targets_that_train",
+    "training_shape",
+]
 
 PRICES_TAKEN_ON = "2025-06-01"
 
@@ -104,6 +122,20 @@ _LIMITS: dict[Target, TargetLimits] = {
 
 def limits_for(target: Target) -> TargetLimits:
     return _LIMITS[Target(target)]
+
+
+def training_shape(record: Record, limits: TargetLimits) -> dict[str, Any]:
+    """``record`` as the target's trainer reads it: the local trainers read every kind's canonical
+    record (``tuneline.records.record_to_dict``); Bedrock reads its RFT line, Nova's
+    ``bedrock-conversation-2024`` or Claude's chat shape. Kept metadata has no place in Bedrock's
+    SFT shapes: there it stays in the version's Parquet copy (``record``)."""
+    if limits.target is Target.LOCAL:
+        return record_to_dict(record)
+    if isinstance(record, RftRecord):
+        return to_bedrock_rft(record)
+    if not isinstance(record, ChatRecord):
+        raise ValueError(f"{limits.target.value} trains no {record.kind.value} records")
+    return to_nova(record) if limits.output_format is RecordFormat.NOVA else to_bedrock(record)
 
 
 def targets_that_train(*, kind: RecordKind | None = None, content: str | None = None) -> list[Target]:

@@ -9,6 +9,7 @@ is treated as absent, so a crash never leaves a half version that a later run wo
 from __future__ import annotations
 
 import io
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pyarrow.parquet as pq
 
 from tuneline.errors import DataError
 from tuneline.lineage import DatasetVersion
-from tuneline.records import ChatRecord, Message
+from tuneline.records import ChatRecord, Message, Record, record_from_dict
 from tuneline.storage.s3 import ObjectStore, S3Uri
 
 __all__ = [
@@ -100,14 +101,16 @@ def list_versions(store: ObjectStore, name: str) -> list[str]:
     return sorted(found)
 
 
-def read_split(store: ObjectStore, version_uri: str, split: str) -> list[ChatRecord]:
-    """The records of one split of a complete version, from its Parquet copy."""
+def read_split(store: ObjectStore, version_uri: str, split: str) -> list[Record]:
+    """The records of one split of a complete version, from its Parquet copy: each of its kind
+    (the ``record`` column holds every record that is more than a text chat, metadata included)."""
     if not version_uri.endswith("/"):
         version_uri += "/"
     if not _is_complete(store, version_uri):
         raise DataError(f"no complete dataset version at {version_uri}")
     table = pq.read_table(io.BytesIO(store.get_bytes(str(S3Uri.parse(version_uri).join(f"{split}.parquet")))))
     return [
-        ChatRecord(system=row["system"], messages=tuple(Message(**m) for m in row["messages"]))
+        record_from_dict(json.loads(row["record"])) if row.get("record") is not None
+        else ChatRecord(system=row["system"], messages=tuple(Message(**m) for m in row["messages"]))
         for row in table.to_pylist()
     ]

@@ -22,6 +22,7 @@ from tuneline.evaluation.runner import EvaluationResult, Judge, ModelUnderTest, 
 from tuneline.evaluation.suites import LoadedSuite
 from tuneline.governance.registry import ModelRegistry
 from tuneline.lineage import DatasetVersion, EvaluationReport, TrainedModel
+from tuneline.records import reference_chat
 from tuneline.stages.context import StageContext
 from tuneline.storage.s3 import local_path_or_none
 from tuneline.storage.tracking import run_url, unreachable_as_service_error
@@ -47,7 +48,15 @@ def load_suites(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -
         if suite.source is None:
             if suite.kind is not SuiteKind.TASK:
                 raise EvaluationError(f"suite {suite.name!r} ({suite.kind}) needs a 'source' JSONL file")
-            records = read_split(ctx.store, dataset.uri, "test")
+            held_out = read_split(ctx.store, dataset.uri, "test")
+            # Every kind is evaluated as prompt + reference answer (preference: the chosen one).
+            records = [chat for record in held_out if (chat := reference_chat(record)) is not None]
+            if held_out and not records:
+                kinds = sorted({r.kind.value for r in held_out})
+                raise EvaluationError(
+                    f"suite {suite.name!r}: the test split of {dataset.name} holds only {', '.join(kinds)} records, "
+                    "which have no reference answer to evaluate against: give the suite a 'source' JSONL file"
+                )
             suites.append(LoadedSuite(config=suite, records=tuple(records)))
         else:
             suites.append(LoadedSuite.from_jsonl(suite, _read_lines(ctx, suite.source), suite.source))
