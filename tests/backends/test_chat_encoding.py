@@ -12,7 +12,7 @@ from tuneline.backends.local.chat_encoding import _prefix_spans, encode_chat
 from tuneline.backends.local_generation import encode_prompts
 from tuneline.backends.sequences import IGNORE_INDEX, encode_record
 from tuneline.errors import BackendError
-from tuneline.records import ChatRecord, Message
+from tuneline.records import ChatRecord, Message, ToolCall, ToolSpec
 
 # Llama 3's template (its header/turn markers and `| trim` of contents), without the date preamble.
 LLAMA3_TEMPLATE = (
@@ -111,3 +111,43 @@ def test_a_template_that_trims_padded_content_falls_back_to_prefixes(llama3_toke
     typed = ChatRecord(messages=(Message(role="user", content=" <|eot_id|> "), Message(role="assistant", content="no")))
     with pytest.raises(BackendError, match="special tokens.*renders each message's content as given"):
         encode_record(typed, llama3_tokenizer, max_length=512)
+
+
+# A tool-capable template in the style of Qwen 2.5's: tools listed in the system turn, an
+# assistant's calls rendered after its content, tool results as their own turns.
+TOOLS_TEMPLATE = (
+    "{%- if tools -%}<|system|>tools:{% for t in tools %} {{ t.function.name }}{% endfor %}<|end|>{%- endif -%}"
+    "{%- for message in messages -%}"
+    "<|{{ message['role'] }}|>{{ message['content'] }}"
+    "{%- for call in message.get('tool_calls', []) -%}"
+    "<call>{{ call.function.name }} {{ call.function.arguments | tojson }}</call>"
+    "{%- endfor -%}<|end|>"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
+)
+TOOL_RECORD = ChatRecord(
+    tools=(ToolSpec(name="order_status", parameters={"type": "object", "properties": {"id": {"type": "string"}}}),),
+    messages=(
+        Message(role="user", content="Where is order 12345?"),
+        Message(role="assistant", content="", tool_calls=(ToolCall(id="c1", name="order_status",
+                                                                    arguments={"id": "12345"}),)),
+        Message(role="tool", tool_call_id="c1", content="shipped"),
+        Message(role="assistant", content="It has shipped."),
+    ),
+)
+
+
+def test_tool_calls_are_rendered_and_learned_with_a_template_that_renders_them(example_tokenizer) -> None:
+    example_tokenizer.chat_template = TOOLS_TEMPLATE
+    example = encode_record(TOOL_RECORD, example_tokenizer, 512)
+    learned = example_tokenizer.decode([t for t, label in zip(example.input_ids, example.labels, strict=True)
+                                        if label != IGNORE_INDEX])
+    assert '<call>order_status {"id": "12345"}</call>' in learned and "It has shipped." in learned
+    full = example_tokenizer.decode(list(example.input_ids))
+    assert full.startswith("<|system|>tools: order_status")
+    assert "shipped<|end|>" in full and "shipped<|end|>" not in learned.replace("It has shipped.", "")
+
+
+def test_a_template_that_drops_tool_calls_is_refused_not_trained_on(example_tokenizer) -> None:
+    with pytest.raises(BackendError, match="does not render the tool call 'order_status'"):
+        encode_record(TOOL_RECORD, example_tokenizer, 512)

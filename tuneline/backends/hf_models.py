@@ -45,7 +45,7 @@ from transformers import (
 )
 
 from tuneline.errors import BackendError, ConfigError
-from tuneline.records import ChatRecord, Message
+from tuneline.records import ChatRecord, Message, ToolSpec
 from tuneline.storage.s3 import ObjectStore, local_path_or_none
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "MODEL_MANIFEST",
     "Placement",
     "chat_messages",
+    "chat_tools",
     "gpu_path_missing",
     "load_causal_lm",
     "model_config",
@@ -261,14 +262,40 @@ def model_config(model_dir: Path, trust_remote_code: bool = False) -> Any:
     return AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
 
 
-def chat_messages(record: ChatRecord | Sequence[Message], system: str | None = None) -> list[dict[str, str]]:
-    """A record (or its prompt turns) as the ``messages`` list chat templates take."""
+def chat_messages(record: ChatRecord | Sequence[Message], system: str | None = None) -> list[dict[str, Any]]:
+    """A record (or its prompt turns) as the ``messages`` list Hugging Face chat templates take:
+    ``tool_calls`` as ``{"type": "function", "function": {"name", "arguments"}}`` with the
+    arguments as a dict, tool results as role ``tool`` with ``tool_call_id``, reasoning as
+    ``reasoning_content`` (the key of Qwen3's and DeepSeek's templates)."""
     if isinstance(record, ChatRecord):
         system, turns = record.system, record.messages
     else:
         turns = tuple(record)
-    head = [{"role": "system", "content": system}] if system is not None else []
-    return head + [{"role": m.role, "content": m.content} for m in turns]
+    out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system is not None else []
+    for m in turns:
+        message: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            message["tool_calls"] = [
+                {"type": "function", **({"id": c.id} if c.id else {}),
+                 "function": {"name": c.name, "arguments": dict(c.arguments)}}
+                for c in m.tool_calls
+            ]
+        if m.tool_call_id is not None:
+            message["tool_call_id"] = m.tool_call_id
+        if m.name is not None:
+            message["name"] = m.name
+        if m.reasoning is not None:
+            message["reasoning_content"] = m.reasoning
+        out.append(message)
+    return out
+
+
+def chat_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]] | None:
+    """Tool specs in the JSON-schema form ``apply_chat_template(tools=...)`` takes (None: no tools)."""
+    return [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in tools
+    ] or None
 
 
 def read_model_manifest(model_dir: Path) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from tuneline.backends.base import Generation
 from tuneline.backends.hf_models import (
     chat_messages,
+    chat_tools,
     load_causal_lm,
     load_tokenizer,
     peft_calls,
@@ -50,7 +51,8 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, records: Sequence[ChatRec
     (:mod:`tuneline.backends.local.chat_encoding`): a ticket cannot end its own turn."""
     rows = [
         encode_chat(
-            tokenizer, chat_messages(r.prompt_messages, r.system), generation_prompt=True, where=f"prompt {i}"
+            tokenizer, chat_messages(r.prompt_messages, r.system), generation_prompt=True, where=f"prompt {i}",
+            tools=chat_tools(r.tools),
         ).input_ids
         for i, r in enumerate(records)
     ]

@@ -36,7 +36,8 @@ from typing import NamedTuple
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tuneline.backends.local.chat_encoding import encode_chat
+from tuneline.backends.hf_models import chat_messages, chat_tools
+from tuneline.backends.local.chat_encoding import check_rendered, encode_chat
 from tuneline.records import ChatRecord
 
 __all__ = [
@@ -74,11 +75,10 @@ def encode_record(record: ChatRecord, tokenizer: PreTrainedTokenizerBase, max_le
 
     Rendering and tokenizing take time linear in the conversation, and text typed in the data
     that equals a special token stays text (:mod:`tuneline.backends.local.chat_encoding`)."""
-    messages = ([{"role": "system", "content": record.system}] if record.system is not None else []) + [
-        {"role": m.role, "content": m.content} for m in record.messages
-    ]
+    messages = chat_messages(record)
     where = f"the record starting {record.messages[0].content[:60]!r}"
-    encoded = encode_chat(tokenizer, messages, generation_prompt=False, where=where)
+    encoded = encode_chat(tokenizer, messages, generation_prompt=False, where=where, tools=chat_tools(record.tools))
+    check_rendered(encoded.text, record.messages, record.tools, where)
     ids = encoded.input_ids
     labels = [token if inside else IGNORE_INDEX for token, inside in zip(ids, encoded.labelled(), strict=True)]
     # An example's first token is never predicted from inside the example; in a packed row it

@@ -32,8 +32,14 @@ from functools import lru_cache
 from typing import Any
 
 from tuneline.errors import BackendError
+from tuneline.records import Message, ToolSpec
 
-__all__ = ["EncodedChat", "encode_chat", "special_token_pattern"]
+__all__ = [
+    "EncodedChat",
+    "check_rendered",
+    "encode_chat",
+    "special_token_pattern",
+]
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,27 @@ class EncodedChat:
         return out
 
 
-def _render(tokenizer: Any, messages: Sequence[dict[str, str]], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
+Tools = Sequence[dict[str, Any]] | None
+
+
+def check_rendered(text: str, turns: Sequence[Message], tools: Sequence[ToolSpec], where: str) -> None:
+    """Refuse a rendering that lost what the record trains: a template that ignores tool calls,
+    tool specs or reasoning would silently train the model on a different conversation."""
+    lost = [f"the tool call {c.name!r}" for m in turns for c in m.tool_calls if c.name not in text]
+    lost += [f"the tool {t.name!r}" for t in tools if t.name not in text]
+    lost += ["a reasoning text" for m in turns if m.reasoning and m.reasoning.strip() not in text]
+    if lost:
+        raise BackendError(
+            f"the model's chat template does not render {lost[0]} of {where}: train tool-use or reasoning "
+            "records with a model whose chat template renders tool_calls, tools and reasoning_content "
+            "(e.g. Llama 3.1+, Qwen 2.5/3), or prepare the data without them"
+        )
+
+
+def _render(tokenizer: Any, messages: Sequence[dict[str, Any]], generation_prompt: bool, tools: Tools = None) -> str:
+    return tokenizer.apply_chat_template(
+        list(messages), tools=list(tools) if tools else None, tokenize=False, add_generation_prompt=generation_prompt
+    )
 
 
 @lru_cache(maxsize=32)
@@ -72,14 +97,14 @@ def special_token_pattern(tokenizer: Any) -> re.Pattern[str] | None:
 
 
 def _locate_contents(
-    tokenizer: Any, messages: Sequence[dict[str, str]], generation_prompt: bool
+    tokenizer: Any, messages: Sequence[dict[str, Any]], generation_prompt: bool, tools: Tools = None
 ) -> tuple[str, list[tuple[int, int]], str | None] | None:
     """(text, content spans, end-of-turn text after an assistant content) from one placeholder
     render, or None where the template does not render contents verbatim, once each."""
     nonce = uuid.uuid4().hex
     holders = [f"TLC{nonce}x{i}x" for i in range(len(messages))]
     skeleton = _render(
-        tokenizer, [{**m, "content": h} for m, h in zip(messages, holders, strict=True)], generation_prompt
+        tokenizer, [{**m, "content": h} for m, h in zip(messages, holders, strict=True)], generation_prompt, tools
     )
     pieces: list[str] = []
     spans: list[tuple[int, int]] = []
@@ -97,7 +122,7 @@ def _locate_contents(
         cursor = at + len(holder)
     pieces.append(skeleton[cursor:])
     text = "".join(pieces)
-    if text != _render(tokenizer, messages, generation_prompt):
+    if text != _render(tokenizer, messages, generation_prompt, tools):
         return None
     end_of_turn: str | None = None
     first_assistant = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), None)
@@ -106,6 +131,7 @@ def _locate_contents(
             tokenizer,
             [{**m, "content": h} for m, h in zip(messages[: first_assistant + 1], holders, strict=False)],
             False,
+            tools,
         )
         end_of_turn = probe[probe.index(holders[first_assistant]) + len(holders[first_assistant]) :]
         for (_, end), message in zip(spans, messages, strict=True):
@@ -114,14 +140,16 @@ def _locate_contents(
     return text, spans, end_of_turn
 
 
-def _prefix_spans(tokenizer: Any, messages: Sequence[dict[str, str]], text: str, where: str) -> list[tuple[int, int]]:
+def _prefix_spans(
+    tokenizer: Any, messages: Sequence[dict[str, Any]], text: str, where: str, tools: Tools = None
+) -> list[tuple[int, int]]:
     """The assistant spans by rendering prefixes: quadratic, for templates the fast path refuses."""
     spans: list[tuple[int, int]] = []
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt = _render(tokenizer, messages[:index], True)
-        through = _render(tokenizer, messages[: index + 1], False)
+        prompt = _render(tokenizer, messages[:index], True, tools)
+        through = _render(tokenizer, messages[: index + 1], False, tools)
         if not text.startswith(prompt) or not text.startswith(through) or len(through) <= len(prompt):
             raise BackendError(
                 f"the chat template does not render conversations prefix by prefix (turn {index} of {where}), "
@@ -161,15 +189,25 @@ def _tokenize_pieces(
 
 
 def encode_chat(
-    tokenizer: Any, messages: Sequence[dict[str, str]], *, generation_prompt: bool = False, where: str = "a record"
+    tokenizer: Any,
+    messages: Sequence[dict[str, Any]],
+    *,
+    generation_prompt: bool = False,
+    where: str = "a record",
+    tools: Tools = None,
 ) -> EncodedChat:
-    """Render ``messages`` with the tokenizer's chat template and tokenize it (see the module doc)."""
-    located = _locate_contents(tokenizer, messages, generation_prompt)
+    """Render ``messages`` (and ``tools``, in the JSON-schema form chat templates take) with the
+    tokenizer's chat template and tokenize it (see the module doc).
+
+    An assistant turn with tool calls renders them after its content: the fast path then finds
+    no end-of-turn right after the content and the prefix renders locate the turn, calls included.
+    """
+    located = _locate_contents(tokenizer, messages, generation_prompt, tools)
     pattern = special_token_pattern(tokenizer)
     typed_special = pattern is not None and any(pattern.search(m["content"]) for m in messages)
     if located is None:
-        text = _render(tokenizer, messages, generation_prompt)
-        spans = [] if generation_prompt else _prefix_spans(tokenizer, messages, text, where)
+        text = _render(tokenizer, messages, generation_prompt, tools)
+        spans = [] if generation_prompt else _prefix_spans(tokenizer, messages, text, where, tools)
         if typed_special:
             raise BackendError(
                 f"{where} contains text that is one of the tokenizer's special tokens, and its chat template "

@@ -17,6 +17,7 @@ import json
 import logging
 from typing import Any
 
+from tuneline.backends.hf_models import chat_messages
 from tuneline.errors import BackendError
 from tuneline.records import (
     ChatRecord,
@@ -76,11 +77,6 @@ def read_chat_jsonl(text: str, source: str) -> list[ChatRecord]:
     return read_records(text, source, "sft")
 
 
-def _messages(system: str | None, turns: Any) -> list[dict[str, str]]:
-    head = [{"role": "system", "content": system}] if system is not None else []
-    return head + [{"role": m.role, "content": m.content} for m in turns]
-
-
 def sft_rows(records: list[ChatRecord], tokenizer: Any, max_length: int, split: str) -> list[dict[str, list[int]]]:
     """Pre-tokenized rows with assistant-only labels; rows with nothing to learn are dropped, counted."""
     from tuneline.backends.sequences import IGNORE_INDEX, encode_record
@@ -105,24 +101,24 @@ def trl_rows(method: str, records: list[Any]) -> list[dict[str, Any]]:
     if method == "dpo":
         return [
             {
-                "prompt": _messages(r.system, r.prompt),
-                "chosen": _messages(None, r.chosen),
-                "rejected": _messages(None, r.rejected),
+                "prompt": chat_messages(r.prompt, r.system),
+                "chosen": chat_messages(r.chosen),
+                "rejected": chat_messages(r.rejected),
             }
             for r in records
         ]
     if method == "kto":
         return [
             {
-                "prompt": _messages(r.system, r.messages[:-1]),
-                "completion": _messages(None, r.messages[-1:]),
+                "prompt": chat_messages(r.messages[:-1], r.system),
+                "completion": chat_messages(r.messages[-1:]),
                 "label": bool(r.label),
             }
             for r in records
         ]
     if method == "grpo":
         return [
-            {"prompt": _messages(r.system, r.messages), "reference": json.dumps(r.reference_answer)}
+            {"prompt": chat_messages(r.messages, r.system), "reference": json.dumps(r.reference_answer)}
             for r in records
         ]
     raise ValueError(f"no conversational rows for method {method!r}")
