@@ -27,6 +27,7 @@ __all__ = [
     "ColumnMapping",
     "DataConfig",
     "DedupeConfig",
+    "DistributedConfig",
     "EvaluationConfig",
     "GenerationConfig",
     "JudgeConfig",
@@ -150,6 +151,32 @@ class LoraConfig(_Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class DistributedConfig(_Strict):
+    """More than one training process on this machine, started with torchrun (``tune.distributed``)."""
+
+    processes: int | Literal["auto"] = Field(
+        description="Training processes: an integer from 1 to 64, or 'auto' (one per CUDA GPU the "
+        "machine or pod has; a single process where it has none).",
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="'ddp' (every process holds the whole model; CPU processes talk over gloo, GPUs over "
+        "NCCL) or 'fsdp' (parameters, gradients and optimizer state sharded across CUDA GPUs).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _processes_in_range(cls, data: object) -> object:
+        if isinstance(data, dict):
+            value = data.get("processes")
+            if not (value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64)):
+                raise ValueError(
+                    f"tune.distributed.processes must be an integer from 1 to 64 or 'auto', not {value!r}: "
+                    "e.g. `distributed: {processes: 2, strategy: ddp}`"
+                )
+        return data
+
+
 class LocalTuneConfig(_Strict):
     backend: Literal["local"] = "local"
     base_model: str = Field(description="Hugging Face model directory (local path or s3:// prefix).")
@@ -212,6 +239,12 @@ class LocalTuneConfig(_Strict):
     num_generations: int = Field(default=4, ge=2, le=64, description="grpo: completions sampled per prompt.")
     max_completion_length: int = Field(default=128, ge=1, le=32768, description="grpo: tokens per sampled completion.")
     temperature: float = Field(default=1.0, gt=0, le=2, description="grpo: sampling temperature of the completions.")
+    distributed: DistributedConfig | None = Field(
+        default=None,
+        description="Train in several processes (torchrun): `{processes: N, strategy: ddp | fsdp}`. "
+        "batch_size stays the sequences per optimizer step, split evenly over the processes. Unset: one "
+        "process, in the calling one.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -236,6 +269,24 @@ class LocalTuneConfig(_Strict):
             raise ValueError(
                 f"tune.vllm applies to method 'grpo' only (it samples GRPO's completions); method "
                 f"{self.method!r} samples nothing: remove tune.vllm"
+            )
+        spread = self.distributed
+        if spread is not None and isinstance(spread.processes, int) and self.batch_size % spread.processes:
+            n = spread.processes
+            raise ValueError(
+                f"tune.batch_size {self.batch_size} does not split evenly over tune.distributed.processes "
+                f"{n} (each process takes batch_size / processes sequences per step): use a multiple of "
+                f"{n}, e.g. batch_size: {max(n, self.batch_size // n * n)}"
+            )
+        if spread is not None and spread.strategy == "fsdp" and self.merge_adapter:
+            raise ValueError(
+                "tune.merge_adapter is not supported with tune.distributed.strategy 'fsdp' (the adapter is "
+                "sharded across the GPUs): keep the adapter, or use strategy 'ddp'"
+            )
+        if spread is not None and spread.strategy == "fsdp" and self.adapter == "qlora":
+            raise ValueError(
+                "tune.distributed.strategy 'fsdp' is not supported with adapter 'qlora' (a 4-bit base does "
+                "not shard here): use strategy 'ddp', or adapter 'lora' or 'full'"
             )
         if self.adapter == "qlora" and self.merge_adapter:
             raise ValueError(

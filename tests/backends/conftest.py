@@ -138,3 +138,19 @@ def offline_backend(tmp_path: Path) -> LocalBackend:
         _env_file=None, home=tmp_path, s3_bucket="tuneline-test", s3_endpoint_url="http://127.0.0.1:1"
     )  # type: ignore[call-arg]
     return LocalBackend(settings, ObjectStore(settings))
+
+
+@pytest.fixture
+def offline_spec(tiny_model_dir: Path) -> Callable[..., JobSpec]:
+    """Factory: a job spec over the tiny model whose data is never read (for ``validate()`` refusals)."""
+
+    def make(**tune: object) -> JobSpec:
+        dataset = DatasetVersion(
+            name="tickets", version="v-offline", uri="s3://tuneline-test/data/", target=Target.LOCAL, total=1,
+            accepted=1, rejected=0, duplicates=0, splits={"train": 1},
+            split_uris={"train": "s3://tuneline-test/data/train.jsonl"}, tokens=0,
+        )
+        config = LocalTuneConfig.model_validate({"base_model": str(tiny_model_dir), **tune})
+        return JobSpec(name="tickets", dataset=dataset, tune=config, output_uri="s3://tuneline-test/runs/")
+
+    return make

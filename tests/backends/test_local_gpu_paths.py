@@ -17,9 +17,8 @@ from pydantic import ValidationError
 from tuneline.backends.base import JobSpec
 from tuneline.backends.hf_models import load_causal_lm, select_placement
 from tuneline.backends.local.backend import LocalBackend
-from tuneline.config import GraderConfig, LocalTuneConfig, Target
+from tuneline.config import GraderConfig, LocalTuneConfig
 from tuneline.errors import ValidationFailedError
-from tuneline.lineage import DatasetVersion
 
 # setting -> (config, the module it needs, the install advice)
 GPU_PATHS = {
@@ -30,25 +29,11 @@ GPU_PATHS = {
 SETTING = {"flash-attention": "tune.attention 'flash_attention_2'", "liger": "tune.liger_kernel true", "vllm": "tune.vllm true"}
 
 
-@pytest.fixture
-def spec(tiny_model_dir: Path) -> Callable[..., JobSpec]:
-    def make(**tune: object) -> JobSpec:
-        dataset = DatasetVersion(
-            name="tickets", version="v-gpu", uri="s3://tuneline-test/data/", target=Target.LOCAL, total=1,
-            accepted=1, rejected=0, duplicates=0, splits={"train": 1},
-            split_uris={"train": "s3://tuneline-test/data/train.jsonl"}, tokens=0,
-        )
-        config = LocalTuneConfig.model_validate({"base_model": str(tiny_model_dir), **tune})
-        return JobSpec(name="tickets", dataset=dataset, tune=config, output_uri="s3://tuneline-test/runs/")
-
-    return make
-
-
 
 @pytest.mark.parametrize("path", sorted(GPU_PATHS))
 @pytest.mark.parametrize("gpu", [False, True], ids=["no-gpu", "gpu-without-the-package"])
 def test_a_gpu_path_is_refused_naming_what_is_missing(
-    path: str, gpu: bool, spec: Callable[..., JobSpec], offline_backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+    path: str, gpu: bool, offline_spec: Callable[..., JobSpec], offline_backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tune, module, extra = GPU_PATHS[path]
     if importlib.util.find_spec(module) is not None:
@@ -59,7 +44,7 @@ def test_a_gpu_path_is_refused_naming_what_is_missing(
     elif torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(ValidationFailedError) as caught:
-        offline_backend.validate(spec(**tune))
+        offline_backend.validate(offline_spec(**tune))
     text = str(caught.value)
     assert f"{SETTING[path]} needs a CUDA GPU and {module}" in text
     assert f"{module} is not installed (install the" in text and extra in text
@@ -68,10 +53,10 @@ def test_a_gpu_path_is_refused_naming_what_is_missing(
 
 
 def test_on_the_cpu_device_the_refusal_names_the_device_setting(
-    spec: Callable[..., JobSpec], offline_backend: LocalBackend
+    offline_spec: Callable[..., JobSpec], offline_backend: LocalBackend
 ) -> None:
     with pytest.raises(ValidationFailedError, match="tune.liger_kernel true needs a CUDA GPU .*tune.device is 'cpu'"):
-        offline_backend.validate(spec(liger_kernel=True, device="cpu"))
+        offline_backend.validate(offline_spec(liger_kernel=True, device="cpu"))
 
 
 def test_vllm_is_for_grpo_only(tiny_model_dir: Path) -> None:
@@ -80,9 +65,9 @@ def test_vllm_is_for_grpo_only(tiny_model_dir: Path) -> None:
 
 
 def test_the_defaults_validate_where_the_gpu_paths_are_refused(
-    spec: Callable[..., JobSpec], offline_backend: LocalBackend
+    offline_spec: Callable[..., JobSpec], offline_backend: LocalBackend
 ) -> None:
-    offline_backend.validate(spec())
+    offline_backend.validate(offline_spec())
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])

@@ -120,6 +120,18 @@ class CheckpointStore:
         for step in sorted(self._remote_steps())[: -self.keep]:
             self.store.delete_prefix(str(self.remote.join(f"step-{step}")) + "/")
 
+    def fetch(self, step: int) -> Path:
+        """``step-N`` here, verified: the local copy when it verifies, else downloaded from S3."""
+        local = self.local_root / f"step-{step}"
+        if local.is_dir() and verify(local) is None:
+            return local
+        shutil.rmtree(local, ignore_errors=True)
+        self.store.download_prefix(str(self.remote.join(f"step-{step}")) + "/", local)
+        problem = verify(local)
+        if problem is not None:
+            raise ValueError(f"checkpoint step-{step} from {self.remote} does not verify: {problem}")
+        return local
+
     def candidates(self) -> Iterator[tuple[int, Path]]:
         """Verified checkpoint directories, newest first; skipped ones are logged with the reason.
 

@@ -1,5 +1,6 @@
 """The local tuning backend: Hugging Face TRL (SFT, DPO, KTO, GRPO) with LoRA, QLoRA or full
-fine-tuning, in this process.
+fine-tuning, in this process -- or, with ``tune.distributed``, in several processes that torchrun
+starts (:mod:`tuneline.backends.local.distributed`).
 
 A job is identified by ``spec.identity`` (dataset version, base model, training config) and lives
 in ``<settings.home>/jobs/<identity>/`` (:mod:`tuneline.backends.local.job`); its checkpoints and
@@ -47,6 +48,7 @@ from tuneline.backends.base import (
 )
 from tuneline.backends.checkpoints import MANIFEST
 from tuneline.backends.hf_models import MODEL_MANIFEST, model_config, select_placement
+from tuneline.backends.local.distributed import distributed_problems, resolve_processes, train_in_processes
 from tuneline.backends.local.gpu import gpu_feature_problems
 from tuneline.backends.local.job import JobDir, output_uri, upload_sealed
 from tuneline.backends.local.recipe import TrainingRun
@@ -84,6 +86,7 @@ class LocalBackend(TuningBackend):
         if cfg.method == "grpo" and "validation" in spec.dataset.split_uris and cfg.early_stopping_patience is not None:
             problems.append("tune.early_stopping_patience does not apply to method 'grpo' (it has no validation loss)")
         problems.extend(gpu_feature_problems(cfg))
+        problems.extend(distributed_problems(cfg))
         try:
             select_placement(cfg.device, cfg.precision, cfg.adapter)
         except ConfigError as exc:
@@ -149,6 +152,8 @@ class LocalBackend(TuningBackend):
             return job_id
         job.root.mkdir(parents=True, exist_ok=True)
         (job.root / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+        # Next to the status: what a multi-node TrainJob's workers read (worker --spec).
+        self.store.put_bytes(output_uri(spec) + "spec.json", spec.model_dump_json().encode(), "application/json")
         status = JobStatus(job_id=job_id, state=JobState.PENDING, message="submitted")
         job.write_status(status)
         self._publish_status(spec, status)
@@ -190,7 +195,9 @@ class LocalBackend(TuningBackend):
             return current
         with job.lock():
             try:
-                status = TrainingRun(spec, job, self.store, self.settings, sink, on_progress).train()
+                run = TrainingRun(spec, job, self.store, self.settings, sink, on_progress)
+                processes = resolve_processes(spec.tune)
+                status = train_in_processes(run, processes) if processes > 1 else run.train()
             except Exception as exc:
                 failed = (job.read_status() or JobStatus(job_id=job_id, state=JobState.FAILED)).model_copy(
                     update={"state": JobState.FAILED, "message": f"{type(exc).__name__}: {exc}"}

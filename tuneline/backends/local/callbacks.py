@@ -8,6 +8,10 @@
 - :class:`CheckpointMirror`: each checkpoint the Trainer writes is sealed with a manifest of
   checksums and mirrored to S3 (:class:`tuneline.backends.checkpoints.CheckpointStore`); a resume
   uses the newest one that verifies.
+
+Under ``tune.distributed`` every process runs both callbacks, built with the process's
+:class:`~tuneline.backends.local.ranks.Ranks`: only rank 0 writes metrics, status and checkpoints;
+the cancel marker is a vote of all ranks, so that every process stops at the same step.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from tuneline.backends.base import JobStatus, MetricsSink, ProgressCallback
 from tuneline.backends.checkpoints import CheckpointStore
 from tuneline.backends.local.job import JobDir
+from tuneline.backends.local.ranks import SINGLE, Ranks
 from tuneline.lineage import JobState
 
 __all__ = ["RUN_STATE_FILE", "CheckpointMirror", "RunState", "TunelineCallback"]
@@ -78,8 +83,10 @@ class TunelineCallback(TrainerCallback):
         early_stopping_threshold: float,
         sink: MetricsSink | None,
         on_progress: ProgressCallback | None,
+        ranks: Ranks = SINGLE,
     ) -> None:
         self.job, self.job_id, self.run = job, job_id, run
+        self.ranks = ranks
         self.total_steps = total_steps
         self.has_validation = has_validation
         self.patience, self.threshold = early_stopping_patience, early_stopping_threshold
@@ -103,6 +110,8 @@ class TunelineCallback(TrainerCallback):
 
     def _progress(self, status: JobStatus, every_s: float = 0.0) -> None:
         # The status file is for other processes; once a second is plenty.
+        if not self.ranks.primary:
+            return
         now = time.monotonic()
         if now - self._status_written >= every_s:
             self.job.write_status(status)
@@ -112,8 +121,9 @@ class TunelineCallback(TrainerCallback):
 
     # --- metrics --------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write the completed step's metrics once: metrics.jsonl, then the sink."""
-        if self._pending is None:
+        """Write the completed step's metrics once: metrics.jsonl, then the sink (rank 0 only)."""
+        if self._pending is None or not self.ranks.primary:
+            self._pending = None
             return
         step, metrics = self._pending
         self._pending = None
@@ -157,9 +167,11 @@ class TunelineCallback(TrainerCallback):
             if self.has_validation:
                 control.should_evaluate = True
         self._progress(
-            self.status(JobState.RUNNING, state.global_step, f"step {state.global_step}/{total}"), every_s=1.0
+            self.status(JobState.RUNNING, state.global_step, f"step {state.global_step}/{total}"),
+            # Under tune.distributed the launching process reads progress from this file: each step.
+            every_s=0.0 if self.ranks.distributed else 1.0,
         )
-        if self.job.cancel_file.exists():
+        if self.ranks.any(self.job.cancel_file.exists()):
             self.run.cancelled = True
             control.should_save = True
             control.should_training_stop = True
@@ -199,10 +211,21 @@ class TunelineCallback(TrainerCallback):
 class CheckpointMirror(TrainerCallback):
     """Seal each Trainer checkpoint (run state + manifest) as ``step-N`` and mirror it to S3."""
 
-    def __init__(self, checkpoints: CheckpointStore, run: RunState, before_seal: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        checkpoints: CheckpointStore,
+        run: RunState,
+        before_seal: Callable[[], None],
+        ranks: Ranks = SINGLE,
+    ) -> None:
         self.checkpoints, self.run, self.before_seal = checkpoints, run, before_seal
+        self.ranks = ranks
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        # Every rank writes its own RNG state into the checkpoint: rank 0 seals it once all have.
+        self.ranks.barrier()
+        if not self.ranks.primary:
+            return
         written = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         # The step's metrics are recorded before its checkpoint exists: a resume from it never
         # lacks a step it will not repeat.

@@ -10,6 +10,11 @@
 4. ``cleanup``: export the final adapter (or full weights) and tokenizer as safetensors with
    Tuneline's manifest, merge the adapter when asked, upload.
 
+Under ``tune.distributed`` the same recipe runs in every process torchrun starts
+(:mod:`tuneline.backends.local.distributed`): each takes ``batch_size / processes`` sequences per
+step, every rank resumes from the same checkpoint, and only rank 0 writes metrics, checkpoints and
+the model.
+
 The trainer is TRL's ``SFTTrainer``, ``DPOTrainer``, ``KTOTrainer`` or ``GRPOTrainer`` for
 ``tune.method`` sft, dpo, kto, grpo. TRL's own reporting is off (``report_to="none"``): metrics
 reach MLflow once per step through the tune stage's batched sink.
@@ -43,16 +48,18 @@ from tuneline.backends.hf_models import (
 from tuneline.backends.local.callbacks import CheckpointMirror, RunState, TunelineCallback
 from tuneline.backends.local.data import read_records, read_text, sft_rows, trl_rows
 from tuneline.backends.local.job import JobDir, output_uri, upload_sealed
+from tuneline.backends.local.ranks import SINGLE, Ranks
 from tuneline.config import LocalTuneConfig
 from tuneline.errors import BackendError
 from tuneline.lineage import JobState
 from tuneline.settings import Settings
 from tuneline.storage.s3 import ObjectStore
 
-__all__ = ["TrainingRun"]
+__all__ = ["AUTO", "TrainingRun"]
 
 _log = logging.getLogger(__name__)
 _SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+AUTO = "auto"  # train(resume=AUTO): the newest checkpoint that verifies, chosen by rank 0
 
 
 class TrainingRun:
@@ -64,10 +71,12 @@ class TrainingRun:
         settings: Settings,
         sink: MetricsSink | None,
         on_progress: ProgressCallback | None,
+        ranks: Ranks = SINGLE,
     ) -> None:
         assert isinstance(spec.tune, LocalTuneConfig)
         self.spec, self.cfg, self.job, self.store, self.settings = spec, spec.tune, job, store, settings
         self.sink, self.on_progress = sink, on_progress
+        self.ranks = ranks
         self.job_id = spec.identity
         self.run_state = RunState()
         self.checkpoints = CheckpointStore(job.checkpoints, output_uri(spec, "checkpoints"), store)
@@ -75,6 +84,11 @@ class TrainingRun:
     # --- 1. setup -------------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
+        if cfg.batch_size % self.ranks.world_size:
+            raise BackendError(
+                f"tune.batch_size {cfg.batch_size} does not split evenly over {self.ranks.world_size} "
+                f"processes: use a multiple of {self.ranks.world_size}"
+            )
         self.placement = select_placement(cfg.device, cfg.precision, cfg.adapter)
         self.base_dir = resolve_model_dir(cfg.base_model, self.store, self.settings.home / "cache" / "models")
         self.tokenizer = load_tokenizer(self.base_dir, cfg.trust_remote_code)
@@ -95,8 +109,9 @@ class TrainingRun:
             early_stopping_threshold=cfg.early_stopping_threshold,
             sink=self.sink,
             on_progress=self.on_progress,
+            ranks=self.ranks,
         )
-        mirror = CheckpointMirror(self.checkpoints, self.run_state, before_seal=self.callback.flush)
+        mirror = CheckpointMirror(self.checkpoints, self.run_state, before_seal=self.callback.flush, ranks=self.ranks)
         self.trainer = self._build_trainer([self.callback, mirror])
         # Metrics go to the sink and metrics.jsonl; the Trainer's own printing of each log is noise.
         from transformers.trainer_callback import PrinterCallback
@@ -129,10 +144,11 @@ class TrainingRun:
         cfg = self.cfg
         half = self.placement.autocast_dtype
         has_validation = self._evaluates()
+        per_process = cfg.batch_size // self.ranks.world_size
         return {
             "output_dir": str(self.job.trainer_dir),
-            "per_device_train_batch_size": cfg.batch_size,
-            "per_device_eval_batch_size": cfg.batch_size,
+            "per_device_train_batch_size": per_process,
+            "per_device_eval_batch_size": per_process,
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
             "learning_rate": cfg.learning_rate,
             "lr_scheduler_type": _SCHEDULERS[cfg.lr_scheduler],
@@ -160,6 +176,23 @@ class TrainingRun:
             "activation_checkpointing": False,
             "remove_unused_columns": self.cfg.method != "grpo",
             "use_liger_kernel": cfg.liger_kernel,  # validate() refused it without CUDA and liger-kernel
+            # LoRA's frozen weights need no gradient; every trainable one is used each step.
+            "ddp_find_unused_parameters": False if self.ranks.distributed else None,
+            **self._sharding_args(),
+        }
+
+    def _sharding_args(self) -> dict[str, Any]:
+        """FSDP2 through the Trainer for strategy 'fsdp' (validate() refused it without CUDA GPUs)."""
+        spread = self.cfg.distributed
+        if spread is None or spread.strategy != "fsdp" or not self.ranks.distributed:
+            return {}
+        return {
+            "fsdp": True,
+            "fsdp_config": {
+                "version": 2,
+                "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                "state_dict_type": "FULL_STATE_DICT",  # checkpoints and the model stay one safetensors file
+            },
         }
 
     def _evaluates(self) -> bool:
@@ -220,6 +253,29 @@ class TrainingRun:
         raise BackendError(f"tune.method {cfg.method!r} has no trainer")
 
     # --- 2. load_checkpoint -----------------------------------------------------------------------
+    def agree_on_checkpoint(self) -> Path | None:
+        """Rank 0 chooses the checkpoint (:meth:`load_checkpoint`); every rank resumes from it.
+
+        Ranks on other machines (a multi-node run) fetch it from S3 once per machine.
+        """
+        chosen = self.load_checkpoint() if self.ranks.primary else None
+        step = self.ranks.broadcast(_step_of(chosen))
+        if self.ranks.primary or step is None:
+            self.ranks.barrier()
+            return chosen
+        directory = self.checkpoints.local_root / f"step-{step}"
+        if self.ranks.local_rank == 0:
+            directory = self.checkpoints.fetch(step)
+        self.ranks.barrier()
+        self.adopt_checkpoint(directory)
+        return directory
+
+    def adopt_checkpoint(self, directory: Path | None) -> None:
+        """Resume from ``directory`` (chosen by the launching process): its run state, no choice."""
+        if directory is not None:
+            self.run_state.__dict__.update(RunState.load(directory).__dict__)
+            self.run_state.cancelled = False
+
     def load_checkpoint(self) -> Path | None:
         """The newest checkpoint that verifies, with its run state; metrics cut back to it."""
         for step, directory in self.checkpoints.candidates():
@@ -243,10 +299,17 @@ class TrainingRun:
         self.job.metrics_file.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     # --- 3. train -----------------------------------------------------------------------------
-    def train(self) -> JobStatus:
+    def train(self, resume: Path | str | None = AUTO) -> JobStatus:
+        """Train to the end; ``resume``: AUTO (choose here), a checkpoint directory, or None (start)."""
         self.setup()
-        resume = self.load_checkpoint()
-        shutil.rmtree(self.job.trainer_dir, ignore_errors=True)  # only sealed checkpoints are trusted
+        if resume == AUTO:
+            resume = self.agree_on_checkpoint() if self.ranks.distributed else self.load_checkpoint()
+        else:
+            resume = Path(resume) if resume is not None else None
+            self.adopt_checkpoint(resume)
+        if self.ranks.primary:
+            shutil.rmtree(self.job.trainer_dir, ignore_errors=True)  # only sealed checkpoints are trusted
+        self.ranks.barrier()
         self.trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         self.callback.flush()
         steps = self.trainer.state.global_step
@@ -260,11 +323,19 @@ class TrainingRun:
 
     # --- 4. cleanup ---------------------------------------------------------------------------
     def cleanup(self) -> None:
-        """Save the final adapter (or full weights) and tokenizer, and upload them."""
+        """Save the final adapter (or full weights) and tokenizer, and upload them (rank 0)."""
         target = self.job.model_dir
-        shutil.rmtree(target, ignore_errors=True)
         model = self.trainer.model
-        model.save_pretrained(target)  # safetensors: transformers and PEFT write nothing else
+        if self.ranks.primary:
+            shutil.rmtree(target, ignore_errors=True)
+        self.ranks.barrier()
+        if self.trainer.is_fsdp_enabled:
+            # The shards are gathered by every rank together; rank 0 writes the file.
+            self.trainer.save_model(str(target))
+        if not self.ranks.primary:
+            return
+        if not self.trainer.is_fsdp_enabled:
+            model.save_pretrained(target)  # safetensors: transformers and PEFT write nothing else
         self.tokenizer.save_pretrained(target)
         run = self.run_state
         summary = {
@@ -290,6 +361,10 @@ class TrainingRun:
             upload_sealed(self.store, output_uri(self.spec, "merged"), merged)
         upload_sealed(self.store, output_uri(self.spec, "model"), target)
         shutil.rmtree(self.job.trainer_dir, ignore_errors=True)
+
+
+def _step_of(directory: Path | None) -> int | None:
+    return None if directory is None else int(directory.name.removeprefix("step-"))
 
 
 def total_steps_hint(cfg: LocalTuneConfig, examples: int) -> int:
