@@ -128,3 +128,13 @@ def test_job_variables_of_a_deployment_override_the_defaults(template) -> None:
     assert container["envFrom"] == [{"secretRef": {"name": "tuneline-prod"}}]
     assert container["image"].endswith("0" * 64)
     assert config.env == {"TUNELINE_S3_BUCKET": "prod-bucket"}
+
+
+def test_a_multi_gpu_deployment_gives_the_pod_every_gpu_for_torchrun(template) -> None:
+    # tune.distributed {processes: auto} then runs one torchrun process per GPU the pod was given.
+    config = _render(template, {"gpu_count": 4, "shm_size": "8Gi"})
+    resources = _container(config)["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == 4
+    volumes = {v["name"]: v for v in config.job_manifest["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}  # NCCL's shared memory
+    assert "processes: auto" in template["variables"]["properties"]["gpu_count"]["description"]

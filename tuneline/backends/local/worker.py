@@ -27,12 +27,12 @@ from tuneline.backends.local.recipe import AUTO, TrainingRun
 from tuneline.settings import get_settings
 from tuneline.storage.s3 import ObjectStore, local_path_or_none
 
-__all__ = ["main"]
+__all__ = ["argument_parser", "main"]
 
 RESULT_FILE = "result.json"  # the same name tuneline.backends.local.distributed reads
 
 
-def _parser() -> argparse.ArgumentParser:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tuneline.backends.local.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--job-dir", type=Path, help="the job's directory (default <home>/jobs/<identity>)")
     parser.add_argument("--spec", help="the job spec (a path or s3:// URI; default <job-dir>/spec.json)")
@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = argument_parser().parse_args(argv)
     ranks = Ranks.from_env()
     logging.basicConfig(level=logging.INFO, format=f"[rank {ranks.rank}] %(levelname)s %(name)s: %(message)s")
     import torch
