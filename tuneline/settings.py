@@ -80,6 +80,17 @@ class Settings(BaseSettings):
         default=None,
         description="KMS key (id, ARN or alias) for 'aws:kms' encryption; unset: the account's AWS-managed key.",
     )
+    audit_retention_mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
+        default="GOVERNANCE",
+        description="S3 Object Lock mode of every record written under audit/ when the bucket has Object "
+        "Lock enabled (the local stack's and infra/terraform/aws's have): GOVERNANCE, which an identity "
+        "with s3:BypassGovernanceRetention can lift, or COMPLIANCE, which nobody can until it expires.",
+    )
+    audit_retention_days: int = Field(
+        default=365,
+        ge=1,
+        description="Days each audit record is locked from its write (with audit_retention_mode).",
+    )
 
     # --- MLflow ---------------------------------------------------------------------------
     mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5000")

@@ -17,6 +17,8 @@ from typing import Any
 import hcl2
 import pytest
 
+from tuneline.settings import Settings
+
 MODULE = Path(__file__).resolve().parents[2] / "infra" / "terraform" / "aws"
 # Where an offline machine keeps hashicorp/aws in Terraform's "unpacked" mirror layout.
 PROVIDER_MIRROR = Path(os.environ.get("TUNELINE_TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
@@ -82,6 +84,66 @@ def test_bucket_is_versioned_kms_encrypted_and_not_public(module) -> None:
 
     key = _labelled(module, "resource", "aws_kms_key")["tuneline"]
     assert key["enable_key_rotation"] is True
+
+
+def _variables(module) -> dict[str, Any]:
+    return {name: body for block in module["variable"] for name, body in block.items()}
+
+
+def test_object_lock_is_on_without_replacing_the_bucket_or_locking_everything(module) -> None:
+    lock = _labelled(module, "resource", "aws_s3_bucket_object_lock_configuration")["tuneline"]
+    assert lock["bucket"] == "${aws_s3_bucket.tuneline.id}"
+    assert lock["object_lock_enabled"] == "Enabled"
+    assert lock["depends_on"] == ["${aws_s3_bucket_versioning.tuneline}"]
+    # No default retention: it would lock every dataset and checkpoint version, not only audit/.
+    assert "rule" not in lock
+    # aws_s3_bucket's own object_lock_enabled forces a new bucket when it changes.
+    assert "object_lock_enabled" not in _labelled(module, "resource", "aws_s3_bucket")["tuneline"]
+
+
+def test_every_audit_record_must_be_written_locked_in_the_configured_mode(module) -> None:
+    by_sid = {s.get("sid"): s for s in _statements(module, "bucket")}
+    for sid, test, values in (
+        ("DenyUnlockedAuditRecords", "Null", ["true"]),
+        ("DenyAuditRecordsInAnotherLockMode", "StringNotEquals", ["${var.audit_retention_mode}"]),
+    ):
+        statement = by_sid[sid]
+        assert (statement["effect"], statement["actions"]) == ("Deny", ["s3:PutObject"]), sid
+        assert statement["resources"] == ["${local.bucket_arn}/audit/*"], sid
+        assert statement["principals"] == [{"type": "*", "identifiers": ["*"]}], sid
+        (condition,) = statement["condition"]
+        assert (condition["test"], condition["variable"], condition["values"]) == (test, "s3:object-lock-mode", values)
+    variables = _variables(module)
+    assert variables["audit_retention_mode"]["default"] in ("GOVERNANCE", "COMPLIANCE")
+    # What Tuneline sends is what the policy asks for: the settings come from the module's output,
+    # and the module's defaults are Tuneline's own.
+    (outputs,) = [block["tuneline_env"] for block in module["output"] if "tuneline_env" in block]
+    env = outputs["value"]
+    assert env["TUNELINE_AUDIT_RETENTION_MODE"] == "${var.audit_retention_mode}"
+    assert env["TUNELINE_AUDIT_RETENTION_DAYS"] == "${tostring(var.audit_retention_days)}"
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert variables["audit_retention_mode"]["default"] == defaults.audit_retention_mode
+    assert variables["audit_retention_days"]["default"] == defaults.audit_retention_days
+
+
+def test_no_lifecycle_rule_expires_anything_under_audit(module) -> None:
+    lifecycle = _labelled(module, "resource", "aws_s3_bucket_lifecycle_configuration")["tuneline"]
+    expiring = ("expiration", "noncurrent_version_expiration", "transition", "noncurrent_version_transition")
+    # The whole-bucket rule only cleans up unfinished multipart uploads (never an object or a version).
+    for rule in lifecycle.get("rule", []):
+        assert not set(rule) & set(expiring), rule["id"]
+    # The expiring rule exists once per listed prefix, filtered on exactly that prefix ...
+    (dynamic,) = lifecycle["dynamic"]
+    assert dynamic["rule"]["for_each"] == "${toset(var.noncurrent_version_prefixes)}"
+    (content,) = dynamic["rule"]["content"]
+    assert content["filter"] == [{"prefix": "${rule.value}"}]
+    assert set(content) & set(expiring) == {"noncurrent_version_expiration"}
+    # ... and no listed prefix covers audit/ (or is covered by it), by default or by validation.
+    prefixes = _variables(module)["noncurrent_version_prefixes"]
+    assert prefixes["default"] and all(p.endswith("/") for p in prefixes["default"])
+    assert not [p for p in prefixes["default"] if "audit/".startswith(p) or p.startswith("audit/")]
+    (validation,) = prefixes["validation"]
+    assert '!startswith("audit/", p)' in validation["condition"] and '!startswith(p, "audit/")' in validation["condition"]
 
 
 def test_bucket_policy_denies_requests_without_tls(module) -> None:

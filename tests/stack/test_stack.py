@@ -11,6 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -26,6 +27,7 @@ from tuneline.errors import ConfigError, StackError
 from tuneline.settings import Settings
 from tuneline.stack import _process
 from tuneline.stack._service import http_status
+from tuneline.stack.seaweedfs import SeaweedFS
 from tuneline.storage.s3 import ObjectStore
 
 pytestmark = pytest.mark.service
@@ -369,3 +371,145 @@ def test_the_filer_and_volume_ports_refuse_unsigned_requests(
     )
     assert ui.stdout != "200"
     assert {s.name: s for s in stack.status(s3_settings)}["s3"].auth
+
+
+# --- S3 Object Lock: audit records are locked versions ---------------------------------------------
+def _admin_key(settings: Settings) -> tuple[str, str]:
+    """The stack admin's key (the one identity with every S3 permission), from identities.json."""
+    identities = json.loads(SeaweedFS().identities_path(settings).read_text())["identities"]
+    (admin,) = [i for i in identities if i["actions"] == ["Admin"]]
+    return admin["credentials"][0]["accessKey"], admin["credentials"][0]["secretKey"]
+
+
+def _admin_of(settings: Settings):  # noqa: ANN202 - a boto3 client
+    return _client_of(settings, *_admin_key(settings))
+
+
+def _versions(client, bucket: str, key: str) -> list[str]:  # noqa: ANN001
+    listing = client.list_object_versions(Bucket=bucket, Prefix=key)
+    return [v["VersionId"] for v in listing.get("Versions", []) if v["Key"] == key]
+
+
+@pytest.mark.parametrize("mode", ["GOVERNANCE", "COMPLIANCE"])
+def test_audit_records_are_locked_versions_no_stack_identity_can_delete(
+    s3_settings: Settings, mode: str
+) -> None:
+    settings = s3_settings.model_copy(update={"audit_retention_mode": mode, "audit_retention_days": 2})
+    store = ObjectStore(settings)
+    bucket, admin = settings.s3_bucket, _admin_of(settings)
+    assert store.audit_object_lock(), "the stack did not turn on Object Lock for its bucket"
+    before = datetime.now(UTC).replace(microsecond=0)  # S3 keeps whole seconds
+    uri = store.put_bytes(store.uri(f"audit/lock-{mode.lower()}/0000000001-approval.jsonl"), b'{"approved": true}\n')
+    key = uri.removeprefix(f"s3://{bucket}/")
+    (version,) = _versions(admin, bucket, key)
+    retention = admin.get_object_retention(Bucket=bucket, Key=key, VersionId=version)["Retention"]
+    assert retention["Mode"] == mode
+    assert before + timedelta(days=2) <= retention["RetainUntilDate"] <= datetime.now(UTC) + timedelta(days=2)
+    # Only audit records carry one: the bucket has no default retention.
+    other = store.put_bytes(store.uri("runs/lock/status.json"), b"{}")
+    assert _error_code(
+        lambda: admin.get_object_retention(Bucket=bucket, Key=other.removeprefix(f"s3://{bucket}/"))
+    ) == "ObjectLockConfigurationNotFoundError"
+
+    audit = _client_of(
+        settings,
+        settings.audit_aws_access_key_id.get_secret_value(),  # type: ignore[union-attr]
+        settings.audit_aws_secret_access_key.get_secret_value(),  # type: ignore[union-attr]
+    )
+    shorter = {"Mode": mode, "RetainUntilDate": datetime.now(UTC) + timedelta(hours=1)}
+    expire_audit = {"Rules": [{"ID": "x", "Status": "Enabled", "Filter": {"Prefix": "audit/"}, "Expiration": {"Days": 1}}]}
+    for client in (store.client, audit):  # the pipeline's key, the audit writer's
+        assert _error_code(lambda c=client: c.delete_object(Bucket=bucket, Key=key, VersionId=version)) == "AccessDenied"
+        assert _error_code(
+            lambda c=client: c.delete_object(Bucket=bucket, Key=key, VersionId=version, BypassGovernanceRetention=True)
+        ) == "AccessDenied"
+        assert _error_code(
+            lambda c=client: c.put_object_retention(Bucket=bucket, Key=key, VersionId=version, Retention=shorter)
+        ) == "AccessDenied"
+        result = client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key, "VersionId": version}]})
+        assert [e["Code"] for e in result.get("Errors", [])] == ["AccessDenied"]
+        # Nor may they change what keeps the versions: versioning, lifecycle, the bucket itself.
+        assert _error_code(
+            lambda c=client: c.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+        ) == "AccessDenied"
+        assert _error_code(
+            lambda c=client: c.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=expire_audit)
+        ) == "AccessDenied"
+        assert _error_code(lambda c=client: c.delete_bucket(Bucket=bucket)) == "AccessDenied"
+    assert _error_code(lambda: store.client.put_object(Bucket=bucket, Key=key, Body=b"forged")) == "AccessDenied"
+
+    # The lock holds where no policy denies: the admin, allowed everything else, cannot delete the
+    # version either; only GOVERNANCE yields, and only to an explicit bypass.
+    assert _error_code(lambda: admin.delete_object(Bucket=bucket, Key=key, VersionId=version)) == "AccessDenied"
+    assert _error_code(
+        lambda: admin.put_object_retention(Bucket=bucket, Key=key, VersionId=version, Retention=shorter)
+    ) == "AccessDenied"
+    # An overwrite (the audit writer may put) is a new version beside the locked one, not instead of it.
+    store.put_bytes(uri, b'{"approved": false}\n')
+    assert len(_versions(admin, bucket, key)) == 2
+    assert admin.get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read() == b'{"approved": true}\n'
+    if mode == "COMPLIANCE":
+        assert _error_code(
+            lambda: admin.delete_object(Bucket=bucket, Key=key, VersionId=version, BypassGovernanceRetention=True)
+        ) == "AccessDenied"
+        assert version in _versions(admin, bucket, key)
+    else:
+        admin.delete_object(Bucket=bucket, Key=key, VersionId=version, BypassGovernanceRetention=True)
+        assert version not in _versions(admin, bucket, key)
+
+
+def test_audit_writes_carry_a_retention_only_where_the_bucket_has_object_lock(s3_settings: Settings) -> None:
+    # A bucket of the same server without Object Lock (as an unlocked AWS bucket): the same code
+    # path writes plainly, asks once, and locks once the bucket has it.
+    admin = _admin_of(s3_settings)
+    bucket = f"{s3_settings.s3_bucket}-plain"
+    admin.create_bucket(Bucket=bucket)
+    key_id, secret = _admin_key(s3_settings)  # the admin's key signs for both identities here
+    as_admin = {
+        "aws_access_key_id": SecretStr(key_id),
+        "aws_secret_access_key": SecretStr(secret),
+        "audit_aws_access_key_id": SecretStr(key_id),
+        "audit_aws_secret_access_key": SecretStr(secret),
+        "s3_bucket": bucket,
+    }
+    plain = ObjectStore(s3_settings.model_copy(update=as_admin))
+    assert not plain.audit_object_lock()
+    plain.put_bytes(plain.uri("audit/m/0000000001-approval.jsonl"), b"{}\n")  # a retention would be refused
+    assert _error_code(  # SeaweedFS's answer for a bucket without Object Lock
+        lambda: admin.get_object_retention(Bucket=bucket, Key="audit/m/0000000001-approval.jsonl")
+    ) == "InvalidRequest"
+
+    admin.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    admin.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})
+    locked = ObjectStore(s3_settings.model_copy(update=as_admin))
+    locked.put_bytes(locked.uri("audit/m/0000000002-approval.jsonl"), b"{}\n")
+    retention = admin.get_object_retention(Bucket=bucket, Key="audit/m/0000000002-approval.jsonl")["Retention"]
+    assert retention["Mode"] == s3_settings.audit_retention_mode
+
+
+def test_status_reports_a_bucket_the_audit_writer_cannot_see_locked(s3_settings: Settings) -> None:
+    assert SeaweedFS().check(s3_settings) is None
+    # The audit writer of a server started before audit records were locked may not read the lock
+    # configuration; here it is refused for a bucket it has no rights on: status says to restart.
+    elsewhere = s3_settings.model_copy(update={"s3_bucket": f"{s3_settings.s3_bucket}-elsewhere"})
+    assert "tuneline stack down" in (SeaweedFS().check(elsewhere) or "")
+
+
+def test_weed_listens_only_on_loopback_and_only_on_the_ports_it_was_given(s3_settings: Settings) -> None:
+    # Connecting from another address would need one on this machine that is not loopback (none
+    # is a target here): the honest equivalent is what weed itself has bound, from the kernel.
+    record = _process.running_record(s3_settings.home.resolve(), "s3")
+    assert record is not None
+    sockets = psutil.Process(record.pid).net_connections(kind="inet")
+    listening = {(c.laddr.ip, c.laddr.port) for c in sockets if c.status == psutil.CONN_LISTEN}
+    http = {
+        s3_settings.s3_port,
+        s3_settings.weed_master_port,
+        s3_settings.weed_volume_port,
+        s3_settings.weed_filer_port,
+        s3_settings.weed_admin_port,
+    }
+    # Each component's gRPC twin is the HTTP port + 10000; no metrics, pprof, WebDAV, Iceberg or
+    # Lance listener, nothing on 0.0.0.0 or ::.
+    assert listening == {("127.0.0.1", port) for port in http | {p + 10000 for p in http}}
+    assert not [c for c in sockets if c.type == socket.SOCK_DGRAM]

@@ -5,10 +5,12 @@ listener is bound to 127.0.0.1 on an explicit port (a test instance runs beside 
 admin UI, WebDAV, Iceberg and Lance endpoints and telemetry are off.
 
 The S3 API knows three identities (``<home>/s3/identities.json``, mode 600): the pipeline's key
-(read, list, write the bucket), the audit writer's (read, list, write only under ``audit/``) and a
-stack admin whose key is new at every start and used only to set the bucket policy that denies the
-pipeline's key any put or delete under ``audit/`` and the audit writer's key any delete. Anonymous
-requests are refused.
+(read, list, write the bucket), the audit writer's (read, list, write only under ``audit/``, with
+an Object Lock retention) and a stack admin whose key is new at every start and used only to turn
+on versioning and Object Lock and to set the bucket policy that denies the pipeline's key any put
+or delete under ``audit/``, the audit writer's key any delete, and both any change of the bucket's
+versioning or lifecycle. Anonymous requests are refused. So each audit record is a locked version
+(``audit_retention_mode`` for ``audit_retention_days``) that no S3 identity of the stack can delete.
 
 Unless the stack is insecure, weed's other HTTP ports need a signed JWT that only the S3 gateway
 (in the same process) can make: the filer refuses listing, reading and writing without one, and so
@@ -24,8 +26,9 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from tuneline.errors import ServiceUnavailableError, StackError
@@ -146,17 +149,35 @@ class SeaweedFS:
                 if time.monotonic() >= deadline:
                     raise StackError(f"s3: could not create bucket {settings.s3_bucket!r}: {exc}") from exc
                 time.sleep(0.5)
-        self._apply_bucket_policy(settings)
-
-    def _apply_bucket_policy(self, settings: Settings) -> None:
-        admin = _admin_credentials(self.identities_path(settings))
+        admin = self._admin_client(settings)
         if admin is None:
             return  # a server of another home (refused above) or one started before identities existed
-        client = make_s3_client(
+        self._lock_bucket(settings, admin)
+        self._apply_bucket_policy(settings, admin)
+
+    def _admin_client(self, settings: Settings) -> Any | None:
+        admin = _admin_credentials(self.identities_path(settings))
+        if admin is None:
+            return None
+        return make_s3_client(
             _local_settings(settings).model_copy(
                 update={"aws_access_key_id": SecretStr(admin[0]), "aws_secret_access_key": SecretStr(admin[1])}
             )
         )
+
+    def _lock_bucket(self, settings: Settings, client: Any) -> None:
+        """Versioning, then Object Lock (without a default retention: only audit records carry one).
+        SeaweedFS enables both on the bucket ``-bucket`` created, and refuses to undo either."""
+        bucket = settings.s3_bucket
+        try:
+            if _object_lock_enabled(client, bucket):
+                return
+            client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            client.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})
+        except ClientError as exc:
+            raise StackError(f"s3: could not turn on Object Lock for bucket {bucket!r}: {exc}") from exc
+
+    def _apply_bucket_policy(self, settings: Settings, client: Any) -> None:
         audit = f"arn:aws:s3:::{settings.s3_bucket}/{AUDIT_PREFIX}*"
         policy = {
             "Version": "2012-10-17",
@@ -175,6 +196,14 @@ class SeaweedFS:
                     "Action": ["s3:DeleteObject"],
                     "Resource": [audit],
                 },
+                {
+                    # Their "Write" would otherwise cover both: a lifecycle rule could expire audit/.
+                    "Sid": "BucketSettingsAreTheStacks",
+                    "Effect": "Deny",
+                    "Principal": {"AWS": [_PRINCIPAL.format(PIPELINE), _PRINCIPAL.format(AUDIT_WRITER)]},
+                    "Action": ["s3:PutLifecycleConfiguration", "s3:PutBucketVersioning", "s3:DeleteBucket"],
+                    "Resource": [f"arn:aws:s3:::{settings.s3_bucket}"],
+                },
             ],
         }
         try:
@@ -183,8 +212,9 @@ class SeaweedFS:
             raise StackError(f"s3: could not set the policy of bucket {settings.s3_bucket!r}: {exc}") from exc
 
     def check(self, settings: Settings) -> str | None:
-        if settings.stack_insecure:
-            return None
+        problem = self._check_audit_lock(settings)
+        if problem or settings.stack_insecure:
+            return problem
         # The filer answers a request without a signed JWT with 401 when weed runs with the keys.
         code = http_status(f"http://127.0.0.1:{settings.weed_filer_port}/buckets/{settings.s3_bucket}/")
         if code is not None and code != 401:
@@ -193,6 +223,36 @@ class SeaweedFS:
                 "it was started insecure; run `tuneline stack down` then `tuneline stack up`"
             )
         return None
+
+
+    def _check_audit_lock(self, settings: Settings) -> str | None:
+        """Whether the audit writer sees the bucket locked (a server started before it was is not)."""
+        if not (settings.audit_aws_access_key_id and settings.audit_aws_secret_access_key):
+            return None
+        try:
+            locked = _object_lock_enabled(make_s3_client(_local_settings(settings), audit_writer=True), settings.s3_bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "AccessDenied":
+                return None  # refused credentials and the like are not this check's to report
+            locked = False
+        except BotoCoreError:
+            return None
+        if locked:
+            return None
+        return (
+            f"bucket {settings.s3_bucket!r} has no Object Lock the audit writer can see: the server was started "
+            "before audit records were locked; run `tuneline stack down` then `tuneline stack up`"
+        )
+
+
+def _object_lock_enabled(client: Any, bucket: str) -> bool:
+    try:
+        answer = client.get_object_lock_configuration(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+            return False
+        raise
+    return answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
 
 
 def _identities(settings: Settings) -> dict[str, object]:
@@ -217,9 +277,16 @@ def _identities(settings: Settings) -> dict[str, object]:
                 AUDIT_WRITER,
                 settings.audit_aws_access_key_id.get_secret_value(),
                 settings.audit_aws_secret_access_key.get_secret_value(),
-                [f"Read:{bucket}", f"List:{bucket}", f"Write:{bucket}/{AUDIT_PREFIX}*"],
+                [
+                    f"Read:{bucket}",
+                    f"List:{bucket}",
+                    f"Write:{bucket}/{AUDIT_PREFIX}*",
+                    # A put with a retention needs this as well as Write; GetBucket...: to see the lock.
+                    f"PutObjectRetention:{bucket}/{AUDIT_PREFIX}*",
+                    f"GetBucketObjectLockConfiguration:{bucket}",
+                ],
             ),
-            # New at every start, kept only in this file: it sets the bucket policy, nothing else uses it.
+            # New at every start, kept only in this file: it locks the bucket and sets its policy.
             identity(_ADMIN, "TLADMIN" + secrets.token_hex(8).upper(), secrets.token_hex(20), ["Admin"]),
         ]
     }

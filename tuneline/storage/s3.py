@@ -7,6 +7,11 @@ Two identities: the pipeline's key for everything, and, when ``audit_aws_*`` is 
 stack generates it), the audit writer's key for writes under ``audit/``. The store's policy lets
 the pipeline's key neither put nor delete there, and the audit writer's key write nowhere else and
 delete nothing, so a bug or a leaked pipeline key cannot rewrite the audit log.
+
+Where the bucket has S3 Object Lock enabled (asked once per store, with the identity that writes
+``audit/``), every write under ``audit/`` also carries a retention: ``audit_retention_mode`` until
+``audit_retention_days`` from now. That version can then be deleted by no identity (COMPLIANCE) or
+only by one allowed to bypass governance (GOVERNANCE) until the date, whatever the policies say.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,33 +135,75 @@ class ObjectStore:
         self._audit_client = make_s3_client(settings, audit_writer=True) if separate else self.client
         # Resolved once: a contradictory setting fails here, before any write is attempted.
         self._sse = sse_request_args(settings)
+        self._audit_locked: bool | None = None  # asked at the first write under audit/
+
+    def _is_audit(self, loc: S3Uri) -> bool:
+        return loc.bucket == self.bucket and loc.key.startswith(AUDIT_PREFIX)
 
     def _writer(self, loc: S3Uri) -> Any:
         """The client that may write ``loc``: the audit writer's under ``audit/`` of our bucket."""
-        if loc.bucket == self.bucket and loc.key.startswith(AUDIT_PREFIX):
-            return self._audit_client
-        return self.client
+        return self._audit_client if self._is_audit(loc) else self.client
+
+    def audit_object_lock(self) -> bool:
+        """Whether the bucket has S3 Object Lock enabled, so that audit records are written locked."""
+        if self._audit_locked is None:
+            self._audit_locked = self._bucket_has_object_lock()
+        return self._audit_locked
+
+    def _bucket_has_object_lock(self) -> bool:
+        try:
+            with _service_errors():
+                answer = self._audit_client.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("ObjectLockConfigurationNotFoundError", "NotImplemented"):
+                return False
+            if code == "AccessDenied":
+                raise ConfigError(
+                    f"cannot tell whether bucket {self.bucket!r} has S3 Object Lock (and so whether audit "
+                    "records must be written with a retention): the identity that writes audit/ was refused "
+                    "s3:GetBucketObjectLockConfiguration. Grant it that and s3:PutObjectRetention on audit/*; "
+                    "a local stack started before Tuneline locked audit records needs `tuneline stack down` "
+                    "then `tuneline stack up`"
+                ) from exc
+            raise
+        return answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
+    def _retention(self, loc: S3Uri, body: bool) -> dict[str, Any]:
+        """Object Lock parameters for a write of ``loc``: a retention for audit records in a locked
+        bucket, nothing otherwise. ``body``: the request carries the object (S3 then wants a
+        checksum of it with the lock, which the explicit algorithm guarantees)."""
+        if not (self._is_audit(loc) and self.audit_object_lock()):
+            return {}
+        until = datetime.now(UTC) + timedelta(days=self.settings.audit_retention_days)
+        args: dict[str, Any] = {
+            "ObjectLockMode": self.settings.audit_retention_mode,
+            "ObjectLockRetainUntilDate": until,
+        }
+        if body:
+            args["ChecksumAlgorithm"] = "SHA256"
+        return args
 
     # --- URIs ------------------------------------------------------------------------------
     def uri(self, key: str) -> str:
         return str(S3Uri(self.bucket, key.lstrip("/")))
 
     # --- writes ----------------------------------------------------------------------------
-    def _put_extra(self) -> dict[str, str]:
-        return dict(self._sse)
+    def _put_extra(self, loc: S3Uri, body: bool = True) -> dict[str, Any]:
+        return {**self._sse, **self._retention(loc, body)}
 
     def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         loc = S3Uri.parse(uri)
+        extra = self._put_extra(loc)
         with _service_errors():
-            self._writer(loc).put_object(
-                Bucket=loc.bucket, Key=loc.key, Body=data, ContentType=content_type, **self._put_extra()
-            )
+            self._writer(loc).put_object(Bucket=loc.bucket, Key=loc.key, Body=data, ContentType=content_type, **extra)
         return uri
 
     def put_file(self, uri: str, path: Path) -> str:
         loc = S3Uri.parse(uri)
+        extra = self._put_extra(loc)
         with _service_errors():
-            self._writer(loc).upload_file(str(path), loc.bucket, loc.key, ExtraArgs=self._put_extra() or None)
+            self._writer(loc).upload_file(str(path), loc.bucket, loc.key, ExtraArgs=extra or None)
         return uri
 
     def put_dir(self, prefix_uri: str, directory: Path) -> list[str]:
@@ -168,12 +216,10 @@ class ObjectStore:
 
     def copy(self, src_uri: str, dst_uri: str) -> None:
         src, dst = S3Uri.parse(src_uri), S3Uri.parse(dst_uri)
+        extra = self._put_extra(dst, body=False)
         with _service_errors():
             self._writer(dst).copy_object(
-                Bucket=dst.bucket,
-                Key=dst.key,
-                CopySource={"Bucket": src.bucket, "Key": src.key},
-                **self._put_extra(),
+                Bucket=dst.bucket, Key=dst.key, CopySource={"Bucket": src.bucket, "Key": src.key}, **extra
             )
 
     def delete_prefix(self, prefix_uri: str) -> int:

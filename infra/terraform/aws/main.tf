@@ -113,18 +113,48 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "tuneline" {
   }
 }
 
+# Object Lock on, without a default retention: a default would lock every dataset and checkpoint
+# version too. Tuneline writes each object under audit/ with its own retention (mode and days from
+# TUNELINE_AUDIT_RETENTION_MODE / _DAYS, see the tuneline_env output) once it sees the lock, and the
+# bucket policy refuses any audit/ write without that mode. This resource enables the lock on an
+# existing bucket too; `object_lock_enabled` on aws_s3_bucket would replace the bucket instead.
+# Irreversible: S3 never turns Object Lock off again, nor lets versioning be suspended.
+resource "aws_s3_bucket_object_lock_configuration" "tuneline" {
+  bucket              = aws_s3_bucket.tuneline.id
+  object_lock_enabled = "Enabled"
+
+  depends_on = [aws_s3_bucket_versioning.tuneline]
+}
+
+# Old versions expire only under the prefixes named here, so never under audit/ (a lifecycle
+# filter cannot exclude a prefix). A prefix Tuneline adds later keeps its old versions until it is
+# listed. The multipart clean-up covers the whole bucket: it removes unfinished uploads, never an
+# object or a version.
 resource "aws_s3_bucket_lifecycle_configuration" "tuneline" {
   bucket = aws_s3_bucket.tuneline.id
 
+  dynamic "rule" {
+    for_each = toset(var.noncurrent_version_prefixes)
+
+    content {
+      id     = "expire-noncurrent-versions-${trimsuffix(rule.value, "/")}"
+      status = "Enabled"
+
+      filter {
+        prefix = rule.value
+      }
+
+      noncurrent_version_expiration {
+        noncurrent_days = var.noncurrent_version_days
+      }
+    }
+  }
+
   rule {
-    id     = "expire-noncurrent-versions"
+    id     = "abort-incomplete-multipart-uploads"
     status = "Enabled"
 
     filter {}
-
-    noncurrent_version_expiration {
-      noncurrent_days = var.noncurrent_version_days
-    }
 
     abort_incomplete_multipart_upload {
       days_after_initiation = 7
@@ -135,6 +165,44 @@ resource "aws_s3_bucket_lifecycle_configuration" "tuneline" {
 }
 
 data "aws_iam_policy_document" "bucket" {
+  # Every audit record is written locked, in the configured mode: a write under audit/ without a
+  # retention (Null) or with the other mode is refused, whoever sends it.
+  statement {
+    sid       = "DenyUnlockedAuditRecords"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.bucket_arn}/audit/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:object-lock-mode"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "DenyAuditRecordsInAnotherLockMode"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.bucket_arn}/audit/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "s3:object-lock-mode"
+      values   = [var.audit_retention_mode]
+    }
+  }
+
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"

@@ -36,5 +36,8 @@ output "tuneline_env" {
     # Empty on purpose: the bucket default encrypts every object with this key, whereas a bare
     # "aws:kms" header without a key id would make S3 use the AWS managed key instead.
     TUNELINE_S3_SERVER_SIDE_ENCRYPTION = ""
+    # The retention Tuneline gives each audit record; the bucket policy refuses another mode.
+    TUNELINE_AUDIT_RETENTION_MODE = var.audit_retention_mode
+    TUNELINE_AUDIT_RETENTION_DAYS = tostring(var.audit_retention_days)
   }
 }

@@ -51,9 +51,42 @@ variable "bedrock_write_key_patterns" {
 }
 
 variable "noncurrent_version_days" {
-  description = "Days a replaced or deleted object version is kept before it expires."
+  description = "Days a replaced or deleted object version is kept before it expires (under noncurrent_version_prefixes only)."
   type        = number
   default     = 90
+}
+
+variable "noncurrent_version_prefixes" {
+  description = "Key prefixes whose replaced or deleted versions expire after noncurrent_version_days; audit/ is never one."
+  type        = list(string)
+  default     = ["datasets/", "runs/", "evals/", "eval-cache/", "models/", "sensors/", "mlflow/"]
+
+  validation {
+    condition     = length(var.noncurrent_version_prefixes) > 0 && alltrue([for p in var.noncurrent_version_prefixes : endswith(p, "/") && !startswith(p, "/") && !startswith("audit/", p) && !startswith(p, "audit/")])
+    error_message = "noncurrent_version_prefixes: each ends with '/', none starts with '/', and none covers audit/ (the audit log's versions never expire)."
+  }
+}
+
+variable "audit_retention_mode" {
+  description = "S3 Object Lock mode of each audit record: GOVERNANCE (an identity with s3:BypassGovernanceRetention can lift it) or COMPLIANCE (nobody, the root user included, until it expires)."
+  type        = string
+  default     = "GOVERNANCE"
+
+  validation {
+    condition     = contains(["GOVERNANCE", "COMPLIANCE"], var.audit_retention_mode)
+    error_message = "audit_retention_mode: GOVERNANCE or COMPLIANCE."
+  }
+}
+
+variable "audit_retention_days" {
+  description = "Days each audit record stays locked from its write."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.audit_retention_days >= 1 && floor(var.audit_retention_days) == var.audit_retention_days
+    error_message = "audit_retention_days: a whole number of days, at least 1."
+  }
 }
 
 variable "kms_deletion_window_days" {
