@@ -13,6 +13,13 @@ one epoch) and so the same useful tokens, trained four ways:
    per-step metrics, progress updates and step bookkeeping, and a checkpoint at the end;
 4. ``tuneline_packed``: ``LocalBackend`` with ``packing: true``.
 
+And ``ddp`` (``--ddp-processes``, 2 by default; 0 skips it): the packed run once more in one
+process and in that many (``tune.distributed: {processes: N, strategy: ddp}``, torchrun, gloo on
+CPU) with the same global batch, once each after the rounds: ``completed``, ``tokens_per_second``
+of the N-process run and ``loss_vs_single``, its final training loss over the one-process run's.
+On a machine with fewer cores than twice the processes the processes share them, so the figure
+measures the machinery (launch, gradient all-reduce), not a speed-up.
+
 Useful tokens/s counts real (non-padding) tokens. The Tuneline runs are timed by their own
 ``elapsed_s`` at the last step: everything from loading the data plan to the last optimizer step,
 logging included, the final checkpoint and model upload excluded (they happen once per job, not
@@ -49,7 +56,7 @@ from tuneline.backends.base import JobSpec
 from tuneline.backends.local.backend import LocalBackend
 from tuneline.backends.tiny_model import build_tiny_model
 from tuneline.config import LocalTuneConfig, Target
-from tuneline.lineage import DatasetVersion
+from tuneline.lineage import DatasetVersion, JobState
 from tuneline.settings import get_settings
 from tuneline.storage.s3 import ObjectStore
 
@@ -133,7 +140,7 @@ def tuneline_run(
             metrics.append(values)
 
     job_id = backend.submit(spec)
-    backend.wait(spec, job_id, _Sink())
+    status = backend.wait(spec, job_id, _Sink())
     summary = json.loads(store.get_bytes(spec.output_uri + "model/tuneline_model.json"))
     seconds = metrics[-1]["elapsed_s"]
     useful = summary["tokens"]
@@ -143,6 +150,8 @@ def tuneline_run(
         "useful_tokens": useful,
         "steps": len(metrics),
         "tokens_per_second": useful / seconds,
+        "completed": status.state == JobState.COMPLETED,
+        "final_train_loss": summary["final_train_loss"],
     }
 
 
@@ -150,6 +159,29 @@ def _median_run(runs: list[dict[str, float]]) -> dict[str, Any]:
     """The round with the median tokens/s, plus every round's tokens/s."""
     ranked = sorted(runs, key=lambda r: r["tokens_per_second"])
     return {**ranked[len(ranked) // 2], "rounds_tokens_per_second": [r["tokens_per_second"] for r in runs]}
+
+
+def _ddp_comparison(
+    backend: LocalBackend, store: ObjectStore, model_dir: Path, train_uri: str, n: int,
+    processes: int, packed_rows: int, common: dict[str, Any],
+) -> dict[str, Any]:
+    """The packed run in one process and in ``processes``, with the same global batch."""
+    batch = max(processes, -(-packed_rows // processes) * processes)  # a multiple of the processes
+    single = tuneline_run(backend, store, model_dir, train_uri, n, packing=True, batch_size=batch, **common)
+    spread = tuneline_run(
+        backend, store, model_dir, train_uri, n, packing=True, batch_size=batch,
+        distributed={"processes": processes, "strategy": "ddp"}, **common,
+    )
+    return {
+        "processes": processes,
+        "completed": spread["completed"] and spread["steps"] == single["steps"],
+        "tokens_per_second": spread["tokens_per_second"],
+        "loss_vs_single": spread["final_train_loss"] / single["final_train_loss"],
+        "batch_size": batch,
+        "steps": spread["steps"],
+        "seconds": spread["seconds"],
+        "single_tokens_per_second": single["tokens_per_second"],
+    }
 
 
 def main() -> None:
@@ -161,6 +193,7 @@ def main() -> None:
     )
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is the median")
+    parser.add_argument("--ddp-processes", type=int, default=2, help="processes of the ddp run; 0 skips it")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
@@ -209,6 +242,11 @@ def main() -> None:
                         packing=packing, batch_size=batch_size, **common,
                     )
                 )
+        ddp = (
+            _ddp_comparison(backend, store, model_dir, train_uri, len(lines), args.ddp_processes, packed_rows, common)
+            if args.ddp_processes > 1
+            else None
+        )
         store.delete_prefix(train_uri)
     result: dict[str, Any] = {
         "bench": "tune",
@@ -225,6 +263,8 @@ def main() -> None:
     result["ratio_packed_vs_bare"] = speed["tuneline_packed"] / speed["bare_naive"]
     result["ratio_padded_vs_bare_dynamic"] = speed["tuneline_padded"] / speed["bare_dynamic"]
     result["ratio_packed_vs_bare_dynamic"] = speed["tuneline_packed"] / speed["bare_dynamic"]
+    if ddp is not None:
+        result["ddp"] = ddp
     result["targets"] = {"ratio_padded_vs_bare": 0.95, "ratio_packed_vs_bare": 1.5}
     result["targets_met"] = result["ratio_padded_vs_bare"] >= 0.95 and result["ratio_packed_vs_bare"] >= 1.5
     print(json.dumps(result), file=sys.stdout)
