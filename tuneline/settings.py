@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -36,6 +36,14 @@ def _stack_env_of_home() -> Path:
     and a later command with the same TUNELINE_HOME must read them there."""
     home = os.environ.get("TUNELINE_HOME") or dotenv_values(_DOTENV).get("TUNELINE_HOME") or _DEFAULT_HOME
     return Path(home) / "stack.env"
+
+
+# A local service's URL follows its port when only the port is set (see Settings._urls_follow_ports).
+_URL_OF_PORT = (
+    ("s3_endpoint_url", "s3_port", "http://127.0.0.1:{}"),
+    ("mlflow_tracking_uri", "mlflow_port", "http://127.0.0.1:{}"),
+    ("prefect_api_url", "prefect_port", "http://127.0.0.1:{}/api"),
+)
 
 
 class Settings(BaseSettings):
@@ -164,6 +172,17 @@ class Settings(BaseSettings):
         if isinstance(dotenv_settings, DotEnvSettingsSource) and dotenv_settings.env_file == cls.model_config["env_file"]:
             dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=(_stack_env_of_home(), _DOTENV))
         return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _urls_follow_ports(cls, data: object) -> object:
+        # `TUNELINE_PREFECT_PORT=4300 tuneline stack up` moves the server; every client of these
+        # settings must then find it there, not at the default URL (unless that URL is given too).
+        if isinstance(data, dict):
+            for url, port, template in _URL_OF_PORT:
+                if data.get(port) not in (None, "") and url not in data:
+                    data = {**data, url: template.format(data[port])}
+        return data
 
     @field_validator(
         "s3_endpoint_url",

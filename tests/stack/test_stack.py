@@ -116,6 +116,19 @@ def test_settings_read_stack_env_from_the_home_tuneline_home_names(
     assert Settings().aws_access_key_id == elsewhere.aws_access_key_id
 
 
+def test_a_stack_on_other_ports_is_reached_there(bare_shell: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `stack up` advises when a port is taken: the clients follow the ports, not the defaults.
+    for var, port in (("S3", 17433), ("MLFLOW", 15055), ("PREFECT", 14211)):
+        monkeypatch.setenv(f"TUNELINE_{var}_PORT", str(port))
+    settings = Settings()
+    assert settings.s3_endpoint_url == "http://127.0.0.1:17433"
+    assert settings.mlflow_tracking_uri == "http://127.0.0.1:15055"
+    assert settings.prefect_api_url == "http://127.0.0.1:14211/api"
+    assert settings.as_env()["TUNELINE_PREFECT_API_URL"] == "http://127.0.0.1:14211/api"
+    monkeypatch.setenv("TUNELINE_PREFECT_API_URL", "http://prefect.internal:4200/api")  # a given URL wins
+    assert Settings().prefect_api_url == "http://prefect.internal:4200/api"
+
+
 def test_settings_credentials_win_over_stack_env(make_stack_settings: Callable[..., Settings]) -> None:
     settings = make_stack_settings()
     stack.with_stack_credentials(settings, create=True)
