@@ -179,11 +179,15 @@ class DistributedConfig(_Strict):
 
 class LocalTuneConfig(_Strict):
     backend: Literal["local"] = "local"
-    base_model: str = Field(description="Hugging Face model directory (local path or s3:// prefix).")
-    method: Literal["sft", "dpo", "kto", "grpo"] = Field(
+    base_model: str = Field(
+        description="Hugging Face model directory (local path or s3:// prefix), or a registered version the "
+        "local backend trained: models:/<name>@<alias> or models:/<name>/<version> (read once per run)."
+    )
+    method: Literal["sft", "dpo", "kto", "grpo", "pretrain"] = Field(
         default="sft",
         description="What the model learns from: 'sft' (chat records), 'dpo' (preference pairs), 'kto' "
-        "(answers labelled good or bad), 'grpo' (prompts scored by graders).",
+        "(answers labelled good or bad), 'grpo' (prompts scored by graders), 'pretrain' (plain text, "
+        "continued pre-training: every token is a target).",
     )
     adapter: Literal["lora", "qlora", "full"] = Field(
         default="lora",

@@ -39,6 +39,8 @@ def _records(kind: str, ticket_lines: list[str]) -> list[dict[str, Any]]:
             out.append({"kind": kind, "system": system, "prompt": [user],
                         "chosen": [{"role": "assistant", "content": answer}],
                         "rejected": [{"role": "assistant", "content": _wrong(answer)}]})
+        elif kind == "pretrain":
+            out.append({"kind": kind, "text": f"{user['content']}\nTriage: {answer}"})
         elif kind == "kto":
             good = i % 2 == 0
             out.append({"kind": kind, "system": system, "label": good,
@@ -107,6 +109,32 @@ def test_kto_lowers_its_loss(method_spec, make_settings, object_store, recording
     _run(make_settings(), object_store, spec, sink)
     first, second = _halves(sink.values("train_loss"))
     assert second < first
+
+
+def test_pretrain_lowers_its_loss_on_plain_text(method_spec, make_settings, object_store, recording_sink) -> None:
+    spec = method_spec("pretrain", method="pretrain", max_steps=12, learning_rate=3e-3)
+    sink = recording_sink()
+    model = _run(make_settings(), object_store, spec, sink)
+    first, second = _halves(sink.values("train_loss"))
+    assert second < first
+    assert model.final_validation_loss is not None
+
+
+def test_pretrain_rows_keep_long_texts_whole_and_typed_special_tokens_as_text(tiny_model_dir) -> None:
+    from tuneline.backends.hf_models import load_tokenizer
+    from tuneline.backends.local.data import pretrain_rows
+    from tuneline.backends.sequences import IGNORE_INDEX
+    from tuneline.records import PretrainRecord
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    text = "order 12345 shipped <|end|> " * 40
+    rows = pretrain_rows([PretrainRecord(text=text)], tokenizer, max_length=64)
+    ids = [t for row in rows for t in row["input_ids"]]
+    assert len(rows) > 1 and all(len(r["input_ids"]) <= 64 for r in rows)
+    assert ids[-1] == tokenizer.eos_token_id and tokenizer.decode(ids[:-1]) == tokenizer.decode(
+        tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+    assert tokenizer.convert_tokens_to_ids("<|end|>") not in ids[:-1]  # typed, so characters
+    assert all(r["labels"][0] == IGNORE_INDEX and r["labels"][1:] == r["input_ids"][1:] for r in rows)
 
 
 def test_grpo_raises_the_mean_grader_reward(method_spec, make_settings, object_store, recording_sink) -> None:

@@ -6,6 +6,8 @@
 - ``kto``: KTO records -> ``prompt`` / ``completion`` (the last assistant turn) / ``label``.
 - ``grpo``: RFT records -> ``prompt`` plus ``reference`` (the reference answer as JSON) for the
   graders that score each sampled completion.
+- ``pretrain``: pretraining text, pre-tokenized (every token a target, eos at the end) and cut
+  into windows of ``max_seq_length`` tokens: a long document is trained on whole, not truncated.
 
 Lines carrying a ``kind`` are read with :func:`tuneline.records.record_from_dict`; lines in the
 Bedrock, Nova or OpenAI chat shapes are chat (``sft``) records. Errors name the file and line.
@@ -23,6 +25,7 @@ from tuneline.records import (
     ChatRecord,
     KtoRecord,
     PreferenceRecord,
+    PretrainRecord,
     RftRecord,
     from_nova,
     from_openai,
@@ -30,11 +33,13 @@ from tuneline.records import (
 )
 from tuneline.storage.s3 import ObjectStore, local_path_or_none
 
-__all__ = ["METHOD_KINDS", "read_chat_jsonl", "read_records", "read_text", "sft_rows", "trl_rows"]
+__all__ = ["METHOD_KINDS", "pretrain_rows", "read_chat_jsonl", "read_records", "read_text", "sft_rows", "trl_rows"]
 
 _log = logging.getLogger(__name__)
 
-METHOD_KINDS: dict[str, type] = {"sft": ChatRecord, "dpo": PreferenceRecord, "kto": KtoRecord, "grpo": RftRecord}
+METHOD_KINDS: dict[str, type] = {
+    "sft": ChatRecord, "dpo": PreferenceRecord, "kto": KtoRecord, "grpo": RftRecord, "pretrain": PretrainRecord,
+}
 
 
 def read_text(uri: str, store: ObjectStore) -> str:
@@ -93,6 +98,22 @@ def sft_rows(records: list[ChatRecord], tokenizer: Any, max_length: int, split: 
     ]
     if len(rows) < len(examples):
         _log.warning("%d %s examples have no assistant tokens left and are skipped", len(examples) - len(rows), split)
+    return rows
+
+
+def pretrain_rows(records: list[PretrainRecord], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:
+    """Each text tokenized as text (a typed ``<|end|>`` stays characters), eos appended, and cut
+    into windows of ``max_length`` tokens; labels are the ids (the trainer shifts them)."""
+    from tuneline.backends.sequences import IGNORE_INDEX
+
+    rows = []
+    for record in records:
+        ids = tokenizer(record.text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        ids = [*ids, tokenizer.eos_token_id]
+        for start in range(0, len(ids), max_length):
+            window = ids[start : start + max_length]
+            if len(window) > 1:  # a one-token window predicts nothing
+                rows.append({"input_ids": window, "labels": [IGNORE_INDEX, *window[1:]]})
     return rows
 
 

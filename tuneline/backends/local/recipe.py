@@ -46,7 +46,7 @@ from tuneline.backends.hf_models import (
     select_placement,
 )
 from tuneline.backends.local.callbacks import CheckpointMirror, RunState, TunelineCallback
-from tuneline.backends.local.data import read_records, read_text, sft_rows, trl_rows
+from tuneline.backends.local.data import pretrain_rows, read_records, read_text, sft_rows, trl_rows
 from tuneline.backends.local.job import JobDir, output_uri, upload_sealed
 from tuneline.backends.local.ranks import SINGLE, Ranks
 from tuneline.config import LocalTuneConfig
@@ -123,6 +123,8 @@ class TrainingRun:
         records = read_records(read_text(uri, self.store), uri, self.cfg.method)
         if self.cfg.method == "sft":
             return sft_rows(records, self.tokenizer, self.cfg.max_seq_length, split)
+        if self.cfg.method == "pretrain":
+            return pretrain_rows(records, self.tokenizer, self.cfg.max_seq_length)
         return trl_rows(self.cfg.method, records)
 
     def _build_model(self) -> PreTrainedModel:
@@ -213,7 +215,7 @@ class TrainingRun:
             "processing_class": self.tokenizer,
             "callbacks": callbacks,
         }
-        if cfg.method == "sft":
+        if cfg.method in ("sft", "pretrain"):  # both pre-tokenized rows with their labels
             from trl import SFTConfig, SFTTrainer
 
             # bfd packing is padding-free: position ids restart per example, and transformers
