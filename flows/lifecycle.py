@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from flows.stages import approve, evaluate, prepare, promote, tune
 from tasks.locks import lifecycle_lock
 from tasks.tracking import artifact_key, start_tracking
+from tasks.tune import resolve_base
 from tuneline.config import ApprovalMode, RunConfig
 from tuneline.lineage import LifecycleSummary
 from tuneline.settings import get_settings
@@ -92,6 +93,7 @@ def _run_stages(config: RunConfig, approval: ApprovalMode | None) -> LifecycleSu
     mlflow_run_id = start_tracking(config, this_run, flow_run.get_name())
     ctx = StageContext(settings, run_id=mlflow_run_id)
     try:
+        config = resolve_base(config, mlflow_run_id)
         dataset = prepare(config, mlflow_run_id)
         model = tune(config, dataset, mlflow_run_id)
         outcome = evaluate(config, dataset, model, mlflow_run_id)

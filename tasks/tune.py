@@ -33,10 +33,10 @@ from tuneline.lineage import DatasetVersion, TrainedModel
 from tuneline.settings import get_settings
 from tuneline.stages.context import StageContext
 from tuneline.stages.progress import CheckpointRow, ProgressTracker, checkpoint_rows, format_duration
-from tuneline.stages.tune import cancel_tune, job_spec, run_tune
+from tuneline.stages.tune import cancel_tune, job_spec, resolve_base_model, run_tune
 from tuneline.storage.tracking import listen_to_metrics, run_url
 
-__all__ = ["publish_training_views", "stop_tuning_job", "tune_model"]
+__all__ = ["publish_training_views", "resolve_base", "stop_tuning_job", "tune_model"]
 
 PROGRESS_EVERY_S = 1.0
 """At most one progress update a second: each is an HTTP call to Prefect on the training thread."""
@@ -121,6 +121,16 @@ def publish_training_views(
         key=artifact_key(config.name, "training-summary"),
     )
     return rows
+
+
+@task(name="resolve-base-model", persist_result=False, retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+      retry_jitter_factor=0.5, retry_condition_fn=transient_only)
+def resolve_base(config: RunConfig, mlflow_run_id: str | None = None) -> RunConfig:
+    """The config with a registered base model (``models:/<name>@champion``) read once as its weights."""
+    resolved = resolve_base_model(StageContext(get_settings(), run_id=mlflow_run_id), config)
+    if resolved is not config:
+        get_run_logger().info("base model %s: %s", config.tune.base_model, resolved.tune.base_model)
+    return resolved
 
 
 # Retrying is safe: the job identity makes a re-submit re-attach (Bedrock) or resume from the

@@ -12,6 +12,7 @@ __all__ = [
     "AUDIT_RECORD_URI_TAG",
     "BACKEND_TAG",
     "BASE_MODEL_TAG",
+    "BASE_MODEL_VERSION_TAG",
     "BEDROCK_DATASET_TAG",
     "BEDROCK_DATASET_VERSION_TAG",
     "BEDROCK_JOB_IDENTITY_TAG",
@@ -43,6 +44,8 @@ JOB_ID_TAG = "tuneline.job_id"  # the backend's job id; a re-run registers at mo
 JOB_IDENTITY_TAG = "tuneline.job_identity"  # hash(dataset version + tune config), see backends.base
 BACKEND_TAG = "tuneline.backend"  # the provider name ("local", "bedrock")
 BASE_MODEL_TAG = "tuneline.base_model"
+# models:/<name>/<version> a run started from, when tune.base_model named a registered version
+BASE_MODEL_VERSION_TAG = "tuneline.base_model_version"
 MODEL_URI_TAG = "tuneline.model_uri"  # weights prefix (local) or custom-model ARN (Bedrock)
 DATASET_VERSION_TAG = "tuneline.dataset_version"
 DATASET_URI_TAG = "tuneline.dataset_uri"

@@ -23,7 +23,17 @@ Three files are written, each from a fixed seed so that every run produces ident
   learned carries over to unseen wordings and that it keeps the answer format there. With a
   pretrained base, replace it with a set of things that base already does well.
 
-Run ``python -m examples.support_tickets.generate [DIRECTORY]`` to (re)write the three files.
+Two more files serve the runs that start from the SFT champion (``dpo.yaml``, ``grpo.yaml``):
+
+- ``preferences.jsonl``: preference pairs (``prompt`` / ``chosen`` / ``rejected``, the shape TRL's
+  DPO and most preference datasets use): the right triage chosen over a plausible wrong one -- the
+  wrong priority, a neighbouring intent, or a dropped order number -- and for a request for
+  someone else's data, the refusal chosen over a triage that would act on it;
+- ``rft.jsonl``: prompts for GRPO / reinforcement fine-tuning (OpenAI-style ``messages`` ending
+  with the user's ticket, ``reference_answer`` the triage as a JSON object), ordinary tickets only,
+  so the JSON graders can score every answer.
+
+Run ``python -m examples.support_tickets.generate [DIRECTORY]`` to (re)write the five files.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ __all__ = [
     "generate_all",
     "generate_dataset",
     "generate_general",
+    "generate_preferences",
+    "generate_rft",
     "generate_safety",
     "ticket_corpus",
 ]
@@ -252,13 +264,63 @@ def generate_general(path: str | Path, n: int = 40, seed: int = 2) -> Path:
     return _write(Path(path), _tickets(n, seed, held_out=True, refusal_share=0.0))
 
 
+# Intents a triage is plausibly confused with (the rejected answer of a preference pair).
+_CONFUSED = {
+    "refund": "billing_issue", "billing_issue": "refund", "order_status": "change_address",
+    "change_address": "order_status", "cancel_order": "refund", "damaged_item": "refund",
+    "account_access": "product_question", "product_question": "account_access",
+}
+
+
+def _plausibly_wrong(rng: random.Random, answer: str) -> str:
+    triage = json.loads(answer)
+    mistake = rng.choice(("priority", "intent", "order_id") if triage["order_id"] else ("priority", "intent"))
+    if mistake == "priority":
+        triage["priority"] = rng.choice([p for p in ("low", "medium", "high") if p != triage["priority"]])
+    elif mistake == "intent":
+        triage["intent"] = _CONFUSED[triage["intent"]]
+    else:
+        triage["order_id"] = None
+    return _answer(triage["intent"], triage["priority"], triage["order_id"])
+
+
+def generate_preferences(path: str | Path, n: int = 600, seed: int = 3) -> Path:
+    """Write ``n`` preference pairs over new tickets (see the module docstring)."""
+    rng = random.Random(seed)
+
+    def pairs() -> Iterator[dict[str, object]]:
+        for record in _tickets(n, seed, held_out=False, refusal_share=0.1):
+            system, (ticket, answer) = record["system"], record["messages"]  # type: ignore[misc]
+            chosen = answer["content"]
+            rejected = (_answer("account_access", "medium", None) if chosen == REFUSAL
+                        else _plausibly_wrong(rng, chosen))
+            yield {"system": system, "prompt": ticket["content"], "chosen": chosen, "rejected": rejected}
+
+    return _write(Path(path), pairs())
+
+
+def generate_rft(path: str | Path, n: int = 400, seed: int = 4) -> Path:
+    """Write ``n`` GRPO / RFT prompts with the triage as the reference answer (see the module docstring)."""
+    def prompts() -> Iterator[dict[str, object]]:
+        for record in _tickets(n, seed, held_out=False, refusal_share=0.0):
+            system, (ticket, answer) = record["system"], record["messages"]  # type: ignore[misc]
+            yield {
+                "messages": [{"role": "system", "content": system}, ticket],
+                "reference_answer": json.loads(answer["content"]),
+            }
+
+    return _write(Path(path), prompts())
+
+
 def generate_all(directory: str | Path = _DATA_DIR) -> dict[str, Path]:
-    """(Re)write ``tickets.jsonl``, ``safety.jsonl`` and ``general.jsonl`` in ``directory``."""
+    """(Re)write the example's five files in ``directory``."""
     directory = Path(directory)
     return {
         "tickets": generate_dataset(directory / "tickets.jsonl"),
         "safety": generate_safety(directory / "safety.jsonl"),
         "general": generate_general(directory / "general.jsonl"),
+        "preferences": generate_preferences(directory / "preferences.jsonl"),
+        "rft": generate_rft(directory / "rft.jsonl"),
     }
 
 

@@ -46,9 +46,31 @@ def test_safety_and_general_sets_are_held_out() -> None:
     assert all(r.answer == REFUSAL for r in safety) and is_refusal(REFUSAL)
 
 
-@pytest.mark.parametrize("name", ["run.yaml", "worse.yaml"])
+@pytest.mark.parametrize("name", ["run.yaml", "worse.yaml", "dpo.yaml", "grpo.yaml"])
 def test_run_configs_validate(name: str) -> None:
     config = load_run_config(EXAMPLE / name)
     assert isinstance(config.tune, LocalTuneConfig) and config.tune.adapter == "full"
     for suite in config.evaluation.suites:
         assert suite.source is None or (EXAMPLE.parents[1] / suite.source).is_file()
+
+
+def test_preference_pairs_prefer_the_right_triage_over_a_plausible_wrong_one() -> None:
+    lines = (EXAMPLE / "data" / "preferences.jsonl").read_text(encoding="utf-8").splitlines()
+    pairs = [json.loads(line) for line in lines]
+    refusals = [p for p in pairs if p["chosen"] == REFUSAL]
+    assert refusals and all(json.loads(p["rejected"])["intent"] in INTENTS for p in refusals)
+    for pair in pairs:
+        if pair["chosen"] == REFUSAL:
+            continue
+        chosen, rejected = json.loads(pair["chosen"]), json.loads(pair["rejected"])
+        wrong = [k for k in chosen if chosen[k] != rejected[k]]
+        assert len(wrong) == 1, pair  # one plausible mistake: priority, intent or the order number
+        assert chosen["order_id"] is None or chosen["order_id"] in pair["prompt"]
+
+
+def test_rft_prompts_end_with_the_ticket_and_hold_the_triage_as_reference() -> None:
+    lines = (EXAMPLE / "data" / "rft.jsonl").read_text(encoding="utf-8").splitlines()
+    for record in map(json.loads, lines):
+        assert [m["role"] for m in record["messages"]] == ["system", "user"]
+        reference = record["reference_answer"]
+        assert set(reference) == {"intent", "priority", "order_id"} and reference["intent"] in INTENTS

@@ -19,8 +19,11 @@ EXAMPLE = ROOT / "examples" / "support_tickets"
 pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.e2e]
 
 
-def example_config(path: Path, example_dir: Path, name: str) -> RunConfig:
-    """The example config with its data and base model moved to the test's temporary copies."""
+def example_config(
+    path: Path, example_dir: Path, name: str, data: str = "tickets.jsonl", base_model: str | None = None
+) -> RunConfig:
+    """The example config with its data (file ``data``) and base model moved to the test's
+    temporary copies; ``base_model`` replaces the base (e.g. a registered ``models:/`` version)."""
     config = load_run_config(path)
     suites = [
         s.model_copy(update={"source": str(example_dir / "data" / Path(s.source).name)}) if s.source else s
@@ -29,8 +32,8 @@ def example_config(path: Path, example_dir: Path, name: str) -> RunConfig:
     return config.model_copy(
         update={
             "name": name,
-            "data": config.data.model_copy(update={"source": str(example_dir / "data" / "tickets.jsonl")}),
-            "tune": config.tune.model_copy(update={"base_model": str(example_dir / "tiny-base")}),
+            "data": config.data.model_copy(update={"source": str(example_dir / "data" / data)}),
+            "tune": config.tune.model_copy(update={"base_model": base_model or str(example_dir / "tiny-base")}),
             "evaluation": config.evaluation.model_copy(update={"suites": suites}),
         }
     )
@@ -136,3 +139,39 @@ def test_lifecycle_promotes_a_better_model_and_keeps_it_over_a_worse_one(
     assert "champion" in second.metrics["task/exact_match"]
     champion_after = client.get_model_version_by_alias(config.name, "champion")
     assert str(champion_after.version) == first.version.version
+
+
+# One short SFT lifecycle, then a DPO and a GRPO lifecycle that each start from the champion.
+@pytest.mark.timeout(1800)
+def test_dpo_and_grpo_lifecycles_start_from_the_champion_and_are_gated_against_it(
+    lifecycle_settings: Settings, example_dir: Path
+) -> None:
+    from flows.lifecycle import customize_model
+
+    name = "tickets-methods"
+    sft = example_config(EXAMPLE / "run.yaml", example_dir, name)
+    sft = sft.model_copy(update={"tune": sft.tune.model_copy(update={"max_steps": 250})})
+    assert customize_model(sft).version.promoted
+    client = MlflowClient(lifecycle_settings.mlflow_tracking_uri)
+    for method, config_file, data, signal in (
+        ("dpo", "dpo.yaml", "preferences.jsonl", "rewards/margins"),
+        ("grpo", "grpo.yaml", "rft.jsonl", "reward"),
+    ):
+        champion = client.get_model_version_by_alias(name, "champion")
+        config = example_config(EXAMPLE / config_file, example_dir, name, data=data,
+                                base_model=f"models:/{name}@champion")
+        summary = customize_model(config)
+        run = client.get_run(summary.mlflow_run_id)
+        # trained from the champion's weights, recorded as the version it was on when the run began
+        assert run.data.tags["tuneline.base_model_version"] == f"models:/{name}/{champion.version}"
+        assert summary.model.base_model == champion.tags["tuneline.model_uri"]
+        assert run.data.params["tune.method"] == method
+        assert len(client.get_metric_history(summary.mlflow_run_id, signal)) > 1, method
+        # the data was read as its kind, and every record is in one count
+        assert summary.dataset.accepted > 0 and summary.dataset.rejected == 0
+        # evaluated against the champion it started from, and gated: promoted only when approved
+        assert "champion" in summary.metrics["general/json_field_accuracy"], method
+        assert summary.decision.reasons, method
+        now = client.get_model_version_by_alias(name, "champion")
+        expected = summary.version.version if summary.decision.approved else str(champion.version)
+        assert str(now.version) == expected, (method, summary.decision.reasons)

@@ -7,17 +7,65 @@ the final losses, a loss-curve figure, and the model itself.
 from __future__ import annotations
 
 import io
+import re
 
 from tuneline.backends.base import JobSpec, JobStatus, ProgressCallback, TuningBackend
 from tuneline.backends.registry import provider_for
 from tuneline.config import RunConfig
-from tuneline.errors import JobFailedError
+from tuneline.errors import ConfigError, JobFailedError
+from tuneline.governance.registry import ModelRegistry
 from tuneline.lineage import DatasetVersion, JobState, TrainedModel
 from tuneline.stages.context import StageContext
 from tuneline.storage.tracking import BatchedMetricsLogger, unreachable_as_service_error
-from tuneline.tags import JOB_ID_TAG, JOB_IDENTITY_TAG
+from tuneline.tags import (
+    BACKEND_TAG,
+    BASE_MODEL_VERSION_TAG,
+    JOB_ID_TAG,
+    JOB_IDENTITY_TAG,
+    MODEL_URI_TAG,
+)
 
-__all__ = ["cancel_tune", "job_id_for", "job_spec", "make_backend", "run_tune"]
+__all__ = ["cancel_tune", "job_id_for", "job_spec", "make_backend", "resolve_base_model", "run_tune"]
+
+_REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>[0-9]+))$")
+
+
+@unreachable_as_service_error()
+def resolve_base_model(ctx: StageContext, config: RunConfig) -> RunConfig:
+    """``config`` with a ``tune.base_model`` that names a registered version (``models:/<name>@<alias>``
+    or ``models:/<name>/<version>``) replaced by the weights that version holds; other configs as they are.
+
+    This is how a preference (DPO) or GRPO run starts from the SFT champion. The alias is read
+    once, here: every later stage uses the same weights even if the alias moves meanwhile, and
+    the run is tagged with the version it started from.
+    """
+    named = config.tune.base_model
+    match = _REGISTERED.match(named)
+    if match is None:
+        return config
+    if config.tune.backend != "local":
+        raise ConfigError(
+            f"tune.base_model {named!r}: a registered model as the base is for the local backend; "
+            "Bedrock's base_model is a Bedrock model id"
+        )
+    registry = ModelRegistry(ctx.mlflow)
+    name, alias, number = match["name"], match["alias"], match["version"]
+    version = registry.alias_version(name, alias) if alias else registry.version(name, number)
+    if version is None:
+        raise ConfigError(
+            f"tune.base_model {named!r}: the registry has no such version; train and promote one first "
+            f"(e.g. `make run` for the example), or point base_model at a model directory"
+        )
+    tags = version.tags or {}
+    weights = tags.get(MODEL_URI_TAG)
+    if tags.get(BACKEND_TAG) != "local" or not weights:
+        raise ConfigError(
+            f"tune.base_model {named!r} is version {version.version} of {name}, which holds no local weights "
+            f"({BACKEND_TAG}={tags.get(BACKEND_TAG)!r}): name a version the local backend trained"
+        )
+    if ctx.run_id:
+        ctx.mlflow.set_tag(ctx.run_id, BASE_MODEL_VERSION_TAG, f"models:/{name}/{version.version}")
+    return config.model_copy(update={"tune": config.tune.model_copy(update={"base_model": weights})})
 
 
 def make_backend(ctx: StageContext, config: RunConfig) -> TuningBackend:
