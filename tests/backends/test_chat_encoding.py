@@ -151,3 +151,18 @@ def test_tool_calls_are_rendered_and_learned_with_a_template_that_renders_them(e
 def test_a_template_that_drops_tool_calls_is_refused_not_trained_on(example_tokenizer) -> None:
     with pytest.raises(BackendError, match="does not render the tool call 'order_status'"):
         encode_record(TOOL_RECORD, example_tokenizer, 512)
+
+
+def test_dpo_kto_grpo_records_are_refused_where_the_template_drops_their_tool_calls(example_tokenizer) -> None:
+    from tuneline.backends.local.data import check_template_renders
+    from tuneline.records import KtoRecord, PreferenceRecord
+
+    kto = KtoRecord(messages=TOOL_RECORD.messages, tools=TOOL_RECORD.tools, label=True)
+    pref = PreferenceRecord(prompt=TOOL_RECORD.messages[:1], chosen=TOOL_RECORD.messages[1:2] + (
+        Message(role="tool", tool_call_id="c1", content="shipped"), Message(role="assistant", content="Shipped.")),
+        rejected=(Message(role="assistant", content="No idea."),))
+    for record in (kto, pref):
+        with pytest.raises(BackendError, match="train.jsonl record 1"):
+            check_template_renders([record], example_tokenizer, "train.jsonl")
+    example_tokenizer.chat_template = TOOLS_TEMPLATE
+    check_template_renders([kto, pref], example_tokenizer, "train.jsonl")  # rendered: accepted

@@ -185,3 +185,12 @@ def test_each_kind_is_evaluated_against_its_reference_answer():
     assert reference_chat(rft) == ChatRecord(
         system="JSON only", messages=(user, Message(role="assistant", content='{"category":"billing"}')))
     assert reference_chat(PretrainRecord(text="t")) is None
+
+
+def test_nova_rft_lines_are_text_only_so_an_rft_record_with_tools_names_local(tmp_path):
+    rows = [{"messages": [_user("Weather?")], "reference_answer": "sunny",
+             "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]}]
+    s, _, _ = _build(tmp_path, rows, Target.BEDROCK_NOVA)
+    (example,) = s.examples["unsupported_content"]
+    assert "tools" in example["message"] and "in rft records" in example["message"]
+    assert example["message"].endswith("train this record with target local")

@@ -234,3 +234,12 @@ def test_records_are_hashable_with_metadata_and_tools():
                    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
                    "id": 1}, extra_keys="keep").record
     assert rec.metadata == {"id": 1} and len({rec, rec.model_copy()}) == 1
+
+
+@pytest.mark.parametrize("messages", [1, "hi", None, {"role": "user"}])
+def test_kto_and_rft_records_whose_messages_are_not_a_list_are_a_wrong_type(messages):
+    # Found by the container fuzzer: {"messages": 1, "label": null} raised a TypeError.
+    for obj in ({"messages": messages, "label": True}, {"messages": messages, "reference_answer": "a"}):
+        with pytest.raises(FormatProblem) as err:
+            convert(obj)
+        assert err.value.code in ("wrong_type", "missing_messages"), (obj, err.value.code)

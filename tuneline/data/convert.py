@@ -144,13 +144,14 @@ def _capability_problem(record: Record, limits: TargetLimits) -> FormatProblem |
             f"unsupported_kind: {record.kind.value} — {target} does not train {record.kind.value} records; "
             f"targets that do: {others}",
         )
+    allowed = limits.content_for(record.kind)
     for content in content_of(record):
-        if content not in limits.content:
+        if content not in allowed:
             others = ", ".join(t.value for t in targets_that_train(kind=record.kind, content=content))
             return FormatProblem(
                 E.UNSUPPORTED_CONTENT, None,
-                f"unsupported_content: {content} — {target} trains only "
-                f"{', '.join(sorted(limits.content))} content; train this record with target {others or 'none yet'}",
+                f"unsupported_content: {content} — {target} trains only {', '.join(sorted(allowed))} content "
+                f"in {record.kind.value} records; train this record with target {others or 'none yet'}",
             )
     return None
 

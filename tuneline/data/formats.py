@@ -510,7 +510,12 @@ def _build(fmt: RecordFormat, obj: dict[str, Any]) -> Record:
                                 chosen=_answer(obj.get("preferred_output"), "preferred_output"),
                                 rejected=_answer(obj.get("non_preferred_output"), "non_preferred_output"))
     chat_fmt = F.OPENAI if fmt in (F.KTO, F.RFT) else fmt
-    if fmt in (F.KTO, F.RFT) and any(isinstance(m, dict) and _is_nova_blocks(m.get("content")) for m in obj.get("messages") or []):
+    # Nova-style content blocks in a KTO/RFT record: read its turns as Nova's (a messages value that
+    # is not a list is left to _chat_messages, which names the wrong type).
+    turns = obj.get("messages")
+    if fmt in (F.KTO, F.RFT) and isinstance(turns, list) and any(
+        isinstance(m, dict) and _is_nova_blocks(m.get("content")) for m in turns
+    ):
         chat_fmt = F.NOVA
     system, messages = _chat_messages(obj.get("messages"), "messages", chat_fmt)
     if messages:  # turn order first: its code says more than "too short"

@@ -49,6 +49,9 @@ class TargetLimits(BaseModel):
     content: frozenset[str] = Field(
         description="What turns may hold: text, tools (calls and results), reasoning, image, video, document."
     )
+    content_by_kind: dict[RecordKind, frozenset[str]] = Field(
+        default_factory=dict, description="Where one kind's training shape holds less than `content`."
+    )
     min_train_records: int = 1
     max_train_records: int | None = None
     min_validation_records: int | None = Field(
@@ -62,6 +65,11 @@ class TargetLimits(BaseModel):
     default_epochs: float = 1.0
     price_per_1k_training_tokens_usd: float | None = None
     price_note: str = ""
+
+
+    def content_for(self, kind: RecordKind | None) -> frozenset[str]:
+        """What records of ``kind`` may hold for this target."""
+        return self.content_by_kind.get(kind, self.content) if kind is not None else self.content
 
 
 _LIMITS: dict[Target, TargetLimits] = {
@@ -92,6 +100,8 @@ _LIMITS: dict[Target, TargetLimits] = {
         # the Nova models that offer it (Nova Lite 2).
         kinds=frozenset({RecordKind.SFT, RecordKind.RFT}),
         content=frozenset({"text", "tools", "reasoning", "image", "video", "document"}),
+        # Bedrock's RFT lines are OpenAI-style text messages (the rft-prepare-data page).
+        content_by_kind={RecordKind.RFT: frozenset({"text"})},
         min_train_records=8,
         max_train_records=20_000,
         min_validation_records=8,
@@ -142,7 +152,7 @@ def targets_that_train(*, kind: RecordKind | None = None, content: str | None = 
     """The targets able to train records of ``kind`` holding ``content`` (for advice)."""
     return [
         t for t, lim in _LIMITS.items()
-        if (kind is None or kind in lim.kinds) and (content is None or content in lim.content)
+        if (kind is None or kind in lim.kinds) and (content is None or content in lim.content_for(kind))
     ]
 
 

@@ -19,7 +19,8 @@ import json
 import logging
 from typing import Any
 
-from tuneline.backends.hf_models import chat_messages
+from tuneline.backends.hf_models import chat_messages, chat_tools
+from tuneline.backends.local.chat_encoding import check_rendered
 from tuneline.errors import BackendError
 from tuneline.records import (
     ChatRecord,
@@ -33,7 +34,7 @@ from tuneline.records import (
 )
 from tuneline.storage.s3 import ObjectStore, local_path_or_none
 
-__all__ = ["METHOD_KINDS", "pretrain_rows", "read_chat_jsonl", "read_records", "read_text", "sft_rows", "trl_rows"]
+__all__ = ["METHOD_KINDS", "check_template_renders", "pretrain_rows", "read_chat_jsonl", "read_records", "read_text", "sft_rows", "trl_rows"]
 
 _log = logging.getLogger(__name__)
 
@@ -99,6 +100,23 @@ def sft_rows(records: list[ChatRecord], tokenizer: Any, max_length: int, split: 
     if len(rows) < len(examples):
         _log.warning("%d %s examples have no assistant tokens left and are skipped", len(examples) - len(rows), split)
     return rows
+
+
+def check_template_renders(records: list[Any], tokenizer: Any, source: str) -> None:
+    """TRL renders DPO, KTO and GRPO rows with the chat template itself: a record whose tool
+    calls, tools or reasoning the template drops is refused here, as SFT's encoder refuses it."""
+    for number, record in enumerate(records, start=1):
+        if isinstance(record, PreferenceRecord):
+            conversations = [(*record.prompt, *record.chosen), (*record.prompt, *record.rejected)]
+        else:
+            conversations = [record.messages]
+        for turns in conversations:
+            if not record.tools and not any(m.tool_calls or m.reasoning is not None for m in turns):
+                continue
+            text = tokenizer.apply_chat_template(
+                chat_messages(turns, record.system), tools=chat_tools(record.tools), tokenize=False
+            )
+            check_rendered(text, turns, record.tools, f"{source} record {number}")
 
 
 def pretrain_rows(records: list[PretrainRecord], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:

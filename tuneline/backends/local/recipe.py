@@ -46,7 +46,14 @@ from tuneline.backends.hf_models import (
     select_placement,
 )
 from tuneline.backends.local.callbacks import CheckpointMirror, RunState, TunelineCallback
-from tuneline.backends.local.data import pretrain_rows, read_records, read_text, sft_rows, trl_rows
+from tuneline.backends.local.data import (
+    check_template_renders,
+    pretrain_rows,
+    read_records,
+    read_text,
+    sft_rows,
+    trl_rows,
+)
 from tuneline.backends.local.job import JobDir, output_uri, upload_sealed
 from tuneline.backends.local.ranks import SINGLE, Ranks
 from tuneline.config import LocalTuneConfig
@@ -125,6 +132,7 @@ class TrainingRun:
             return sft_rows(records, self.tokenizer, self.cfg.max_seq_length, split)
         if self.cfg.method == "pretrain":
             return pretrain_rows(records, self.tokenizer, self.cfg.max_seq_length)
+        check_template_renders(records, self.tokenizer, uri)
         return trl_rows(self.cfg.method, records)
 
     def _build_model(self) -> PreTrainedModel:
