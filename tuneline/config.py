@@ -357,6 +357,10 @@ class BedrockTuneConfig(_Strict):
 
     @property
     def target(self) -> Target:
+        # Bedrock's RFT lines have one shape for every RFT model (gpt-oss and Qwen too): the one
+        # prepare writes for the bedrock-nova target.
+        if self.customization_type == "REINFORCEMENT_FINE_TUNING":
+            return Target.BEDROCK_NOVA
         if self.model_limits is not None:
             nova = self.model_limits.record_format == "nova"
         elif self.base_model in BEDROCK_MODELS:

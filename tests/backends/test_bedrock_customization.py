@@ -26,7 +26,7 @@ from tuneline.backends.bedrock import BEDROCK_MODELS, BedrockBackend, bedrock_jo
 from tuneline.backends.bedrock.dry_run import dry_run, validate_against_service_model
 from tuneline.backends.bedrock.models import ModelRetiredError, check_lifecycle
 from tuneline.backends.bedrock.prices import DEFAULT_PRICES, PriceTable
-from tuneline.config import BedrockTuneConfig, RunConfig
+from tuneline.config import BedrockTuneConfig, RunConfig, Target
 from tuneline.errors import JobFailedError, ValidationFailedError
 from tuneline.lineage import DatasetVersion, JobState
 from tuneline.settings import Settings
@@ -829,3 +829,18 @@ def test_the_tune_stage_logs_the_request_it_sends_as_an_mlflow_artifact(
         tune_stage.run_tune(ctx, config, spec.dataset)
     assert mlflow.dicts["tune/request.json"] == expected
     assert "testing" not in json.dumps(mlflow.dicts["tune/request.json"])
+
+
+@pytest.mark.parametrize("base_model", ["openai.gpt-oss-20b-1:0", "amazon.nova-2-lite-v1:0:256k"])
+def test_rft_needs_records_prepared_in_bedrocks_rft_shape(
+    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec],
+    base_model: str,
+) -> None:
+    tune = {"customization_type": "REINFORCEMENT_FINE_TUNING", "grader": {"lambda_arn": GRADER_ARN}}
+    spec = make_spec(base_model, **tune)
+    assert spec.tune.target is Target.BEDROCK_NOVA  # what the lifecycle prepares RFT data for
+    local = spec.model_copy(update={"dataset": spec.dataset.model_copy(update={"target": Target.LOCAL})})
+    region = "us-west-2" if base_model.startswith("openai.") else "us-east-1"
+    with pytest.raises(ValidationFailedError) as err:
+        _backend(settings, store, stubbed[0], region).submit(local)  # no call queued: none may be made
+    assert any("prepared for target local" in p and "data.target: bedrock-nova" in p for p in err.value.problems)

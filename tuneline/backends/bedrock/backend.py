@@ -155,6 +155,8 @@ class BedrockBackend(TuningBackend):
         needed = Target.BEDROCK_NOVA if model.record_format == "nova" else Target.BEDROCK_CLAUDE_HAIKU
         tune = _bedrock_tune(spec)
         conversations = tune.customization_type in ("FINE_TUNING", "DISTILLATION")
+        if tune.customization_type == "REINFORCEMENT_FINE_TUNING":
+            needed, conversations = tune.target, True  # Bedrock's RFT lines: see BedrockTuneConfig.target
         if conversations and dataset.target != needed:
             problems.append(
                 f"dataset {dataset.name}@{dataset.version} was prepared for target {dataset.target.value}, "
