@@ -54,8 +54,9 @@ def rollup_markdown(summary: LifecycleSummary) -> str:
         f"{_fmt(m.final_validation_loss)}, {_fmt(m.tokens_per_second, 0)} tokens/s |",
         f"| decision | {'approved' if decision.approved else 'rejected'} by {decision.decided_by}: "
         f"{'; '.join(decision.reasons) or '-'} |",
-        f"| promotion | v{v.version}, aliases {', '.join(v.aliases) or 'none'} (previous champion: "
-        f"{v.previous_champion or 'none'}) |",
+        f"| promotion | v{v.version}, aliases {', '.join(v.aliases) or 'none'} ("
+        + (f"previous champion: {v.previous_champion or 'none'}" if v.promoted else "not promoted: the champion is unchanged")
+        + ") |",
         "",
         "## Evaluation",
         "",

@@ -229,7 +229,8 @@ def _print_summary(summary: Any, settings: Settings) -> None:
     decision = summary.decision
     verdict = "UNCHANGED" if decision.unchanged else "APPROVED" if decision.approved else "REJECTED"
     typer.echo(f"  Decision         : {verdict} by {decision.decided_by}: {'; '.join(decision.reasons)}")
-    typer.echo(f"  Version          : v{v.version} aliases={v.aliases} (previous champion: {v.previous_champion})")
+    standing = f"previous champion: {v.previous_champion or 'none'}" if v.promoted else "not promoted: the champion is unchanged"
+    typer.echo(f"  Version          : v{v.version} aliases={v.aliases} ({standing})")
     typer.echo("  Metrics (before -> after):")
     for key, values in summary.metrics.items():
         before = values.get("champion", values.get("base"))
