@@ -123,6 +123,15 @@ def test_every_audit_record_must_be_written_locked_in_the_configured_mode(module
     assert env["TUNELINE_AUDIT_RETENTION_DAYS"] == "${tostring(var.audit_retention_days)}"
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
     assert variables["audit_retention_mode"]["default"] == defaults.audit_retention_mode
+    # ... and the encryption headers the DenyOtherEncryption / DenyOtherKmsKey statements require.
+    policy = _labelled(module, "data", "aws_iam_policy_document")
+    conditions = {s["sid"]: s["condition"][0]["values"] for doc in policy.values() for s in doc.get("statement", [])
+                  if s.get("sid") in ("DenyOtherEncryption", "DenyOtherKmsKey")}
+    assert env["TUNELINE_S3_SERVER_SIDE_ENCRYPTION"] in conditions["DenyOtherEncryption"]
+    assert [env["TUNELINE_S3_SSE_KMS_KEY_ID"]] == conditions["DenyOtherKmsKey"]
+    aws = Settings(_env_file=None, s3_endpoint_url="", **{k.removeprefix("TUNELINE_").lower(): v  # type: ignore[arg-type]
+                   for k, v in env.items() if k.endswith(("ENCRYPTION", "KMS_KEY_ID"))})
+    assert (aws.s3_server_side_encryption, aws.s3_sse_kms_key_id) == ("aws:kms", "${aws_kms_key.tuneline.arn}")
     assert variables["audit_retention_days"]["default"] == defaults.audit_retention_days
 
 

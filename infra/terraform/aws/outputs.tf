@@ -33,9 +33,10 @@ output "tuneline_env" {
     TUNELINE_S3_BUCKET       = aws_s3_bucket.tuneline.bucket
     TUNELINE_AWS_REGION      = var.aws_region
     TUNELINE_BEDROCK_REGION  = var.aws_region
-    # Empty on purpose: the bucket default encrypts every object with this key, whereas a bare
-    # "aws:kms" header without a key id would make S3 use the AWS managed key instead.
-    TUNELINE_S3_SERVER_SIDE_ENCRYPTION = ""
+    # The headers the bucket policy asks every PutObject for (DenyOtherEncryption, DenyOtherKmsKey):
+    # left unset, Tuneline would ask AWS S3 for AES256 and every write would be refused.
+    TUNELINE_S3_SERVER_SIDE_ENCRYPTION = "aws:kms"
+    TUNELINE_S3_SSE_KMS_KEY_ID         = aws_kms_key.tuneline.arn
     # The retention Tuneline gives each audit record; the bucket policy refuses another mode.
     TUNELINE_AUDIT_RETENTION_MODE = var.audit_retention_mode
     TUNELINE_AUDIT_RETENTION_DAYS = tostring(var.audit_retention_days)
