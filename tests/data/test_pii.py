@@ -237,11 +237,16 @@ def test_prefilter_is_the_same_in_duckdb_and_python():
 def test_the_bundled_example_is_never_redacted():
     data = Path(__file__).resolve().parents[2] / "examples" / "support_tickets" / "data"
     hits = []
-    for path in sorted(data.glob("*.jsonl")):
+    from tuneline.data.formats import convert
+    from tuneline.records import record_texts
+
+    files = sorted(data.glob("*.jsonl"))
+    assert {"tickets.jsonl", "preferences.jsonl", "rft.jsonl"} <= {p.name for p in files}
+    for path in files:  # every text of every kind: turns, chosen and rejected answers, references
         for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            for text in [record.get("system") or "", *(m["content"] for m in record["messages"])]:
-                hits += [(path.name, text[s.start : s.end]) for s in find_pii(text)]
+            record = convert(json.loads(line)).record
+            texts = [getattr(record, "system", None) or "", *(f.text for f in record_texts(record))]
+            hits += [(path.name, text[s.start : s.end]) for text in texts for s in find_pii(text)]
     assert hits == []
 
 
