@@ -16,12 +16,12 @@ from prefect.artifacts import create_markdown_artifact
 from tasks._retry import RETRY_DELAYS, transient_only
 from tasks.tracking import artifact_key
 from tuneline.config import RunConfig
+from tuneline.data.prepare import PreparedDataset
 from tuneline.errors import DataError
 from tuneline.lineage import DatasetVersion
 from tuneline.settings import get_settings
 from tuneline.stages.context import StageContext
 from tuneline.stages.prepare import (
-    PrepareOutcome,
     build_dataset_version,
     prepare_cache_key,
     record_dataset_version,
@@ -38,7 +38,7 @@ def _cache_key(_context: Any, parameters: dict[str, Any]) -> str:
 @task(name="build-dataset-version", cache_key_fn=_cache_key, cache_expiration=timedelta(days=30),
       persist_result=True, result_serializer="json", retries=len(RETRY_DELAYS),
       retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=0.5, retry_condition_fn=transient_only)
-def build_dataset(config: RunConfig) -> PrepareOutcome:
+def build_dataset(config: RunConfig) -> PreparedDataset:
     return build_dataset_version(StageContext(get_settings()), config)
 
 

@@ -581,12 +581,12 @@ def prepare(
             raise
         _emit_json(_data_problem_json(one_line(str(exc))))
         raise typer.Exit(2) from None
-    out = {**prepared.summary.to_json_dict(), "version": prepared.version.version, "uri": prepared.version.uri}
+    out = {**prepared.summary.to_json_dict(), "version": prepared.dataset.version, "uri": prepared.dataset.uri}
     if as_json:
         _emit_json(out)
     else:
         typer.echo(prepared.report_markdown)
-        typer.echo(f"\nversion {prepared.version.version} at {prepared.version.uri}")
+        typer.echo(f"\nversion {prepared.dataset.version} at {prepared.dataset.uri}")
     _data_exit(prepared.summary, fail_on_reject)
 
 

@@ -32,7 +32,7 @@ def test_prepare_from_s3_source_publishes_a_complete_version(object_store, s3_pr
 
     result = prepare(DataConfig(source=src + "/"), Target.LOCAL, "s3src", object_store)
 
-    v = result.version
+    v = result.dataset
     assert (v.total, v.accepted, v.rejected, v.duplicates) == (62, 60, 1, 1)
     assert v.uri == object_store.uri(f"datasets/s3src/{v.version}/")
     keys = {k.rsplit("/", 1)[-1] for k in object_store.list_keys(v.uri)}
@@ -67,15 +67,15 @@ def test_prepare_from_s3_source_publishes_a_complete_version(object_store, s3_pr
 def test_second_run_reuses_the_version_without_rewriting(object_store, write_lines, records):
     path = write_lines(records(40))
     first = prepare(DataConfig(source=str(path)), Target.LOCAL, "again", object_store)
-    marker = S3Uri.parse(first.version.uri).join(COMPLETE_MARKER)
+    marker = S3Uri.parse(first.dataset.uri).join(COMPLETE_MARKER)
     before = object_store.client.head_object(Bucket=marker.bucket, Key=marker.key)["LastModified"]
 
     second = prepare(DataConfig(source=str(path)), Target.LOCAL, "again", object_store)
 
-    assert second.version == first.version and first.written and not second.written
+    assert second.dataset == first.dataset and first.written and not second.written
     after = object_store.client.head_object(Bucket=marker.bucket, Key=marker.key)["LastModified"]
     assert after == before
-    assert list_versions(object_store, "again") == [first.version.version]
+    assert list_versions(object_store, "again") == [first.dataset.version]
 
 
 def test_a_changed_config_gives_a_new_version(object_store, write_lines, records):
@@ -84,8 +84,8 @@ def test_a_changed_config_gives_a_new_version(object_store, write_lines, records
     b = prepare(
         DataConfig(source=str(path), dedupe={"case_insensitive": True}), Target.LOCAL, "cfg", object_store
     )
-    assert a.version.version != b.version.version
-    assert sorted(list_versions(object_store, "cfg")) == sorted([a.version.version, b.version.version])
+    assert a.dataset.version != b.dataset.version
+    assert sorted(list_versions(object_store, "cfg")) == sorted([a.dataset.version, b.dataset.version])
 
 
 def test_a_version_without_marker_is_absent(object_store):
@@ -117,7 +117,7 @@ def test_nova_target_writes_nova_records(object_store, write_lines, records):
         Target.BEDROCK_NOVA,
         "nova",
         object_store,
-    ).version
+    ).dataset
     lines = [json.loads(x) for x in object_store.get_bytes(v.split_uris["train"]).splitlines()]
     assert len(lines) == 50
     assert lines[0]["schemaVersion"] == "bedrock-conversation-2024"
@@ -133,7 +133,7 @@ def test_read_split_gives_back_each_record_of_its_kind(object_store, tmp_path):
     src = tmp_path / "mixed.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = DataConfig(source=str(src), extra_keys="keep")
-    v = prepare(cfg, Target.LOCAL, "kinds", object_store).version
+    v = prepare(cfg, Target.LOCAL, "kinds", object_store).dataset
     back = [r for s in ("train", "validation", "test") for r in read_split(object_store, v.uri, s)]
     assert sorted(type(r).__name__ for r in back) == ["PreferenceRecord"] * 6 + ["RftRecord"] * 6
     pref = sorted((r for r in back if isinstance(r, PreferenceRecord)), key=lambda r: r.metadata["ticket"])

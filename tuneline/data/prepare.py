@@ -81,9 +81,12 @@ class PrepareSummary(DatasetCounts):
 
 
 class PreparedDataset(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """A published dataset version with what this run learnt about its input: the one result of
+    prepare, from the core up to the lifecycle task's cache (small and JSON-serialisable)."""
 
-    version: DatasetVersion
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: DatasetVersion
     summary: PrepareSummary
     report_markdown: str
     written: bool = Field(description="False when the version already existed and was reused as is.")
@@ -164,7 +167,7 @@ def prepare(
 
         dataset_version, written = publish_version(store, name, version, built.files_dir, describe)
     return PreparedDataset(
-        version=dataset_version,
+        dataset=dataset_version,
         summary=summary,
         report_markdown=render_report(built.profile),
         written=written,

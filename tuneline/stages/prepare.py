@@ -5,32 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric
-from pydantic import BaseModel, ConfigDict
 
 from tuneline.backends.registry import provider_for
 from tuneline.config import RunConfig, Target
 from tuneline.data.fingerprint import source_fingerprint
-from tuneline.data.prepare import PIPELINE_REVISION, prepare
+from tuneline.data.prepare import PIPELINE_REVISION, PreparedDataset, prepare
 from tuneline.data.tokens import TokenCounter
 from tuneline.data.versions import load_dataset_version
-from tuneline.lineage import DatasetVersion
 from tuneline.stages.context import StageContext
 from tuneline.storage.tracking import unreachable_as_service_error
 
-__all__ = ["PrepareOutcome", "build_dataset_version", "prepare_cache_key", "record_dataset_version", "run_prepare"]
-
-
-class PrepareOutcome(BaseModel):
-    """A written dataset version and its report: small, JSON-serialisable, safe to cache."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dataset: DatasetVersion
-    report_markdown: str
-    summary: dict[str, Any]
+__all__ = ["build_dataset_version", "prepare_cache_key", "record_dataset_version", "run_prepare"]
 
 
 def prepare_cache_key(ctx: StageContext, config: RunConfig) -> str:
@@ -48,29 +35,26 @@ def prepare_cache_key(ctx: StageContext, config: RunConfig) -> str:
 
 
 @unreachable_as_service_error()
-def build_dataset_version(ctx: StageContext, config: RunConfig) -> PrepareOutcome:
+def build_dataset_version(ctx: StageContext, config: RunConfig) -> PreparedDataset:
     """Validate, clean, split and publish the dataset version (a no-op rewrite when it exists)."""
-    prepared = prepare(
+    return prepare(
         config.data,
         target=config.target,
         name=config.dataset_name,
         store=ctx.store,
         token_counter=_token_counter(ctx, config),
     )
-    return PrepareOutcome(
-        dataset=prepared.version, report_markdown=prepared.report_markdown, summary=prepared.summary.to_json_dict()
-    )
 
 
 @unreachable_as_service_error()
-def record_dataset_version(ctx: StageContext, outcome: PrepareOutcome) -> None:
+def record_dataset_version(ctx: StageContext, outcome: PreparedDataset) -> None:
     """Check the version is still published, then log it into the run's MLflow record."""
     load_dataset_version(ctx.store, outcome.dataset.uri)
     if ctx.run_id:
         _log_to_mlflow(ctx, outcome)
 
 
-def run_prepare(ctx: StageContext, config: RunConfig) -> PrepareOutcome:
+def run_prepare(ctx: StageContext, config: RunConfig) -> PreparedDataset:
     outcome = build_dataset_version(ctx, config)
     record_dataset_version(ctx, outcome)
     return outcome
@@ -81,7 +65,7 @@ def _token_counter(ctx: StageContext, config: RunConfig) -> TokenCounter | None:
     return provider_for(config).token_counter(config, ctx.settings, ctx.store)
 
 
-def _log_to_mlflow(ctx: StageContext, prepared: PrepareOutcome) -> None:
+def _log_to_mlflow(ctx: StageContext, prepared: PreparedDataset) -> None:
     version = prepared.dataset
     run_id = ctx.run_id
     assert run_id is not None
@@ -109,13 +93,13 @@ def _log_to_mlflow(ctx: StageContext, prepared: PrepareOutcome) -> None:
         "data.tokens": version.tokens,
         **{f"data.split.{k}": v for k, v in version.splits.items()},
         **{f"data.pii.{k}": v for k, v in version.pii.items()},
-        **{f"data.kind.{k}": v for k, v in prepared.summary.get("kinds", {}).items()},
-        "data.files_skipped": len(prepared.summary.get("files_skipped", [])),
-        "data.dropped_key_records": sum(prepared.summary.get("dropped_keys", {}).values()),
+        **{f"data.kind.{k}": v for k, v in prepared.summary.kinds.items()},
+        "data.files_skipped": len(prepared.summary.files_skipped),
+        "data.dropped_key_records": sum(prepared.summary.dropped_keys.values()),
     }
     ctx.mlflow.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in counts.items()])
     ctx.mlflow.set_tag(run_id, "tuneline.dataset_version", version.version)
     ctx.mlflow.set_tag(run_id, "tuneline.dataset_uri", version.uri)
-    ctx.mlflow.log_dict(run_id, prepared.summary, "data/summary.json")
+    ctx.mlflow.log_dict(run_id, prepared.summary.to_json_dict(), "data/summary.json")
     ctx.mlflow.log_dict(run_id, version.model_dump(mode="json"), "data/dataset_version.json")
     ctx.mlflow.log_text(run_id, prepared.report_markdown, "data/report.md")
