@@ -133,6 +133,8 @@ def test_kept_metadata_travels_with_the_record_and_is_no_reason_to_keep_a_duplic
     assert (s.accepted, s.duplicates) == (1, 1)
     (line,) = [json.loads(x) for x in text.splitlines()]
     assert line == {"kind": "sft", "messages": conv, "metadata": {"conversation_id": "a"}}
+    dropped, _, _ = _build(tmp_path, rows[:1])
+    assert s.tokens == dropped.tokens  # metadata counts no tokens
     # Bedrock's Claude shape has no place for metadata: the JSONL is exact, the Parquet keeps it.
     rows = [{"messages": [_user(f"Q{i}?"), _assistant(f"A{i}.")], "conversation_id": str(i)} for i in range(32)]
     s, text, out = _build(tmp_path, rows, Target.BEDROCK_CLAUDE_HAIKU, extra_keys="keep")

@@ -120,7 +120,7 @@ class _Forwarder:
     def poll(self) -> None:
         job = self.run.job
         if self.run.on_progress is not None:
-            status = _read_status(job.status_file)
+            status = job.read_status()  # written atomically by rank 0 (JobDir.write_status)
             if status is not None and status.state == JobState.RUNNING and (status.steps, status.message) != self.progress:
                 self.progress = (status.steps, status.message)
                 self.run.on_progress(status)
@@ -136,13 +136,6 @@ class _Forwarder:
             step = row.pop("step")
             if self.run.sink is not None:
                 self.run.sink.log_metrics(row, step)
-
-
-def _read_status(path: Path) -> JobStatus | None:
-    try:
-        return JobStatus.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # not written yet, or being replaced
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from tuneline.backends.base import JobSpec
 from tuneline.backends.hf_models import resolve_model_dir
+from tuneline.backends.local.data import read_text
 from tuneline.backends.local.job import JobDir, output_uri
 from tuneline.backends.local.ranks import Ranks
 from tuneline.backends.local.recipe import AUTO, TrainingRun
 from tuneline.settings import get_settings
-from tuneline.storage.s3 import ObjectStore, local_path_or_none
+from tuneline.storage.s3 import ObjectStore
 
 __all__ = ["argument_parser", "main"]
 
@@ -55,10 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     store = ObjectStore(settings)
     if args.spec is None and args.job_dir is None:
         raise SystemExit("give --job-dir (its spec.json is read) or --spec")
-    source = args.spec or str(args.job_dir / "spec.json")
-    local = local_path_or_none(source)
-    text = local.read_text(encoding="utf-8") if local is not None else store.get_bytes(source).decode("utf-8")
-    spec = JobSpec.model_validate_json(text)
+    spec = JobSpec.model_validate_json(read_text(args.spec or str(args.job_dir / "spec.json"), store))
     job = JobDir(args.job_dir or settings.home / "jobs" / spec.identity)
     # The ranks of one machine share its model cache: the first to get here downloads an s3:// base.
     cache = settings.home / "cache" / "models"
