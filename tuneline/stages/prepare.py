@@ -30,6 +30,11 @@ def prepare_cache_key(ctx: StageContext, config: RunConfig) -> str:
         "target": str(config.target),
         "name": config.dataset_name,
         "tokenizer": config.tune.base_model if config.target is Target.LOCAL else None,
+        # The cached value's shape: a result written as another model (an older release's) cannot
+        # be read back as this one, so it must not be found either.
+        "result": hashlib.sha256(
+            json.dumps(PreparedDataset.model_json_schema(), sort_keys=True).encode()
+        ).hexdigest()[:16],
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
