@@ -18,6 +18,7 @@ from tuneline.lineage import DatasetVersion
 from tuneline.stages.context import StageContext
 from tuneline.stages.evaluate import BASE_MODEL_TAG
 from tuneline.stages.prepare import run_prepare
+from tuneline.stages.tune import resolve_base_model
 
 __all__ = [
     "CONFIG_HASH_TAG",
@@ -121,7 +122,10 @@ def check_retraining(ctx: StageContext, config: RunConfig) -> RetrainingCheck:
     """Prepare the data (written once per version, so a later run reuses it) and decide.
 
     ``ctx.run_id`` should be None: this check is not a lifecycle run and logs nothing to MLflow.
+    A registered base model (``models:/<name>@<alias>``) is compared as the weights it names now,
+    which is what the champion's lineage records and what a run would start from.
     """
+    config = resolve_base_model(ctx, config)
     prepared = run_prepare(ctx, config)
     champion = read_champion_lineage(ModelRegistry(ctx.mlflow), config.name)
     decision = decide_retraining(config, prepared.dataset, champion)
