@@ -73,3 +73,14 @@ def test_bedrock_target_follows_the_base_model() -> None:
     assert (nova.target, haiku.target) == (Target.BEDROCK_NOVA, Target.BEDROCK_CLAUDE_HAIKU)
     config = RunConfig(name="x", data={"source": "d.jsonl"}, tune=nova)
     assert config.target is Target.BEDROCK_NOVA
+
+
+def test_bedrock_serving_for_a_local_model_is_refused_saying_how_it_is_served(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "name: t\ndata: {source: d.jsonl}\ntune: {backend: local, base_model: m}\n"
+        "promotion: {serving: provisioned-throughput}\n"
+    )
+    with pytest.raises(ConfigError, match=r"(?m)^- promotion.serving 'provisioned-throughput' is Bedrock serving; "
+                                          r"a local model is served from the MLflow registry"):
+        load_run_config(path)

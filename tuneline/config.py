@@ -10,7 +10,7 @@ import hashlib
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -484,6 +484,15 @@ class RunConfig(_Strict):
     approval: ApprovalPolicy = Field(default=ApprovalPolicy(), description="Who or what decides whether the candidate is promoted.")
     promotion: PromotionConfig = Field(default=PromotionConfig(), description="Model card text and serving.")
 
+    @model_validator(mode="after")
+    def _serving_is_bedrock(self) -> RunConfig:
+        if self.promotion.serving != "none" and self.tune.backend != "bedrock":
+            raise ValueError(
+                f"promotion.serving {self.promotion.serving!r} is Bedrock serving; a {self.tune.backend} model is "
+                "served from the MLflow registry (mlflow models serve -m models:/<name>@champion): set serving: none"
+            )
+        return self
+
     @property
     def target(self) -> Target:
         return self.data.target or self.tune.target
@@ -525,6 +534,12 @@ class _StrictYamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _problem_line(err: Any) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"- {where}: {message}" if where else f"- {message}"  # no key path: a check across sections
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a run config from YAML; errors name the key path and the allowed values."""
     path = Path(path)
@@ -539,7 +554,5 @@ def load_run_config(path: str | Path) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "\n".join(
-            f"- {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "\n".join(_problem_line(err) for err in exc.errors())
         raise ConfigError(f"{path} has invalid settings:\n{problems}") from exc

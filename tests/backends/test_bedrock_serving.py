@@ -293,3 +293,24 @@ def test_serving_names_fit_bedrocks_pattern(model_name: str) -> None:
 def test_serving_name_without_letters_is_refused() -> None:
     with pytest.raises(PromotionError, match="no letters or digits"):
         serving_name("---")
+
+
+def test_the_providers_server_points_the_named_endpoint_at_the_model(
+    bedrock: tuple[Any, Stubber], sleeps: SleepRecorder
+) -> None:
+    """What promotion and rollback call (``BackendProvider.server``): Bedrock serves; local does not."""
+    from tuneline.backends.bedrock import PROVIDER as BEDROCK
+    from tuneline.backends.local import PROVIDER as LOCAL
+    from tuneline.settings import Settings
+
+    client, stubber = bedrock
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert BEDROCK.server(PromotionConfig(), settings, client) is None
+    assert LOCAL.server(PromotionConfig(), settings) is None
+    serve = BEDROCK.server(PromotionConfig(serving="on-demand-deployment"), settings, client)
+    assert serve is not None
+    stubber.add_response("get_custom_model_deployment", _deployment("Active", NOVA_V1),
+                         {"customModelDeploymentIdentifier": "support-bot"})
+    stubber.add_response("get_custom_model_deployment", _deployment("Active", NOVA_V1))
+    assert serve("support-bot", NOVA_V1) == DEPLOY_ARN
+    stubber.assert_no_pending_responses()

@@ -149,10 +149,10 @@ def test_rollback_repoints_bedrock_serving_at_the_restored_champion(ctx, run_con
     first_model = "arn:aws:bedrock:us-west-2:123456789012:custom-model/v1"
     second_model = "arn:aws:bedrock:us-west-2:123456789012:custom-model/v2"
     dataset, model, report, decision = lineage()
-    first = run_promote(ctx, config, dataset, model.model_copy(update={"model_uri": first_model, "mlflow_model_uri": "s3://b/m1/"}), report, decision,
+    first = run_promote(ctx, config, dataset, model.model_copy(update={"model_uri": first_model, "backend": "bedrock", "mlflow_model_uri": "s3://b/m1/"}), report, decision,
                         SUMMARY, serve=lambda ref: arn)
     dataset, model, report, decision = lineage(champion=first.version)
-    run_promote(ctx, config, dataset, model.model_copy(update={"model_uri": second_model, "mlflow_model_uri": "s3://b/m2/"}), report, decision,
+    run_promote(ctx, config, dataset, model.model_copy(update={"model_uri": second_model, "backend": "bedrock", "mlflow_model_uri": "s3://b/m2/"}), report, decision,
                 SUMMARY, serve=lambda ref: arn)
 
     def throughput(status: str, model_arn: str, desired: str | None = None) -> dict:

@@ -12,22 +12,24 @@ methods, so that importing the provider's module stays cheap.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from tuneline.backends.base import JobSpec, TextGenerator, TuningBackend
-    from tuneline.config import JudgeConfig, RunConfig, TuneConfig
+    from tuneline.config import JudgeConfig, PromotionConfig, RunConfig, TuneConfig
     from tuneline.data.tokens import TokenCounter
     from tuneline.lineage import TrainedModel
     from tuneline.settings import Settings
     from tuneline.storage.s3 import ObjectStore
 
-__all__ = ["BackendProvider", "JudgeFunction"]
+__all__ = ["BackendProvider", "JudgeFunction", "ModelServer"]
 
 # (prompt, answer, reference) triples -> one score in 0..1 each; the evaluation runner's ``Judge``.
 JudgeFunction = Callable[[Sequence[tuple[str, str, str]]], Sequence[float]]
+# (registered model name, the version's model URI) -> the id of the endpoint now serving it.
+ModelServer = Callable[[str, str], str | None]
 
 
 @runtime_checkable
@@ -80,4 +82,9 @@ class BackendProvider(Protocol):
 
     def judge(self, config: JudgeConfig, settings: Settings) -> JudgeFunction | None:
         """An LLM judge scoring answers against a rubric, or None where the backend has none."""
+        ...
+
+    def server(self, promotion: PromotionConfig, settings: Settings, client: Any | None = None) -> ModelServer | None:
+        """What points serving at a promoted (or restored) champion as ``promotion.serving`` asks;
+        None when serving is off. ``client``: the backend's API client, for tests and reuse."""
         ...

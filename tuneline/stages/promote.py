@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from tuneline.backends.registry import provider
 from tuneline.config import PromotionConfig, RunConfig
 from tuneline.errors import PromotionError
 from tuneline.governance.approval import ApprovalRecord
@@ -27,7 +28,7 @@ __all__ = [
     "LINEAGE_URI_TAG",
     "SERVING_TAG",
     "approval_covering",
-    "bedrock_serving",
+    "model_serving",
     "lineage_document",
     "lineage_tags",
     "run_promote",
@@ -41,27 +42,20 @@ APPROVED_TAG = "tuneline.approved"
 DECIDED_BY_TAG = "tuneline.decided_by"
 
 
-def bedrock_serving(
-    ctx: StageContext, promotion: PromotionConfig, client: Any | None = None
+def model_serving(
+    ctx: StageContext, promotion: PromotionConfig, backend: str, client: Any | None = None
 ) -> Callable[[ModelVersionRef], str | None] | None:
-    """The serving step for promotion and rollback, when ``promotion`` asks Bedrock to serve.
+    """The serving step for promotion and rollback, when ``promotion`` asks ``backend`` to serve.
 
-    It reads the version's Bedrock model ARN from its lineage tag, so rollback re-points serving at
-    exactly the model the restored champion names.
+    It reads the version's model URI (a Bedrock custom model ARN) from its lineage tag, so rollback
+    re-points serving at exactly the model the restored champion names.
     """
-    if promotion.serving == "none":
+    server = provider(backend).server(promotion, ctx.settings, client)
+    if server is None:
         return None
-    from tuneline.governance.bedrock_serving import ensure_serving, serving_name
-
-    if client is None:
-        from tuneline.governance.bedrock_serving import make_bedrock_client
-
-        client = make_bedrock_client(ctx.settings)
 
     def serve(ref: ModelVersionRef) -> str | None:
-        model_arn = ctx.mlflow.get_model_version(ref.name, ref.version).tags[MODEL_URI_TAG]
-        endpoint = ensure_serving(client, promotion, serving_name(ref.name), model_arn)
-        return endpoint.arn if endpoint else None
+        return server(ref.name, ctx.mlflow.get_model_version(ref.name, ref.version).tags[MODEL_URI_TAG])
 
     return serve
 
@@ -135,7 +129,7 @@ def run_promote(
     the aliases are restored and the error propagates.
     """
     registry = ModelRegistry(ctx.mlflow)
-    serve = serve if serve is not None else bedrock_serving(ctx, config.promotion)
+    serve = serve if serve is not None else model_serving(ctx, config.promotion, config.tune.backend)
     source = model.mlflow_model_uri or model.model_uri
     existing = registry.version_for_job(config.name, model.job_id)
     version = existing or registry.register(
@@ -261,7 +255,9 @@ def run_rollback(
             "an enrolled reviewer may force it: tuneline rollback ... --force --reviewer NAME"
         )
     if serve is None and (serving := _serving_of(ctx, before_champion)) is not None:
-        serve = bedrock_serving(ctx, serving, client=bedrock_client)
+        # Only Bedrock versions record serving; one registered before the backend tag existed is one.
+        backend = (before_champion.tags or {}).get(BACKEND_TAG, "bedrock")
+        serve = model_serving(ctx, serving, backend, client=bedrock_client)
     old, new = registry.rollback(model_name, target)
     try:
         if serve is not None:

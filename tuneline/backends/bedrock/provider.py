@@ -8,7 +8,7 @@ no boto3 client code, and a Bedrock run never imports torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from datetime import date
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
     from tuneline.backends.base import JobSpec, TextGenerator, TuningBackend
     from tuneline.backends.bedrock.dry_run import DryRun
-    from tuneline.backends.provider import JudgeFunction
-    from tuneline.config import JudgeConfig, RunConfig, TuneConfig
+    from tuneline.backends.provider import JudgeFunction, ModelServer
+    from tuneline.config import JudgeConfig, PromotionConfig, RunConfig, TuneConfig
     from tuneline.data.tokens import TokenCounter
     from tuneline.lineage import TrainedModel
     from tuneline.settings import Settings
@@ -86,6 +86,22 @@ class BedrockProvider:
             return [v.score for v in verdicts]
 
         return score
+
+    def server(self, promotion: PromotionConfig, settings: Settings, client: Any | None = None) -> ModelServer | None:
+        """Provisioned throughput or an on-demand deployment named after the registered model,
+        re-pointed at each new champion's custom model ARN (``tuneline.backends.bedrock.serving``)."""
+        if promotion.serving == "none":
+            return None
+        from tuneline.backends.bedrock.api import make_bedrock_client
+        from tuneline.backends.bedrock.serving import ensure_serving, serving_name
+
+        bedrock = client if client is not None else make_bedrock_client(settings)
+
+        def serve(model_name: str, model_arn: str) -> str | None:
+            endpoint = ensure_serving(bedrock, promotion, serving_name(model_name), model_arn)
+            return endpoint.arn if endpoint else None
+
+        return serve
 
     # --- Bedrock-only entry points, for the CLI (which reaches backends only through the registry)
     def models_table(self) -> list[dict[str, object]]:

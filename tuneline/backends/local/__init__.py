@@ -10,14 +10,14 @@ named phases), ``backend`` (the ``TuningBackend``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from tuneline.backends.base import JobSpec, TextGenerator, TuningBackend
-    from tuneline.backends.provider import JudgeFunction
-    from tuneline.config import JudgeConfig, RunConfig, TuneConfig
+    from tuneline.backends.provider import JudgeFunction, ModelServer
+    from tuneline.config import JudgeConfig, PromotionConfig, RunConfig, TuneConfig
     from tuneline.data.tokens import TokenCounter
     from tuneline.lineage import TrainedModel
     from tuneline.settings import Settings
@@ -114,6 +114,11 @@ class LocalProvider:
 
     def judge(self, config: JudgeConfig, settings: Settings) -> JudgeFunction | None:
         return None  # no local judge: evaluation.judge runs on Bedrock Runtime
+
+    def server(self, promotion: PromotionConfig, settings: Settings, client: Any | None = None) -> ModelServer | None:
+        # RunConfig refuses promotion.serving for local runs: the registered pyfunc model is what
+        # serves (`mlflow models serve -m models:/<name>@champion`), and it follows the alias.
+        return None
 
 
 PROVIDER = LocalProvider()
