@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from examples.support_tickets.generate import ticket_corpus
-from tuneline.backends.local_generation import LocalGenerator
-from tuneline.backends.tiny_model import build_tiny_model
+from tuneline.backends.local.generation import LocalGenerator
+from tuneline.backends.local.tiny_model import build_tiny_model
 from tuneline.config import GenerationConfig
 from tuneline.records import ChatRecord
 

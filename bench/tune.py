@@ -54,7 +54,7 @@ from examples.support_tickets.generate import generate_dataset, ticket_corpus
 from tuneline import stack
 from tuneline.backends.base import JobSpec
 from tuneline.backends.local.backend import LocalBackend
-from tuneline.backends.tiny_model import build_tiny_model
+from tuneline.backends.local.tiny_model import build_tiny_model
 from tuneline.config import LocalTuneConfig, Target
 from tuneline.lineage import DatasetVersion, JobState
 from tuneline.settings import get_settings

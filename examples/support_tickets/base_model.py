@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.support_tickets.generate import ticket_corpus
-from tuneline.backends.tiny_model import TINY_SIZE, build_tiny_model
+from tuneline.backends.local.tiny_model import TINY_SIZE, build_tiny_model
 
 __all__ = ["DEFAULT_PATH", "EXAMPLE_MODEL_SIZE", "build_example_base"]
 

@@ -12,7 +12,7 @@ from examples.support_tickets.generate import generate_dataset, ticket_corpus
 from tuneline.backends.base import JobSpec
 from tuneline.backends.local.backend import LocalBackend
 from tuneline.backends.local.data import read_chat_jsonl
-from tuneline.backends.tiny_model import build_tiny_model
+from tuneline.backends.local.tiny_model import build_tiny_model
 from tuneline.config import LocalTuneConfig, Target
 from tuneline.lineage import DatasetVersion
 from tuneline.records import ChatRecord

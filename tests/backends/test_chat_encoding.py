@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tuneline.backends.hf_models import load_tokenizer
 from tuneline.backends.local.chat_encoding import _prefix_spans, encode_chat
-from tuneline.backends.local_generation import encode_prompts
-from tuneline.backends.sequences import IGNORE_INDEX, encode_record
+from tuneline.backends.local.generation import encode_prompts
+from tuneline.backends.local.hf_models import load_tokenizer
+from tuneline.backends.local.sequences import IGNORE_INDEX, encode_record
 from tuneline.errors import BackendError
 from tuneline.records import ChatRecord, Message, ToolCall, ToolSpec
 

@@ -9,7 +9,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tuneline.backends.local_generation import LocalGenerator
+from tuneline.backends.local.generation import LocalGenerator
 from tuneline.config import GenerationConfig
 from tuneline.errors import ConfigError
 from tuneline.records import ChatRecord

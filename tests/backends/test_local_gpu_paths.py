@@ -15,8 +15,8 @@ import torch
 from pydantic import ValidationError
 
 from tuneline.backends.base import JobSpec
-from tuneline.backends.hf_models import load_causal_lm, select_placement
 from tuneline.backends.local.backend import LocalBackend
+from tuneline.backends.local.hf_models import load_causal_lm, select_placement
 from tuneline.config import GraderConfig, LocalTuneConfig
 from tuneline.errors import ValidationFailedError
 

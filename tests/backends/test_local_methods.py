@@ -121,9 +121,9 @@ def test_pretrain_lowers_its_loss_on_plain_text(method_spec, make_settings, obje
 
 
 def test_pretrain_rows_keep_long_texts_whole_and_typed_special_tokens_as_text(tiny_model_dir) -> None:
-    from tuneline.backends.hf_models import load_tokenizer
     from tuneline.backends.local.data import pretrain_rows
-    from tuneline.backends.sequences import IGNORE_INDEX
+    from tuneline.backends.local.hf_models import load_tokenizer
+    from tuneline.backends.local.sequences import IGNORE_INDEX
     from tuneline.records import PretrainRecord
 
     tokenizer = load_tokenizer(tiny_model_dir)

@@ -9,8 +9,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tuneline.backends.local_generation import LocalGenerator
-from tuneline.backends.local_pyfunc import log_local_model
+from tuneline.backends.local.generation import LocalGenerator
+from tuneline.backends.local.pyfunc import log_local_model
 from tuneline.config import GenerationConfig
 from tuneline.records import ChatRecord
 

@@ -14,8 +14,8 @@ import torch
 from pydantic import ValidationError
 
 from tuneline.backends.base import JobSpec
-from tuneline.backends.hf_models import select_placement
 from tuneline.backends.local.backend import LocalBackend
+from tuneline.backends.local.hf_models import select_placement
 from tuneline.config import LocalTuneConfig, Target
 from tuneline.errors import ConfigError, ValidationFailedError
 from tuneline.lineage import DatasetVersion

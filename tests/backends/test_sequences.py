@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneline.backends.hf_models import DEFAULT_CHAT_TEMPLATE, load_tokenizer
-from tuneline.backends.sequences import IGNORE_INDEX, encode_record
+from tuneline.backends.local.hf_models import DEFAULT_CHAT_TEMPLATE, load_tokenizer
+from tuneline.backends.local.sequences import IGNORE_INDEX, encode_record
 from tuneline.records import ChatRecord, Message
 
 KNOWN = ChatRecord(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tuneline.backends.tiny_model import build_tiny_model
+from tuneline.backends.local.tiny_model import build_tiny_model
 
 
 def test_loads_with_auto_classes_and_renders_chat(tiny_model_dir: Path) -> None:

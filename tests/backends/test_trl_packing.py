@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from tuneline.backends.hf_models import load_tokenizer
-from tuneline.backends.sequences import encode_record
+from tuneline.backends.local.hf_models import load_tokenizer
+from tuneline.backends.local.sequences import encode_record
 from tuneline.records import ChatRecord
 
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tuneline.backends.base import Generation
-from tuneline.backends.local_generation import LocalGenerator
-from tuneline.backends.tiny_model import build_tiny_model
+from tuneline.backends.local.generation import LocalGenerator
+from tuneline.backends.local.tiny_model import build_tiny_model
 from tuneline.config import ApprovalPolicy, EvaluationConfig, GenerationConfig, MetricCheck
 from tuneline.evaluation.cache import ResultCache
 from tuneline.evaluation.runner import ModelUnderTest, evaluate_models

@@ -14,8 +14,13 @@ import pytest
 from botocore.stub import ANY, Stubber
 from pydantic import SecretStr
 
-from tuneline.backends.hf_models import load_causal_lm, model_config, resolve_model_dir, select_placement
-from tuneline.backends.tiny_model import build_tiny_model
+from tuneline.backends.local.hf_models import (
+    load_causal_lm,
+    model_config,
+    resolve_model_dir,
+    select_placement,
+)
+from tuneline.backends.local.tiny_model import build_tiny_model
 from tuneline.config import LocalTuneConfig
 from tuneline.data.sources import resolve_source
 from tuneline.data.versions import check_dataset_name, version_uri

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneline.backends.tiny_model import build_tiny_model
+from tuneline.backends.local.tiny_model import build_tiny_model
 from tuneline.config import RunConfig
 from tuneline.errors import ConfigError
 from tuneline.governance.registry import ModelRegistry

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 import tuneline_cli.main as cli
-from tuneline.backends.local_generation import LocalGenerator
-from tuneline.backends.tiny_model import build_tiny_model
+from tuneline.backends.local.generation import LocalGenerator
+from tuneline.backends.local.tiny_model import build_tiny_model
 from tuneline.config import GenerationConfig
 from tuneline.records import ChatRecord, Message
 from tuneline.settings import Settings

@@ -5,7 +5,11 @@ and model logging on this machine. Imports of torch, transformers and TRL stay i
 Components: ``job`` (job directory, status, lock), ``data`` (records of each kind -> TRL datasets),
 ``chat_encoding`` (linear rendering, typed special tokens stay text), ``callbacks`` (the backend's
 contracts as Trainer callbacks), ``rewards`` (graders as GRPO rewards), ``recipe`` (one attempt in
-named phases), ``backend`` (the ``TuningBackend``).
+named phases), ``backend`` (the ``TuningBackend``), ``distributed`` / ``ranks`` / ``worker``
+(torchrun), ``checkpoints`` (sealed, verified, mirrored to S3), ``hf_models`` (loading, placement),
+``sequences`` (assistant-only encoding), ``generation`` (batched generation for evaluation),
+``pyfunc`` (the MLflow model), ``gpu`` (refusals for GPU-only paths), ``tiny_model`` (models built
+from a config for tests, examples and benchmarks).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class LocalProvider:
         settings: Settings,
         store: ObjectStore,
     ) -> TextGenerator:
-        from tuneline.backends.local_generation import LocalGenerator
+        from tuneline.backends.local.generation import LocalGenerator
 
         return LocalGenerator(
             model_uri or base_model,
@@ -80,7 +84,7 @@ class LocalProvider:
 
         if config.target is not Target.LOCAL:
             return None
-        from tuneline.backends.hf_models import load_tokenizer, resolve_model_dir
+        from tuneline.backends.local.hf_models import load_tokenizer, resolve_model_dir
         from tuneline.data.tokens import HFTokenCounter
 
         model_dir = resolve_model_dir(config.tune.base_model, store, settings.home / "cache" / "models")
@@ -99,8 +103,8 @@ class LocalProvider:
         """Log the tuned weights as an MLflow pyfunc model that loads and generates offline."""
         import mlflow as mlflow_fluent
 
-        from tuneline.backends.hf_models import resolve_model_dir
-        from tuneline.backends.local_pyfunc import log_local_model
+        from tuneline.backends.local.hf_models import resolve_model_dir
+        from tuneline.backends.local.pyfunc import log_local_model
 
         cache = settings.home / "cache" / "models"
         model_dir = resolve_model_dir(model.model_uri, store, cache)

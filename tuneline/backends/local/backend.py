@@ -46,10 +46,10 @@ from tuneline.backends.base import (
     ProgressCallback,
     TuningBackend,
 )
-from tuneline.backends.checkpoints import MANIFEST
-from tuneline.backends.hf_models import MODEL_MANIFEST, model_config, select_placement
+from tuneline.backends.local.checkpoints import MANIFEST
 from tuneline.backends.local.distributed import distributed_problems, resolve_processes, train_in_processes
 from tuneline.backends.local.gpu import gpu_feature_problems
+from tuneline.backends.local.hf_models import MODEL_MANIFEST, model_config, select_placement
 from tuneline.backends.local.job import JobDir, output_uri, upload_sealed
 from tuneline.backends.local.recipe import TrainingRun
 from tuneline.config import LocalTuneConfig

@@ -6,7 +6,7 @@
   validation loss (the final weights are those of the stopping step), an evaluation and a
   checkpoint at the last step, and the run state a resume needs (``tuneline_state.json``).
 - :class:`CheckpointMirror`: each checkpoint the Trainer writes is sealed with a manifest of
-  checksums and mirrored to S3 (:class:`tuneline.backends.checkpoints.CheckpointStore`); a resume
+  checksums and mirrored to S3 (:class:`tuneline.backends.local.checkpoints.CheckpointStore`); a resume
   uses the newest one that verifies.
 
 Under ``tune.distributed`` every process runs both callbacks, built with the process's
@@ -29,7 +29,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from tuneline.backends.base import JobStatus, MetricsSink, ProgressCallback
-from tuneline.backends.checkpoints import CheckpointStore
+from tuneline.backends.local.checkpoints import CheckpointStore
 from tuneline.backends.local.job import JobDir
 from tuneline.backends.local.ranks import SINGLE, Ranks
 from tuneline.lineage import JobState

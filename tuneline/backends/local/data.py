@@ -1,7 +1,7 @@
 """The canonical records of each kind from prepare, as the datasets TRL's trainers take.
 
 - ``sft``: chat records, pre-tokenized here (``input_ids`` + ``labels``, assistant tokens only,
-  :func:`tuneline.backends.sequences.encode_record`): TRL uses the labels as they are.
+  :func:`tuneline.backends.local.sequences.encode_record`): TRL uses the labels as they are.
 - ``dpo``: preference records -> conversational ``prompt`` / ``chosen`` / ``rejected``.
 - ``kto``: KTO records -> ``prompt`` / ``completion`` (the last assistant turn) / ``label``.
 - ``grpo``: RFT records -> ``prompt`` plus ``reference`` (the reference answer as JSON) for the
@@ -19,8 +19,8 @@ import json
 import logging
 from typing import Any
 
-from tuneline.backends.hf_models import chat_messages, chat_tools
 from tuneline.backends.local.chat_encoding import check_rendered
+from tuneline.backends.local.hf_models import chat_messages, chat_tools
 from tuneline.errors import BackendError
 from tuneline.records import (
     ChatRecord,
@@ -85,7 +85,7 @@ def read_chat_jsonl(text: str, source: str) -> list[ChatRecord]:
 
 def sft_rows(records: list[ChatRecord], tokenizer: Any, max_length: int, split: str) -> list[dict[str, list[int]]]:
     """Pre-tokenized rows with assistant-only labels; rows with nothing to learn are dropped, counted."""
-    from tuneline.backends.sequences import IGNORE_INDEX, encode_record
+    from tuneline.backends.local.sequences import IGNORE_INDEX, encode_record
 
     examples = [encode_record(r, tokenizer, max_length) for r in records]
     cut = sum(e.truncated for e in examples)
@@ -122,7 +122,7 @@ def check_template_renders(records: list[Any], tokenizer: Any, source: str) -> N
 def pretrain_rows(records: list[PretrainRecord], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:
     """Each text tokenized as text (a typed ``<|end|>`` stays characters), eos appended, and cut
     into windows of ``max_length`` tokens; labels are the ids (the trainer shifts them)."""
-    from tuneline.backends.sequences import IGNORE_INDEX
+    from tuneline.backends.local.sequences import IGNORE_INDEX
 
     rows = []
     for record in records:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from tuneline.backends.base import JobStatus
-from tuneline.backends.hf_models import resolve_model_dir
+from tuneline.backends.local.hf_models import resolve_model_dir
 from tuneline.backends.local.recipe import TrainingRun
 from tuneline.backends.local.worker import RESULT_FILE
 from tuneline.config import LocalTuneConfig

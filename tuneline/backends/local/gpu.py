@@ -1,6 +1,6 @@
 """GPU-only paths, refused with a clear message where CUDA or their package is missing.
 
-QLoRA is checked by :func:`tuneline.backends.hf_models.select_placement` (bitsandbytes, CUDA);
+QLoRA is checked by :func:`tuneline.backends.local.hf_models.select_placement` (bitsandbytes, CUDA);
 ``precision: fp16`` likewise. The checks here are for the settings that only make sense on a GPU:
 bf16 on a GPU without it, flash-attention, Liger kernels and vLLM rollouts. None is silently
 downgraded: a config that asks for one runs with it or not at all.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from tuneline.backends.hf_models import gpu_path_missing
+from tuneline.backends.local.hf_models import gpu_path_missing
 from tuneline.config import LocalTuneConfig
 
 __all__ = ["gpu_feature_problems"]

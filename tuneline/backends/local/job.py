@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneline.backends.base import JobSpec, JobStatus
-from tuneline.backends.checkpoints import MANIFEST, write_manifest
+from tuneline.backends.local.checkpoints import MANIFEST, write_manifest
 from tuneline.errors import BackendError
 from tuneline.storage.s3 import ObjectStore, S3Uri
 

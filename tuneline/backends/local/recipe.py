@@ -36,16 +36,8 @@ from peft import PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
 from tuneline.backends.base import JobSpec, JobStatus, MetricsSink, ProgressCallback
-from tuneline.backends.checkpoints import CheckpointStore
-from tuneline.backends.hf_models import (
-    MODEL_MANIFEST,
-    load_causal_lm,
-    load_tokenizer,
-    peft_calls,
-    resolve_model_dir,
-    select_placement,
-)
 from tuneline.backends.local.callbacks import CheckpointMirror, RunState, TunelineCallback
+from tuneline.backends.local.checkpoints import CheckpointStore
 from tuneline.backends.local.data import (
     check_template_renders,
     pretrain_rows,
@@ -53,6 +45,14 @@ from tuneline.backends.local.data import (
     read_text,
     sft_rows,
     trl_rows,
+)
+from tuneline.backends.local.hf_models import (
+    MODEL_MANIFEST,
+    load_causal_lm,
+    load_tokenizer,
+    peft_calls,
+    resolve_model_dir,
+    select_placement,
 )
 from tuneline.backends.local.job import JobDir, output_uri, upload_sealed
 from tuneline.backends.local.ranks import SINGLE, Ranks

@@ -20,8 +20,8 @@ import logging
 from pathlib import Path
 
 from tuneline.backends.base import JobSpec
-from tuneline.backends.hf_models import resolve_model_dir
 from tuneline.backends.local.data import read_text
+from tuneline.backends.local.hf_models import resolve_model_dir
 from tuneline.backends.local.job import JobDir, output_uri
 from tuneline.backends.local.ranks import Ranks
 from tuneline.backends.local.recipe import AUTO, TrainingRun

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from tuneline.backends.hf_models import chat_messages, chat_tools
 from tuneline.backends.local.chat_encoding import check_rendered, encode_chat
+from tuneline.backends.local.hf_models import chat_messages, chat_tools
 from tuneline.records import ChatRecord
 
 __all__ = ["IGNORE_INDEX", "Example", "encode_record"]

@@ -2,7 +2,7 @@
 
 ``LocalGenerator`` loads a base model directory, a LoRA adapter directory on top of its base, or
 a fully fine-tuned model directory (local paths or ``s3://`` prefixes), renders each prompt with
-the tokenizer's chat template (:data:`~tuneline.backends.hf_models.DEFAULT_CHAT_TEMPLATE` when it
+the tokenizer's chat template (:data:`~tuneline.backends.local.hf_models.DEFAULT_CHAT_TEMPLATE` when it
 has none), and generates in batches: prompts are left-padded so that every row's next token
 follows its own last prompt token, with the KV cache on.
 
@@ -24,7 +24,8 @@ from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tuneline.backends.base import Generation
-from tuneline.backends.hf_models import (
+from tuneline.backends.local.chat_encoding import encode_chat
+from tuneline.backends.local.hf_models import (
     chat_messages,
     chat_tools,
     load_causal_lm,
@@ -34,7 +35,6 @@ from tuneline.backends.hf_models import (
     resolve_model_dir,
     select_placement,
 )
-from tuneline.backends.local.chat_encoding import encode_chat
 from tuneline.config import GenerationConfig
 from tuneline.errors import ConfigError
 from tuneline.records import ChatRecord

@@ -3,7 +3,7 @@
 ``mlflow.transformers.log_model`` on a PEFT model records a Hub reference for the base model and
 needs the network to load it back. This pyfunc model instead carries the model directory (and,
 for a LoRA adapter, the base model directory) as MLflow artifacts, and loads them with
-:class:`~tuneline.backends.local_generation.LocalGenerator`: nothing is fetched at load time.
+:class:`~tuneline.backends.local.generation.LocalGenerator`: nothing is fetched at load time.
 
 Input: a pandas DataFrame with a ``messages`` column (a list of ``{"role", "content"}`` dicts
 ending with a user turn) and an optional ``system`` column, or a list of such dicts, or plain
@@ -23,7 +23,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
-from tuneline.backends.hf_models import MODEL_MANIFEST
+from tuneline.backends.local.hf_models import MODEL_MANIFEST
 from tuneline.config import GenerationConfig
 from tuneline.records import ChatRecord, Message
 
@@ -57,7 +57,7 @@ class LocalChatModel(PythonModel):
     """Generates with the model directory in the ``model`` artifact (on the ``base`` artifact)."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        from tuneline.backends.local_generation import LocalGenerator
+        from tuneline.backends.local.generation import LocalGenerator
 
         base = context.artifacts.get("base")
         self._generator = LocalGenerator(context.artifacts["model"], base_model=base, label="pyfunc")
