@@ -74,3 +74,32 @@ def test_two_processes_train_checkpoint_and_resume_after_a_crash(
     assert resumed.values("train_loss") == pytest.approx(losses[newest:], rel=1e-5)
     assert status.final_validation_loss == pytest.approx(reference.values("validation_loss")[-1], rel=1e-5)
     assert [p.step for p in resumed_backend.metrics(spec.identity) if p.name == "train_loss"] == list(range(1, 9))
+
+
+def test_two_processes_stop_together_on_cancel_with_a_checkpoint_and_resume(
+    recording_sink: Any,
+    make_settings: Callable[[], Settings],
+    make_spec: Callable[..., JobSpec],
+    object_store: ObjectStore,
+) -> None:
+    """``cancel`` under tune.distributed: the ranks vote on the cancel file each step, so both stop
+    at the same step, saving a checkpoint there; a later submit resumes every rank from it."""
+    spec = make_spec(max_steps=12, **DDP)
+    backend = LocalBackend(make_settings(), object_store)
+    job_id = backend.submit(spec)
+
+    def cancel_once_training(status: Any) -> None:
+        if status.state == JobState.RUNNING and status.steps >= 2:
+            backend.cancel(job_id)
+
+    status = backend.wait(spec, job_id, recording_sink(), on_progress=cancel_once_training)
+    assert status.state == JobState.STOPPED and 2 <= status.steps < 12, status
+    stopped_at = status.steps
+    assert f"cancelled at step {stopped_at}" in status.message
+    assert stopped_at in _checkpoint_steps(object_store, spec)
+
+    backend.submit(spec)
+    resumed = recording_sink()
+    final = backend.wait(spec, job_id, resumed)
+    assert final.state == JobState.COMPLETED and final.steps == 12
+    assert [step for step, _ in resumed.points] == list(range(stopped_at + 1, 13))
