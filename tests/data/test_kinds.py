@@ -196,3 +196,21 @@ def test_nova_rft_lines_are_text_only_so_an_rft_record_with_tools_names_local(tm
     (example,) = s.examples["unsupported_content"]
     assert "tools" in example["message"] and "in rft records" in example["message"]
     assert example["message"].endswith("train this record with target local")
+
+
+def test_the_profile_counts_each_kinds_conversation_turns_not_its_texts(tmp_path):
+    rows = [
+        {"prompt": "Triage ticket 1", "chosen": "high", "rejected": "low", "ticket": "T-1"},  # 2 turns
+        {"messages": [_user("Classify"), _assistant("ok"), _user("And this?")],
+         "reference_answer": {"category": "hardware", "team": "it"}},  # 3 turns
+        {"messages": [_user("q"), _assistant("a")]},  # plain chat: 2 turns
+        {"text": "Plain text is no conversation."},
+    ]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    built = build_dataset(
+        DataConfig(source=str(run / "in.jsonl"), split=ALL_TRAIN, extra_keys="keep"), Target.LOCAL, run / "work"
+    )
+    assert built.summary.accepted == 4
+    assert built.profile["turns"] == [{"turns": 2, "records": 2}, {"turns": 3, "records": 1}]

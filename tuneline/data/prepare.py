@@ -494,8 +494,13 @@ def _profile(
         {"turns": t, "records": n}
         for t, n in con.execute(
             """
-            SELECT len(messages) AS turns, count(*) FROM conversations
-            SEMI JOIN (SELECT rid FROM status WHERE status = 'accepted') USING (rid)
+            SELECT turns, count(*) FROM (
+                -- A record of another kind holds one text per field (paths name them): its turns
+                -- are the contents of its conversation, the chosen answer standing for the pair's.
+                SELECT CASE WHEN paths IS NULL THEN len(messages) ELSE len(list_filter(
+                    paths, lambda p: regexp_full_match(p, '(messages|prompt|chosen)\\[[0-9]+\\]\\.content'))) END AS turns
+                FROM conversations SEMI JOIN (SELECT rid FROM status WHERE status = 'accepted') USING (rid))
+            WHERE turns > 0  -- pretraining text is no conversation
             GROUP BY turns ORDER BY turns
             """
         ).fetchall()
