@@ -17,6 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -99,6 +100,82 @@ def ensure_serving(
     return None
 
 
+# --- the two kinds of endpoint --------------------------------------------------------------------
+@dataclass(frozen=True)
+class _EndpointApi:
+    """How one kind of endpoint is read, created, re-pointed and deleted: the same steps, named
+    differently by the two APIs."""
+
+    kind: ServingKind
+    what: str  # in messages
+    get: str
+    create: str
+    update: str
+    id_param: str  # the name or ARN parameter of get/update/delete
+    arn_key: str  # the endpoint's ARN in get/create responses
+    update_param: str  # the new model's ARN in the update call
+    ready: str  # the status of an endpoint that serves and takes changes
+
+    def pending_model(self, response: dict[str, Any]) -> str | None:
+        """The model an update in flight is moving the endpoint to."""
+        if self.kind == "provisioned-throughput":
+            return response["desiredModelArn"]
+        return (response.get("updateDetails") or {}).get("modelArn")
+
+    def settled(self, response: dict[str, Any]) -> bool:
+        return response["status"] == self.ready and not _updating(response)
+
+
+_THROUGHPUT = _EndpointApi(
+    kind="provisioned-throughput", what="provisioned throughput",
+    get="get_provisioned_model_throughput", create="create_provisioned_model_throughput",
+    update="update_provisioned_model_throughput", id_param="provisionedModelId",
+    arn_key="provisionedModelArn", update_param="desiredModelId", ready="InService",
+)
+_DEPLOYMENT = _EndpointApi(
+    kind="on-demand-deployment", what="custom model deployment",
+    get="get_custom_model_deployment", create="create_custom_model_deployment",
+    update="update_custom_model_deployment", id_param="customModelDeploymentIdentifier",
+    arn_key="customModelDeploymentArn", update_param="modelArn", ready="Active",
+)
+
+
+def _ensure(
+    api: _EndpointApi,
+    call: BedrockCaller,
+    wait: _Wait,
+    name: str,
+    model_arn: str,
+    create_params: dict[str, Any],
+    check_existing: Callable[[dict[str, Any]], None] = lambda current: None,
+) -> ServingEndpoint:
+    """Create endpoint NAME for ``model_arn`` (with ``create_params``), or re-point the existing
+    one; then wait until it serves ``model_arn``."""
+    current = _get(call, api.get, name, **{api.id_param: name})
+    if current is None:
+        arn = call(api.create, subject=name, **create_params)[api.arn_key]
+        _log.info("creating %s %s for %s", api.what, name, model_arn)
+    else:
+        arn = current[api.arn_key]
+        _refuse_failed(current, f"{api.what} {name}", current.get("failureMessage"))
+        check_existing(current)
+        if model_arn not in (current["modelArn"], api.pending_model(current)):
+            if not api.settled(current):
+                # Re-pointing an endpoint that is still changing risks a conflict: let it settle first.
+                _wait_for(call, api.get, {api.id_param: arn}, name, wait, api.settled, api.ready)
+            call(api.update, subject=name, **{api.id_param: arn, api.update_param: model_arn})
+            _log.info("re-pointing %s %s to %s", api.what, name, model_arn)
+    final = _wait_for(
+        call, api.get, {api.id_param: arn}, name, wait,
+        lambda r: api.settled(r) and r["modelArn"] == model_arn, f"{api.ready} serving {model_arn}",
+    )
+    return ServingEndpoint(kind=api.kind, name=name, arn=arn, model_arn=final["modelArn"], status=final["status"])
+
+
+def _tag_list(tags: dict[str, str] | None) -> dict[str, Any]:
+    return {"tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]} if tags else {}
+
+
 # --- provisioned throughput ----------------------------------------------------------------------
 def ensure_provisioned_throughput(
     client: Any,
@@ -114,67 +191,25 @@ def ensure_provisioned_throughput(
     timeout_seconds: float = 3600.0,
 ) -> ServingEndpoint:
     """Create provisioned throughput NAME for ``model_arn``, or re-point the existing one; wait."""
-    call = BedrockCaller(client, sleep=sleep)
-    wait = _Wait(
-        poll_seconds=poll_seconds, max_poll_seconds=max_poll_seconds, timeout_seconds=timeout_seconds
-    )
-    current = _get(call, "get_provisioned_model_throughput", name, provisionedModelId=name)
-    if current is None:
-        params: dict[str, Any] = {
-            "provisionedModelName": name,
-            "modelId": model_arn,
-            "modelUnits": model_units,
-            "clientRequestToken": _token(name, model_arn),
-        }
-        if commitment_duration:
-            params["commitmentDuration"] = commitment_duration
-        if tags:
-            params["tags"] = [{"key": k, "value": v} for k, v in sorted(tags.items())]
-        arn = call("create_provisioned_model_throughput", subject=name, **params)["provisionedModelArn"]
-        _log.info("creating provisioned throughput %s for %s", name, model_arn)
-    else:
-        arn = current["provisionedModelArn"]
-        _refuse_failed(current, f"provisioned throughput {name}", current.get("failureMessage"))
+    params: dict[str, Any] = {
+        "provisionedModelName": name,
+        "modelId": model_arn,
+        "modelUnits": model_units,
+        "clientRequestToken": _token(name, model_arn),
+        **({"commitmentDuration": commitment_duration} if commitment_duration else {}),
+        **_tag_list(tags),
+    }
+
+    def keep_units(current: dict[str, Any]) -> None:
         if current["modelUnits"] != model_units:
             _log.warning(
                 "provisioned throughput %s has %s model units, config asks for %s; units cannot be "
                 "changed in place, keeping %s",
-                name,
-                current["modelUnits"],
-                model_units,
-                current["modelUnits"],
+                name, current["modelUnits"], model_units, current["modelUnits"],
             )
-        if model_arn not in (current["modelArn"], current["desiredModelArn"]):
-            if current["status"] != "InService":
-                # Re-pointing a throughput that is still changing risks a conflict: let it settle first.
-                _wait_for(
-                    call,
-                    "get_provisioned_model_throughput",
-                    {"provisionedModelId": arn},
-                    name,
-                    wait,
-                    lambda r: r["status"] == "InService",
-                    "InService",
-                )
-            call(
-                "update_provisioned_model_throughput",
-                subject=name,
-                provisionedModelId=arn,
-                desiredModelId=model_arn,
-            )
-            _log.info("re-pointing provisioned throughput %s to %s", name, model_arn)
-    final = _wait_for(
-        call,
-        "get_provisioned_model_throughput",
-        {"provisionedModelId": arn},
-        name,
-        wait,
-        lambda r: r["status"] == "InService" and r["modelArn"] == model_arn,
-        f"InService serving {model_arn}",
-    )
-    return ServingEndpoint(
-        kind="provisioned-throughput", name=name, arn=arn, model_arn=final["modelArn"], status=final["status"]
-    )
+
+    wait = _Wait(poll_seconds=poll_seconds, max_poll_seconds=max_poll_seconds, timeout_seconds=timeout_seconds)
+    return _ensure(_THROUGHPUT, BedrockCaller(client, sleep=sleep), wait, name, model_arn, params, keep_units)
 
 
 def delete_provisioned_throughput(client: Any, name: str, *, sleep: Sleep = time.sleep) -> bool:
@@ -201,57 +236,15 @@ def ensure_custom_model_deployment(
     timeout_seconds: float = 3600.0,
 ) -> ServingEndpoint:
     """Create on-demand deployment NAME for ``model_arn``, or re-point the existing one; wait."""
-    call = BedrockCaller(client, sleep=sleep)
-    wait = _Wait(
-        poll_seconds=poll_seconds, max_poll_seconds=max_poll_seconds, timeout_seconds=timeout_seconds
-    )
-    current = _get(call, "get_custom_model_deployment", name, customModelDeploymentIdentifier=name)
-    if current is None:
-        params: dict[str, Any] = {
-            "modelDeploymentName": name,
-            "modelArn": model_arn,
-            "clientRequestToken": _token(name, model_arn),
-        }
-        if description:
-            params["description"] = description
-        if tags:
-            params["tags"] = [{"key": k, "value": v} for k, v in sorted(tags.items())]
-        arn = call("create_custom_model_deployment", subject=name, **params)["customModelDeploymentArn"]
-        _log.info("creating custom model deployment %s for %s", name, model_arn)
-    else:
-        arn = current["customModelDeploymentArn"]
-        _refuse_failed(current, f"custom model deployment {name}", current.get("failureMessage"))
-        pending = (current.get("updateDetails") or {}).get("modelArn")
-        if model_arn not in (current["modelArn"], pending):
-            if current["status"] != "Active" or _updating(current):
-                _wait_for(
-                    call,
-                    "get_custom_model_deployment",
-                    {"customModelDeploymentIdentifier": arn},
-                    name,
-                    wait,
-                    lambda r: r["status"] == "Active" and not _updating(r),
-                    "Active",
-                )
-            call(
-                "update_custom_model_deployment",
-                subject=name,
-                customModelDeploymentIdentifier=arn,
-                modelArn=model_arn,
-            )
-            _log.info("re-pointing custom model deployment %s to %s", name, model_arn)
-    final = _wait_for(
-        call,
-        "get_custom_model_deployment",
-        {"customModelDeploymentIdentifier": arn},
-        name,
-        wait,
-        lambda r: r["status"] == "Active" and r["modelArn"] == model_arn and not _updating(r),
-        f"Active serving {model_arn}",
-    )
-    return ServingEndpoint(
-        kind="on-demand-deployment", name=name, arn=arn, model_arn=final["modelArn"], status=final["status"]
-    )
+    params: dict[str, Any] = {
+        "modelDeploymentName": name,
+        "modelArn": model_arn,
+        "clientRequestToken": _token(name, model_arn),
+        **({"description": description} if description else {}),
+        **_tag_list(tags),
+    }
+    wait = _Wait(poll_seconds=poll_seconds, max_poll_seconds=max_poll_seconds, timeout_seconds=timeout_seconds)
+    return _ensure(_DEPLOYMENT, BedrockCaller(client, sleep=sleep), wait, name, model_arn, params)
 
 
 def delete_custom_model_deployment(client: Any, name: str, *, sleep: Sleep = time.sleep) -> bool:
