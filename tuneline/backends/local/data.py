@@ -19,7 +19,7 @@ import json
 import logging
 from typing import Any
 
-from tuneline.backends.local.chat_encoding import check_rendered
+from tuneline.backends.local.chat_encoding import check_rendered, special_token_pattern
 from tuneline.backends.local.hf_models import chat_messages, chat_tools
 from tuneline.errors import BackendError
 from tuneline.records import (
@@ -31,10 +31,11 @@ from tuneline.records import (
     from_nova,
     from_openai,
     record_from_dict,
+    record_texts,
 )
 from tuneline.storage.s3 import ObjectStore, local_path_or_none
 
-__all__ = ["METHOD_KINDS", "check_template_renders", "pretrain_rows", "read_chat_jsonl", "read_records", "read_text", "sft_rows", "trl_rows"]
+__all__ = ["METHOD_KINDS", "check_no_typed_special_tokens", "check_template_renders", "pretrain_rows", "read_chat_jsonl", "read_records", "read_text", "sft_rows", "trl_rows"]
 
 _log = logging.getLogger(__name__)
 
@@ -117,6 +118,31 @@ def check_template_renders(records: list[Any], tokenizer: Any, source: str) -> N
                 chat_messages(turns, record.system), tools=chat_tools(record.tools), tokenize=False
             )
             check_rendered(text, turns, record.tools, f"{source} record {number}")
+
+
+def check_no_typed_special_tokens(records: list[Any], tokenizer: Any, source: str, method: str) -> None:
+    """Refuse a DPO, KTO or GRPO record whose text holds one of the tokenizer's special tokens.
+
+    SFT and pretraining tokenize contents so that a typed ``<|end|>`` stays characters. TRL's
+    other trainers render and tokenize the conversation themselves, where the typed text would
+    become the control token -- a forged turn boundary the model then learns from. So the record
+    is refused, naming where, rather than trained on something its author did not write.
+    """
+    pattern = special_token_pattern(tokenizer)
+    if pattern is None:
+        return
+    for number, record in enumerate(records, start=1):
+        texts = [("system", record.system or "")] + [
+            (f.field, f.text) for f in record_texts(record) if f.role != "metadata"  # metadata is not trained on
+        ]
+        for field, text in texts:
+            if found := pattern.search(text):
+                raise BackendError(
+                    f"{source} record {number} {field}: contains {found.group()!r}, one of the tokenizer's special "
+                    f"tokens; TRL's {method} trainer tokenizes the rendered conversation, where it would become a "
+                    "control token (a turn boundary nobody wrote), so the record is refused. The sft and pretrain "
+                    "methods keep such text as text"
+                )
 
 
 def pretrain_rows(records: list[PretrainRecord], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:

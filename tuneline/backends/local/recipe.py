@@ -39,6 +39,7 @@ from tuneline.backends.base import JobSpec, JobStatus, MetricsSink, ProgressCall
 from tuneline.backends.local.callbacks import CheckpointMirror, RunState, TunelineCallback
 from tuneline.backends.local.checkpoints import CheckpointStore
 from tuneline.backends.local.data import (
+    check_no_typed_special_tokens,
     check_template_renders,
     pretrain_rows,
     read_records,
@@ -133,6 +134,7 @@ class TrainingRun:
         if self.cfg.method == "pretrain":
             return pretrain_rows(records, self.tokenizer, self.cfg.max_seq_length)
         check_template_renders(records, self.tokenizer, uri)
+        check_no_typed_special_tokens(records, self.tokenizer, uri, self.cfg.method)
         return trl_rows(self.cfg.method, records)
 
     def _build_model(self) -> PreTrainedModel:
