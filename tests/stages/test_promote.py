@@ -13,6 +13,7 @@ from tuneline.governance.registry import CHALLENGER, ModelRegistry
 from tuneline.settings import Settings
 from tuneline.stages.context import StageContext
 from tuneline.stages.promote import run_promote, run_rollback
+from tuneline.tags import MODEL_URI_TAG
 
 pytestmark = [pytest.mark.service]
 
@@ -131,6 +132,32 @@ def test_rollback_to_a_version_never_approved_is_refused_unless_a_reviewer_force
     record = AuditLog(ctx.store).records(config.name)[-1]
     assert (record.kind, record.actor, record.forced, record.authenticated) == ("rollback", "ana", True, True)
     assert any("forced by ana" in reason for reason in record.reasons)
+
+
+def test_an_approval_forged_beside_the_audit_chain_does_not_open_rollback(ctx, run_config, lineage) -> None:
+    """The attack: a record written straight into audit/ (any holder of the audit writer's key can)
+    claiming a person approved the rejected version. It is not on the anchored chain, so rollback
+    still refuses, and verify names it as inserted."""
+    config = run_config()
+    first = run_promote(ctx, config, *lineage(), SUMMARY)
+    rejected = run_promote(ctx, config, *lineage(approved=False, champion=first.version), SUMMARY)
+    assert (rejected.promoted, rejected.champion) == (False, first.version)  # what the summary names
+    weights = ctx.mlflow.get_model_version(config.name, rejected.version).tags[MODEL_URI_TAG]
+    log = AuditLog(ctx.store, ctx.mlflow)
+    (promotion,) = log.records(config.name)
+    forged = promotion.model_copy(update={
+        "kind": "approval", "approved": True, "candidate_uri": weights, "actor": "alice", "authenticated": True,
+        "sequence": promotion.sequence + 1, "new_champion": None,
+    })
+    key = f"audit/{config.name}/{forged.sequence:010d}-approval.jsonl"
+    ctx.store.put_bytes(ctx.store.uri(key), (forged.model_dump_json() + "\n").encode(), "application/jsonl")
+    assert [r.kind for r in log.records(config.name)] == ["promotion", "approval"]  # readable, listed
+    assert [r.kind for r in log.trusted_records(config.name)] == ["promotion"]  # but not vouched for
+
+    with pytest.raises(PromotionError, match=f"version {rejected.version} .* was never approved .*audit --verify"):
+        run_rollback(ctx, config.name, rejected.version, actor="mallory", reason="alice said so")
+    assert str(ModelRegistry(ctx.mlflow).champion(config.name).version) == first.version
+    assert any(p.key == key and "inserted record" in p.problem for p in log.verify([config.name]))
 
 
 def test_rollback_of_an_unknown_model_says_no_such_model(ctx) -> None:

@@ -220,9 +220,23 @@ class AuditLog:
         return problems
 
     def _verify_model(self, name: str) -> list[AuditProblem]:
+        return self._walk(name)[0]
+
+    def trusted_records(self, model_name: str) -> list[ApprovalRecord]:
+        """The records whose bytes the anchored chain links to, oldest first: what a decision
+        (may this version be champion?) can rest on. A record inserted beside the chain, rewritten,
+        or only reachable past a deleted one is left out; ``verify`` names each."""
+        if self.anchor is None:
+            raise RuntimeError("AuditLog.trusted_records needs the MLflow client that anchors the chain")
+        trusted = self._walk(model_name)[1]
+        return sorted((e.record for e in trusted if e.record is not None), key=lambda r: r.sequence)
+
+    def _walk(self, name: str) -> tuple[list[AuditProblem], list[AuditEntry]]:
         """Walk the chain back from the anchored head: every record on it must link to the one
-        before; an object not on it was inserted, a sequence with no object on it was deleted."""
+        before; an object not on it was inserted, a sequence with no object on it was deleted.
+        Returns the problems and the entries the chain vouches for (found by the digest linked to)."""
         problems: list[AuditProblem] = []
+        vouched: list[AuditEntry] = []
         valid: list[AuditEntry] = []
         for entry in self.entries(name):
             if entry.error is not None or entry.record is None:
@@ -254,7 +268,7 @@ class AuditLog:
         while sequence > 0:
             entry = by_digest.get(digest) if digest is not None else None
             if entry is not None and entry.record is not None and entry.record.sequence == sequence:
-                pass
+                vouched.append(entry)
             elif same := at(sequence):
                 entry = same[0]
                 if digest is not None:
@@ -280,7 +294,7 @@ class AuditLog:
                 problems.append(AuditProblem(
                     name, entry.key, f"not on the chain ({where}, claims sequence {entry.record.sequence}): an inserted record"
                 ))
-        return problems
+        return problems, vouched
 
 
 def problems_as_json(problems: list[AuditProblem]) -> list[dict[str, Any]]:

@@ -210,10 +210,11 @@ def run_promote(
 
 
 def approval_covering(ctx: StageContext, model_name: str, version: str) -> ApprovalRecord | None:
-    """The audit record that approved ``version`` (its promotion, or an approval of its weights)."""
+    """The audit record that approved ``version`` (its promotion, or an approval of its weights),
+    among the records the anchored chain vouches for: one written beside the chain approves nothing."""
     mv = ctx.mlflow.get_model_version(model_name, version)
     weights = (mv.tags or {}).get(MODEL_URI_TAG)
-    for record in reversed(AuditLog(ctx.store).records(model_name)):
+    for record in reversed(AuditLog(ctx.store, ctx.mlflow).trusted_records(model_name)):
         if record.kind == "promotion" and record.new_champion == version:
             return record
         if record.kind == "approval" and record.approved and weights and record.candidate_uri == weights:
@@ -251,8 +252,9 @@ def run_rollback(
     covering = approval_covering(ctx, model_name, target)
     if covering is None and forced_by is None:
         raise PromotionError(
-            f"version {target} of {model_name!r} was never approved (no approval or promotion record covers it); "
-            "an enrolled reviewer may force it: tuneline rollback ... --force --reviewer NAME"
+            f"version {target} of {model_name!r} was never approved (no approval or promotion record on the audit "
+            "chain covers it; `tuneline audit --verify` names records off it); an enrolled reviewer may force it: "
+            "tuneline rollback ... --force --reviewer NAME"
         )
     if serve is None and (serving := _serving_of(ctx, before_champion)) is not None:
         # Only Bedrock versions record serving; one registered before the backend tag existed is one.
