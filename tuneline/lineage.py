@@ -144,6 +144,7 @@ class ModelVersionRef(_Record):
     aliases: list[str] = Field(default_factory=list)
     promoted: bool = False
     previous_champion: str | None = None
+    champion: str | None = Field(default=None, description="The champion once this decision was made (unchanged by a rejection).")
 
 
 class LifecycleSummary(_Record):

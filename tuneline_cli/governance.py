@@ -76,6 +76,17 @@ def audit_report(settings: Any, model: str | None, verify: bool) -> AuditReport:
 
     ctx = StageContext(settings)
     log = AuditLog(ctx.store, ctx.mlflow if verify else None)
+    if model is not None and model not in log.model_names():
+        from mlflow.exceptions import MlflowException
+
+        from tuneline.errors import NotFoundError
+
+        try:
+            ctx.mlflow.get_registered_model(model)
+        except MlflowException:
+            known = ", ".join(log.model_names()[:10]) or "none yet"
+            raise NotFoundError(f"no such model {model!r}: the audit log has no records of it (known: {known})") from None
+        # a registered model no decision was ever recorded for: an empty log, and --verify checks its registry
     records = log.records(model)
     unreadable = log.unreadable(model)
     problems = None

@@ -26,7 +26,7 @@ def test_the_summary_names_the_outcome(lineage, capsys, case: str) -> None:
     _, _, _, approved = lineage()
     _, _, _, rejected = lineage(approved=False)
     decision, version, headline, verdict = {
-        "rejected": (rejected, ModelVersionRef(name="m", version="2"), "rejected, aliases unchanged", "REJECTED"),
+        "rejected": (rejected, ModelVersionRef(name="m", version="2", champion="1"), "rejected, aliases unchanged", "REJECTED"),
         "unchanged": (unchanged_decision(approved.policy, "1"), ModelVersionRef(name="m", version="1", aliases=["champion"]),
                       "nothing new to decide", "UNCHANGED"),
         "promoted": (approved, ModelVersionRef(name="m", version="3", aliases=["champion"], promoted=True), "promoted", "APPROVED"),
@@ -35,3 +35,5 @@ def test_the_summary_names_the_outcome(lineage, capsys, case: str) -> None:
     out = capsys.readouterr().out
     assert f"Tuneline lifecycle for m: {headline}\n" in out and f"Decision         : {verdict}" in out
     assert ": done" not in out
+    if case == "rejected":
+        assert "v2 aliases=[] (not promoted: the champion is unchanged, v1)" in out

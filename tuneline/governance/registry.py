@@ -94,8 +94,10 @@ class ModelRegistry:
 
     def ref(self, name: str, version: str, promoted: bool = False, previous: str | None = None) -> ModelVersionRef:
         mv = self.client.get_model_version(name, version)
+        champion = self.alias_version(name, CHAMPION)
         return ModelVersionRef(
-            name=name, version=str(mv.version), aliases=list(mv.aliases or []), promoted=promoted, previous_champion=previous
+            name=name, version=str(mv.version), aliases=list(mv.aliases or []), promoted=promoted, previous_champion=previous,
+            champion=str(champion.version) if champion is not None else None,
         )
 
     # --- writing ---------------------------------------------------------------------------
