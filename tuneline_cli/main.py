@@ -197,6 +197,7 @@ def run(
     settings = get_settings()
     try:
         config = load_run_config(config_path)
+        _preflight(config)
     except TunelineError as exc:
         _fail(exc, 2)
     _use_prefect(settings)
@@ -229,7 +230,10 @@ def _print_summary(summary: Any, settings: Settings) -> None:
     decision = summary.decision
     verdict = "UNCHANGED" if decision.unchanged else "APPROVED" if decision.approved else "REJECTED"
     typer.echo(f"  Decision         : {verdict} by {decision.decided_by}: {'; '.join(decision.reasons)}")
-    standing = f"previous champion: {v.previous_champion or 'none'}" if v.promoted else "not promoted: the champion is unchanged"
+    standing = (
+        f"previous champion: {v.previous_champion or 'none'}" if v.promoted
+        else f"not promoted: the champion is unchanged, {f'v{v.champion}' if v.champion else 'none yet'}"
+    )
     typer.echo(f"  Version          : v{v.version} aliases={v.aliases} ({standing})")
     typer.echo("  Metrics (before -> after):")
     for key, values in summary.metrics.items():

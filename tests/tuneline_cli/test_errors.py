@@ -131,6 +131,12 @@ def test_history_of_a_model_that_was_never_evaluated(cli_on_stack: Settings) -> 
 
 
 @pytest.mark.service
+def test_audit_of_a_model_nobody_registered_says_no_such_model(cli_on_stack: Settings) -> None:
+    result = run("audit", "--model", "no-such-model")
+    assert_clean_user_error(result, "no such model 'no-such-model'")
+
+
+@pytest.mark.service
 def test_history_json_is_one_document(cli_on_stack: Settings) -> None:
     result = run("history", "--json")
     assert result.exit_code == 0, result.output
@@ -143,3 +149,31 @@ def test_approve_an_unknown_run(prefect_server: None, monkeypatch: pytest.Monkey
     unknown = str(uuid.uuid4())
     result = run("approve", unknown, "--reviewer", "ana", "--token", "not-checked-before-the-run-is-found")
     assert_clean_user_error(result, f"no such flow run {unknown}")
+
+
+def test_run_with_a_model_past_its_end_of_life_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """No service is running here: the refusal comes before the flow, prepare or any AWS call."""
+    config = tmp_path / "haiku.yaml"
+    config.write_text(
+        "name: tickets\ndata: {source: tickets.jsonl}\n"
+        "tune: {backend: bedrock, base_model: anthropic.claude-3-haiku-20240307-v1:0:200k, "
+        "role_arn: 'arn:aws:iam::123456789012:role/TunelineBedrock'}\n"
+    )
+    result = run("run", str(config))
+    assert_clean_user_error(result, "end of life on 2026-09-10")
+
+
+def test_the_lifecycles_first_stage_refuses_a_model_past_its_end_of_life(tmp_path: Path) -> None:
+    """Scheduled runs do not go through the CLI: resolving the base model, before prepare, refuses it."""
+    from tuneline.backends.bedrock.models import ModelRetiredError
+    from tuneline.config import RunConfig
+    from tuneline.stages.context import StageContext
+    from tuneline.stages.tune import resolve_base_model
+
+    config = RunConfig.model_validate({
+        "name": "tickets", "data": {"source": "tickets.jsonl"},
+        "tune": {"backend": "bedrock", "base_model": "anthropic.claude-3-haiku-20240307-v1:0:200k",
+                 "role_arn": "arn:aws:iam::123456789012:role/TunelineBedrock"},
+    })
+    with pytest.raises(ModelRetiredError, match="end of life on 2026-09-10"):
+        resolve_base_model(StageContext(Settings(_env_file=None, home=tmp_path)), config)  # type: ignore[call-arg]

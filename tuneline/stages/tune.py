@@ -7,6 +7,7 @@ the final losses, a loss-curve figure, and the model itself.
 from __future__ import annotations
 
 import io
+import logging
 import re
 
 from tuneline.backends.base import JobSpec, JobStatus, ProgressCallback, TuningBackend
@@ -27,6 +28,8 @@ from tuneline.tags import (
 
 __all__ = ["cancel_tune", "job_id_for", "job_spec", "make_backend", "resolve_base_model", "run_tune"]
 
+_log = logging.getLogger(__name__)
+
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>[0-9]+))$")
 
 
@@ -35,10 +38,17 @@ def resolve_base_model(ctx: StageContext, config: RunConfig) -> RunConfig:
     """``config`` with a ``tune.base_model`` that names a registered version (``models:/<name>@<alias>``
     or ``models:/<name>/<version>``) replaced by the weights that version holds; other configs as they are.
 
+    A Bedrock base model past its end of life is refused (``ModelRetiredError``), a legacy one
+    logged as a warning: the lifecycle calls this first, before prepare.
+
     This is how a preference (DPO) or GRPO run starts from the SFT champion. The alias is read
     once, here: every later stage uses the same weights even if the alias moves meanwhile, and
     the run is tagged with the version it started from.
     """
+    # A base model past its end of life is refused here, before prepare spends anything on it.
+    preflight = getattr(provider_for(config), "preflight", None)
+    if preflight is not None and (warning := preflight(config)):
+        _log.warning("%s", warning)
     named = config.tune.base_model
     match = _REGISTERED.match(named)
     if match is None:
