@@ -9,6 +9,7 @@ Screenshots go to test-artifacts/e2e/ (git-ignored).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -103,6 +104,23 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
     token = ReviewerRegistry(ObjectStore(installation.settings)).enroll("ui-reviewer", "e2e", True)
     run = start(client, "customize-model/manual", {"config": config.model_dump(mode="json"), "approval": "human"})
 
+    # --- live training: the progress artifact, caught while the job trains ------------------
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    progress_key = artifact_key(MODEL, "training-progress")
+
+    def training_in_progress() -> Any:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[progress_key])))
+        live = [a for a in found if a.description and re.search(r"step [1-9]\d*/30 .*ETA", a.description)]
+        if not live and state_of(client, run.id).is_final():
+            pytest.fail(f"the run ended before training was seen: {state_of(client, run.id)}")
+        return live[0] if live else None
+
+    live = wait_for("the training progress mid-run", training_in_progress, timeout_s=600, interval_s=0.5)
+    page.goto(f"{installation.prefect_ui}/artifacts/artifact/{live.id}")
+    page.get_by_text(re.compile(r"step \d+/30")).first.wait_for(timeout=30_000)
+    shot("00-training-progress")
+
     # --- the run pauses for a person; the "approval needed" automation logs a notification ----
     def paused_approval() -> Any:
         children = flow_runs(
@@ -117,6 +135,7 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
 
     ui = installation.prefect_ui
     page.goto(f"{ui}/runs/flow-run/{run.id}")
+    page.get_by_text("Awaiting approval", exact=True).first.wait_for(timeout=30_000)  # the parent shows the wait
     page.get_by_text("Subflow Runs", exact=True).click()
     for stage in STAGES[:4]:
         page.get_by_text(stage, exact=True).first.wait_for(timeout=30_000)
@@ -130,6 +149,10 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
     page.get_by_role("button", name="Resume").click()
     form = page.get_by_role("dialog")
     form.wait_for(timeout=30_000)
+    # The form opens with the evidence: the gate's checks, every delta with its CI, the regressions
+    form.get_by_text(re.compile(f"Approval gate for.*{MODEL}")).first.wait_for()
+    form.get_by_text("Largest regressions").first.wait_for()
+    form.get_by_text("delta [95% CI]").first.wait_for()
     # Decision is Prefect's own select (opened from the keyboard), with nothing pre-selected
     form.get_by_text("Decision", exact=True).wait_for()
     form.locator(".p-select-button__control").first.focus()
@@ -224,6 +247,15 @@ def test_manual_run_is_approved_in_the_ui_and_becomes_champion(
     page.goto(f"{mlflow_ui}/#/experiments/{experiment_id}/traces")
     page.get_by_text("expected_response").first.wait_for(timeout=60_000)
     shot("10-mlflow-traces")
+    # One chart per suite, base vs candidate (vs champion) with confidence intervals, on the run
+    charts = [a.path for a in MlflowClient(mlflow_ui).list_artifacts(champion.run_id, "evaluate/charts")]
+    assert "evaluate/charts/task.comparison.png" in charts, charts
+    # MLflow serves an artifact as a download: fetch it as this logged-in browser, then show it
+    chart = page.request.get(f"{mlflow_ui}/get-artifact?path=evaluate/charts/task.comparison.png&run_uuid={champion.run_id}")
+    assert chart.ok and chart.body()[:8] == b"\x89PNG\r\n\x1a\n", chart.status
+    page.set_content(f'<img alt="task comparison" src="data:image/png;base64,{base64.b64encode(chart.body()).decode()}">')
+    page.get_by_alt_text("task comparison").wait_for()
+    shot("11-comparison-chart")
     (artifacts_dir / "summary.json").write_text(
         json.dumps({"run": str(run.id), "approval": str(approval.id), "champion": champion.version,
                     "retrain": str(retrain.id), "triggered": str(triggered.id)}, indent=1)
