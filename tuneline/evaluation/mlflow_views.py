@@ -108,7 +108,7 @@ def plot_suite(suite: str, intervals: Mapping[str, Mapping[str, tuple[float, flo
         ax.bar(xs, means, width, yerr=errs, capsize=3, label=model)
     ax.set_xticks(range(len(metrics)), metrics, rotation=20, ha="right")
     ax.set_ylabel("mean score (95% CI)")
-    ax.set_title(f"suite {suite}: base vs champion vs candidate")
+    ax.set_title(f"suite {suite}: {' vs '.join(models)}")
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
