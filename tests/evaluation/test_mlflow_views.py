@@ -14,6 +14,7 @@ from tuneline.evaluation.mlflow_views import (
     EXPERIMENT_KIND_TAG,
     log_evaluation_views,
     mean_intervals,
+    per_example_table,
     side_by_side,
 )
 from tuneline.evaluation.runner import evaluate_models
@@ -49,6 +50,14 @@ def test_side_by_side_has_one_row_per_example_with_every_models_answer(result) -
     assert len(table) == len(PAIRS) + len(SAFETY)
     row = table[(table["suite"] == "task") & (table["prompt"].str.endswith("question 1"))].iloc[0]
     assert (row["reference"], row["candidate"], row["champion"], row["base"]) == ("answer 1", "answer 1", "no idea", "")
+
+
+def test_the_per_example_table_opens_on_prompt_reference_and_answer(result) -> None:
+    rows = result.rows.to_pandas()
+    table = per_example_table(rows)
+    assert list(table.columns[:6]) == ["suite", "example_id", "model", "prompt", "reference", "output"]
+    assert set(table.columns) == set(rows.columns) and len(table) == len(rows)
+    assert list(table.columns).index("run_id") > list(table.columns).index("exact_match")
 
 
 def test_intervals_hold_each_models_mean(result) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "EXPERIMENT_KIND_TAG",
     "log_evaluation_views",
     "mean_intervals",
+    "per_example_table",
     "plot_suite",
     "side_by_side",
 ]
@@ -65,6 +66,18 @@ def side_by_side(rows: pd.DataFrame) -> pd.DataFrame:
     firsts = rows.drop_duplicates(["suite", "example_id"]).set_index(["suite", "example_id"])[["prompt", "reference"]]
     table = firsts.join(answers[[m for m in MODEL_ORDER if m in answers.columns]])
     return table.reset_index()
+
+
+PER_EXAMPLE_FIRST = ("suite", "example_id", "model", "prompt", "reference", "output")
+_BOOKKEEPING = ("run_id", "evaluated_at", "suite_kind", "suite_version", "model_id", "latency_s", "batch_size",
+                "output_tokens", "cached")
+
+
+def per_example_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every (suite, example, model) row, opening on what a reader compares (prompt, reference,
+    answer), then its scores; bookkeeping (run id, timestamps, versions) last."""
+    scores = [c for c in rows.columns if c not in PER_EXAMPLE_FIRST and c not in _BOOKKEEPING]
+    return rows[[*PER_EXAMPLE_FIRST, *scores, *(c for c in _BOOKKEEPING if c in rows.columns)]]
 
 
 def mean_intervals(

@@ -16,7 +16,7 @@ from tuneline.config import RunConfig, SuiteKind
 from tuneline.data.versions import read_split
 from tuneline.errors import EvaluationError
 from tuneline.evaluation.cache import ResultCache
-from tuneline.evaluation.mlflow_views import log_evaluation_views
+from tuneline.evaluation.mlflow_views import log_evaluation_views, per_example_table
 from tuneline.evaluation.report import plot_comparisons, render_report
 from tuneline.evaluation.runner import EvaluationResult, Judge, ModelUnderTest, evaluate_models
 from tuneline.evaluation.suites import LoadedSuite
@@ -156,7 +156,7 @@ def _log_to_mlflow(
     metrics = [Metric(f"eval/{key}", float(value), now, 0) for key, value in result.mlflow_metrics().items()]
     for start in range(0, len(metrics), 900):  # log_batch takes at most 1000 metrics
         ctx.mlflow.log_batch(run_id, metrics=metrics[start : start + 900])
-    ctx.mlflow.log_table(run_id, result.rows.to_pandas(), "evaluate/per_example.json")
+    ctx.mlflow.log_table(run_id, per_example_table(result.rows.to_pandas()), "evaluate/per_example.json")
     ctx.mlflow.log_text(run_id, markdown, "evaluate/report.md")
     ctx.mlflow.log_dict(run_id, report.model_dump(mode="json"), "evaluate/report.json")
     ctx.mlflow.set_tag(run_id, EVAL_RESULTS_URI_TAG, report.results_uri)
