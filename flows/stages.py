@@ -17,12 +17,14 @@ from tasks.approve import check_review, nothing_new_to_decide, record_approval, 
 from tasks.evaluate import evaluate_candidate
 from tasks.prepare import prepare_dataset
 from tasks.promote import promote_model
-from tasks.tracking import artifact_key
+from tasks.tracking import artifact_key, browsable
 from tasks.tune import stop_tuning_job, tune_model
 from tuneline.config import ApprovalMode, RunConfig
 from tuneline.governance.approval import Review, timed_out_review
 from tuneline.lineage import DatasetVersion, Decision, EvaluationReport, ModelVersionRef, TrainedModel
+from tuneline.settings import get_settings
 from tuneline.stages.evaluate import EvaluateOutcome
+from tuneline.storage.s3 import ObjectStore
 
 __all__ = ["approve", "evaluate", "prepare", "promote", "tune"]
 
@@ -88,7 +90,7 @@ def _ask_a_person(config: RunConfig, evidence: str, report_markdown: str, report
             "name and token, and a comment. A decision without a valid token is refused and audited.",
             f"From a shell:\n\n```\n{_commands(run_id)}\n```",
             evidence,
-            report_markdown,
+            browsable(ObjectStore(get_settings()), report_markdown, report.results_uri),
         ]),
         key=artifact_key(config.name, "approval-request"),
     )
@@ -140,7 +142,6 @@ def approve(
     unchanged = nothing_new_to_decide(config, outcome.report)
     review = None
     if unchanged is None and result.needs_human:
-        from tuneline.settings import get_settings
         from tuneline.stages.approve import evidence_markdown
 
         settings = get_settings()

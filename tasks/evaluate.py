@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks._retry import RETRY_DELAYS, transient_only
-from tasks.tracking import artifact_key, object_link
+from tasks.tracking import artifact_key, browsable
 from tuneline.config import RunConfig
 from tuneline.lineage import DatasetVersion, TrainedModel
 from tuneline.settings import get_settings
@@ -28,7 +28,6 @@ def evaluate_candidate(
         logger.info("%s/%s: %s (delta %+.4f vs %s)", c.suite, c.metric,
                     ", ".join(f"{k}={v:.4f}" for k, v in c.values.items()), c.delta, c.baseline)
     # a browser opens the per-example results through a presigned link; an s3:// URI it cannot open
-    results = outcome.report.results_uri
-    markdown = outcome.report_markdown.replace(f"]({results})", f"]({object_link(ctx.store, results)})")
+    markdown = browsable(ctx.store, outcome.report_markdown, outcome.report.results_uri)
     create_markdown_artifact(markdown, key=artifact_key(config.name, "evaluation-report"))
     return outcome

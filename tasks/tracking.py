@@ -13,7 +13,7 @@ from tuneline.settings import get_settings
 from tuneline.stages.context import StageContext, start_lifecycle_run
 from tuneline.storage.s3 import ObjectStore, S3Uri
 
-__all__ = ["artifact_key", "object_link", "run_artifacts_url", "start_tracking"]
+__all__ = ["artifact_key", "browsable", "object_link", "run_artifacts_url", "start_tracking"]
 
 # A presigned link is valid for at most 7 days (SigV4); long enough to review a run.
 LINK_EXPIRES_S = 7 * 24 * 3600
@@ -24,6 +24,11 @@ def artifact_key(model_name: str, what: str) -> str:
     and a key's history is one model's, never a mix of every model's runs."""
     slug = re.sub(r"[^a-z0-9]+", "-", f"{model_name}-{what}".lower()).strip("-")
     return slug[:200] or what
+
+
+def browsable(store: ObjectStore, markdown: str, uri: str) -> str:
+    """``markdown`` with its links to the object ``uri`` made links a browser opens."""
+    return markdown.replace(f"]({uri})", f"]({object_link(store, uri)})")
 
 
 def object_link(store: ObjectStore, uri: str, expires_s: int = LINK_EXPIRES_S) -> str:

@@ -25,7 +25,7 @@ from prefect.artifacts import (
 from prefect.logging import get_logger
 
 from tasks._retry import RETRY_DELAYS, transient_only
-from tasks.tracking import artifact_key, run_artifacts_url
+from tasks.tracking import artifact_key, object_link, run_artifacts_url
 from tuneline.backends.base import JobStatus
 from tuneline.backends.registry import provider_for
 from tuneline.config import RunConfig
@@ -90,7 +90,7 @@ def publish_training_views(
         create_table_artifact(
             [
                 {"step": r.step, "validation loss": None if r.validation_loss is None else round(r.validation_loss, 4),
-                 "checkpoint": r.uri}
+                 "checkpoint": r.uri, "manifest (link)": object_link(ctx.store, r.uri + "manifest.json")}
                 for r in rows
             ],
             key=artifact_key(config.name, "checkpoints"),

@@ -54,6 +54,7 @@ def test_checkpoints_are_listed_in_prefect_and_mlflow(lifecycle_settings: Settin
     output = job_spec(ctx, config, dataset).output_uri.rstrip("/")
     for step in (50, 100):
         ctx.store.put_bytes(f"{output}/checkpoints/step-{step}/weights.safetensors", b"w")
+        ctx.store.put_bytes(f"{output}/checkpoints/step-{step}/manifest.json", b'{"step": %d}' % step)
 
     @flow(name="training-views-test")
     def publish() -> list:
@@ -74,6 +75,11 @@ def test_checkpoints_are_listed_in_prefect_and_mlflow(lifecycle_settings: Settin
     table = json.loads(table) if isinstance(table, str) else table
     assert [(r["step"], r["validation loss"]) for r in table] == [(50, 0.6), (100, 0.5)]
     assert f"{output}/checkpoints/step-100/" in [r["checkpoint"] for r in table]
+    # each row links to its manifest through an http link a browser opens without credentials
+    import urllib.request
+
+    with urllib.request.urlopen(table[-1]["manifest (link)"], timeout=10) as response:  # noqa: S310 - our own stack
+        assert json.loads(response.read()) == {"step": 100}
     summary = found[artifact_key(config.name, "training-summary")].data
     assert "2 checkpoint(s) kept" in summary and "[MLflow run](http" in summary
 
