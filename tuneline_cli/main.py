@@ -712,11 +712,9 @@ def tune(
 
 def _preflight(config: Any) -> None:
     """Refuse a past-end-of-life Bedrock model before anything starts; warn for a legacy one."""
-    from tuneline.backends.registry import provider_for
+    from tuneline.stages.tune import check_model_lifecycle
 
-    check = getattr(provider_for(config), "preflight", None)
-    warning = check(config) if check is not None else None
-    if warning:
+    if warning := check_model_lifecycle(config):
         typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
 
 

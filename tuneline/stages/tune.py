@@ -26,11 +26,18 @@ from tuneline.tags import (
     MODEL_URI_TAG,
 )
 
-__all__ = ["cancel_tune", "job_id_for", "job_spec", "make_backend", "resolve_base_model", "run_tune"]
+__all__ = ["cancel_tune", "check_model_lifecycle", "job_id_for", "job_spec", "make_backend", "resolve_base_model", "run_tune"]
 
 _log = logging.getLogger(__name__)
 
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>[0-9]+))$")
+
+
+def check_model_lifecycle(config: RunConfig) -> str | None:
+    """Raise ``ModelRetiredError`` for a base model past its end of life; the warning for a
+    legacy one; None otherwise (and for backends whose models have no lifecycle)."""
+    preflight = getattr(provider_for(config), "preflight", None)
+    return preflight(config) if preflight is not None else None
 
 
 @unreachable_as_service_error()
@@ -46,8 +53,7 @@ def resolve_base_model(ctx: StageContext, config: RunConfig) -> RunConfig:
     the run is tagged with the version it started from.
     """
     # A base model past its end of life is refused here, before prepare spends anything on it.
-    preflight = getattr(provider_for(config), "preflight", None)
-    if preflight is not None and (warning := preflight(config)):
+    if warning := check_model_lifecycle(config):
         _log.warning("%s", warning)
     named = config.tune.base_model
     match = _REGISTERED.match(named)
