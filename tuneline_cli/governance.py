@@ -51,48 +51,55 @@ def send_review(
 
 
 class AuditReport:
-    """What `tuneline audit` shows: readable records, unreadable objects, and (with --verify) the
-    chain and registry problems."""
+    """What `tuneline audit` shows: readable records (each marked whether the anchored chain vouches
+    for it), unreadable objects, and (with --verify) the chain, reviewer and registry problems."""
 
-    def __init__(self, records: list[Any], unreadable: list[Any], problems: list[Any] | None) -> None:
-        self.records = records
+    def __init__(self, entries: list[Any], unreadable: list[Any], problems: list[Any] | None) -> None:
+        self.entries = entries
         self.unreadable = unreadable
         self.problems = problems
 
+    @property
+    def off_chain(self) -> int:
+        return sum(1 for e in self.entries if not e.trusted)
+
     def as_json(self) -> dict[str, Any]:
+        from tuneline.governance.audit import problems_as_json
+
         out: dict[str, Any] = {
-            "records": [r.model_dump(mode="json") for r in self.records],
+            "records": [{**e.record.model_dump(mode="json"), "key": e.key, "trusted": e.trusted} for e in self.entries],
             "unreadable": [{"key": e.key, "problem": e.error} for e in self.unreadable],
         }
         if self.problems is not None:
             out["verified"] = not self.problems
-            out["problems"] = [{"model": p.model_name, "key": p.key, "problem": p.problem} for p in self.problems]
+            out["problems"] = problems_as_json(self.problems)
         return out
 
 
 def audit_report(settings: Any, model: str | None, verify: bool) -> AuditReport:
-    from tuneline.governance.audit import AuditLog, registry_drift
+    from tuneline.governance.audit import AuditLog
+    from tuneline.governance.integrity import check_integrity
+    from tuneline.governance.reviewers import ReviewerRegistry
     from tuneline.stages.context import StageContext
+    from tuneline.storage.tracking import unreachable_as_service_error
 
     ctx = StageContext(settings)
-    log = AuditLog(ctx.store, ctx.mlflow if verify else None)
-    if model is not None and model not in log.model_names():
-        from mlflow.exceptions import MlflowException
+    log = AuditLog(ctx.store, ctx.mlflow)
+    enrolments = ReviewerRegistry(ctx.store, ctx.mlflow).chain
+    with unreachable_as_service_error():
+        if model is not None and model != enrolments and model not in log.model_names():
+            from mlflow.exceptions import MlflowException
 
-        from tuneline.errors import NotFoundError
+            from tuneline.errors import NotFoundError
 
-        try:
-            ctx.mlflow.get_registered_model(model)
-        except MlflowException:
-            known = ", ".join(log.model_names()[:10]) or "none yet"
-            raise NotFoundError(f"no such model {model!r}: the audit log has no records of it (known: {known})") from None
-        # a registered model no decision was ever recorded for: an empty log, and --verify checks its registry
-    records = log.records(model)
-    unreadable = log.unreadable(model)
-    problems = None
-    if verify:
-        names = [model] if model else log.model_names()
-        problems = log.verify(names)
-        for name in names:
-            problems.extend(registry_drift(log, ctx.mlflow, name))
-    return AuditReport(records, unreadable, problems)
+            try:
+                ctx.mlflow.get_registered_model(model)
+            except MlflowException:
+                known = ", ".join(log.model_names()[:10]) or "none yet"
+                raise NotFoundError(f"no such model {model!r}: the audit log has no records of it (known: {known})") from None
+            # a registered model no decision was ever recorded for: an empty log, and --verify checks its registry
+        names = [model] if model else [*log.model_names(), enrolments]
+        entries = log.listing(names)
+        unreadable = [e for name in names for e in log.unreadable(name)]
+        problems = check_integrity(ctx.store, ctx.mlflow, model).problems if verify else None
+    return AuditReport(entries, unreadable, problems)

@@ -12,7 +12,7 @@ from uuid import UUID
 import typer
 
 from tuneline.config import ApprovalMode, Target, load_run_config
-from tuneline.errors import NotFoundError, TunelineError
+from tuneline.errors import ConfigError, NotFoundError, TunelineError
 from tuneline.settings import Settings, get_settings
 from tuneline_cli.failures import (
     CleanErrorsGroup,
@@ -394,22 +394,38 @@ def audit(
     verify: Annotated[
         bool,
         typer.Option(
-            "--verify", help="Check each model's hash chain against its MLflow anchor, and the registry's aliases "
-            "and approved tags against the log; exit 1 naming every problem.",
+            "--verify", help="Check each model's hash chain against its MLflow anchor, the registry's aliases "
+            "and approved tags against the log, and every reviewer credential against its enrolment record; "
+            "exit 1 naming every problem.",
         ),
     ] = False,
 ) -> None:
-    """Print the audit log: every approval, refused attempt, promotion and rollback."""
+    """Print the audit log: every approval, refused attempt, promotion, rollback and reviewer
+    enrolment; a record the anchored chain does not vouch for is marked OFF-CHAIN."""
     from tuneline_cli.governance import audit_report
 
     report = audit_report(get_settings(), model, verify)
     if as_json:
         _emit_json(report.as_json())
     else:
-        for r in report.records:
-            typer.echo(
-                f"{r.recorded_at:%Y-%m-%d %H:%M:%S} #{r.sequence:<4} {r.kind:<16} {r.model_name} v{r.model_version or '-'} "
-                f"by {r.actor}{' (authenticated)' if r.authenticated else ''} approved={r.approved} {'; '.join(r.reasons)}"
+        for entry in report.entries:
+            r = entry.record
+            subject = f"reviewer {r.reviewer}" if r.kind == "enrolment" else f"{r.model_name} v{r.model_version or '-'}"
+            decided = "" if r.approved is None else f" approved={r.approved}"
+            line = (
+                f"{r.recorded_at:%Y-%m-%d %H:%M:%S} #{r.sequence:<4} {r.kind:<16} {subject} "
+                f"by {r.actor}{' (authenticated)' if r.authenticated else ''}{decided} {'; '.join(r.reasons)}"
+            )
+            if entry.trusted:
+                typer.echo(line)
+            else:
+                typer.secho(f"{line}  [OFF-CHAIN {entry.key}]", fg=typer.colors.RED)
+        if report.off_chain:
+            typer.secho(
+                f"{report.off_chain} record(s) marked OFF-CHAIN are not on the verified chain (forged, inserted, "
+                "rewritten, or only reachable past a deleted record): nothing rests on them; run "
+                "`tuneline audit --verify` for the reasons",
+                err=True, fg=typer.colors.YELLOW,
             )
         for entry in report.unreadable:
             typer.secho(f"unreadable {entry.key}: {entry.error}", err=True, fg=typer.colors.YELLOW)
@@ -430,13 +446,17 @@ def reviewers_add(
     name: Annotated[str, typer.Argument(help="The reviewer's name, as policies list it in approval.reviewers.")],
     replace: Annotated[bool, typer.Option("--replace", help="Issue a new token, revoking the old one.")] = False,
 ) -> None:
-    """Enrol a reviewer and print their token once (only its scrypt hash is stored)."""
+    """Enrol a reviewer and print their token once (only its scrypt hash is stored); the enrolment
+    is an audit record (who enrolled whom, when), without the token."""
     from tuneline.governance.reviewers import ReviewerRegistry
-    from tuneline.storage.s3 import ObjectStore
+    from tuneline.stages.context import StageContext
+    from tuneline.storage.tracking import unreachable_as_service_error
 
+    ctx = StageContext(get_settings())
     try:
-        token = ReviewerRegistry(ObjectStore(get_settings())).enroll(name, os.environ.get("USER", "unknown"), replace)
-    except TunelineError as exc:
+        with unreachable_as_service_error():
+            token = ReviewerRegistry(ctx.store, ctx.mlflow).enroll(name, os.environ.get("USER", "unknown"), replace)
+    except ConfigError as exc:
         _fail(exc, 2)
     typer.echo(f"reviewer {name} enrolled; their token (shown once, give it to them privately):")
     typer.echo(token)

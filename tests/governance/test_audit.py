@@ -146,3 +146,59 @@ def test_registry_changes_made_outside_tuneline_are_reported(ctx, stack_settings
     assert any(f"version {rejected.version} is tagged tuneline.approved=true" in p for p in problems)
     result = _cli(stack_settings, "audit", "--model", config.name, "--verify")
     assert result.exit_code == 1 and "changed outside Tuneline" in result.output
+
+
+def test_plain_audit_marks_a_record_forged_straight_into_s3(ctx, stack_settings) -> None:
+    log, model, uris = _log_of_three(ctx)
+    # written with the audit writer's key alone, as an attacker holding it would: a copy of record 2
+    # claiming an approval, under a key that sorts beside it, and a record claiming the next sequence
+    real = json.loads(ctx.store.get_bytes(uris[1]))
+    beside = f"audit/{model}/0000000002-approval-x.jsonl"
+    after = f"audit/{model}/0000000004-approval.jsonl"
+    ctx.store.put_bytes(ctx.store.uri(beside), (json.dumps({**real, "actor": "mallory", "approved": True}) + "\n").encode())
+    ctx.store.put_bytes(ctx.store.uri(after), (json.dumps({**real, "sequence": 4, "actor": "mallory"}) + "\n").encode())
+
+    listing = _cli(stack_settings, "audit", "--model", model)
+    assert listing.exit_code == 0, listing.output
+    marked = [line for line in listing.stdout.splitlines() if "[OFF-CHAIN" in line]
+    assert len(marked) == 2 and all("by mallory" in line for line in marked), listing.stdout
+    assert {beside, after} == {line.rsplit("[OFF-CHAIN ", 1)[1].rstrip("]") for line in marked}
+    assert sum("by policy" in line and "OFF-CHAIN" not in line for line in listing.stdout.splitlines()) == 3
+    assert "2 record(s) marked OFF-CHAIN are not on the verified chain" in listing.output
+    assert "tuneline audit --verify" in listing.output
+
+    document = json.loads(_cli(stack_settings, "audit", "--model", model, "--json").stdout)
+    trusted = {r["key"]: r["trusted"] for r in document["records"]}
+    assert trusted == {_key(uris[0]): True, _key(uris[1]): True, _key(uris[2]): True, beside: False, after: False}
+
+
+def test_an_intact_log_lists_without_marks(ctx, stack_settings) -> None:
+    _, model, _ = _log_of_three(ctx)
+    listing = _cli(stack_settings, "audit", "--model", model)
+    assert listing.exit_code == 0 and "OFF-CHAIN" not in listing.output and len(listing.stdout.splitlines()) == 3
+
+
+def test_enrolments_are_audited_and_a_credential_written_behind_tunelines_back_fails_verify(ctx, stack_settings) -> None:
+    from tests.governance.test_reviewers import _forge
+    from tuneline.governance.reviewers import ReviewerRegistry
+
+    registry = ReviewerRegistry(ctx.store, ctx.mlflow)  # the CLI's own: audit/_reviewers
+    name = f"rev-{uuid.uuid4().hex[:8]}"
+    added = _cli(stack_settings, "reviewers", "add", name)
+    assert added.exit_code == 0, added.output
+    token = added.stdout.strip().splitlines()[-1]
+    listing = _cli(stack_settings, "audit", "--model", registry.chain)
+    assert listing.exit_code == 0, listing.output
+    (line,) = [line for line in listing.stdout.splitlines() if f"reviewer {name} " in line]
+    assert "enrolment" in line and "OFF-CHAIN" not in line and token not in listing.output
+    everything = _cli(stack_settings, "audit", "--json")  # the whole log lists enrolments too
+    assert any(r["kind"] == "enrolment" and r["reviewer"] == name for r in json.loads(everything.stdout)["records"])
+    assert token not in everything.stdout
+    registry.verify(name, token)
+
+    forged = f"forged-{uuid.uuid4().hex[:8]}"
+    _forge(registry, forged)
+    verified = _cli(stack_settings, "audit", "--model", registry.chain, "--verify")
+    assert verified.exit_code == 1
+    assert f"TAMPERED audit/_reviewers/{forged}.json: reviewer {forged!r}'s credential has no enrolment record" in verified.output
+    assert f"audit/_reviewers/{name}.json" not in verified.output

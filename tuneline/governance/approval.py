@@ -86,12 +86,17 @@ def decide(
 
 
 class ApprovalRecord(BaseModel):
-    """One line of the audit log: a decision and everything needed to audit it later."""
+    """One line of the audit log: a decision, a refused attempt, a promotion or rollback, or a
+    reviewer's enrolment, and everything needed to audit it later.
+
+    Enrolments sit on a chain of their own (``ReviewerRegistry.chain``, not a model's): ``actor``
+    enrolled ``reviewer``, and ``credential_digest`` binds the credential object stored then to
+    this record, so that one written later outside Tuneline is told apart."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["approval", "refused-approval", "promotion", "rollback"]
-    model_name: str
+    kind: Literal["approval", "refused-approval", "promotion", "rollback", "enrolment"]
+    model_name: str = Field(description="The model whose chain holds the record; for enrolments, the reviewers' chain.")
     model_version: str | None = None
     sequence: int = Field(default=0, description="Position in the model's hash chain, from 1 (set by AuditLog.append).")
     previous_digest: str = Field(default="", description="SHA-256 of the stored bytes of the record before this one.")
@@ -109,3 +114,9 @@ class ApprovalRecord(BaseModel):
     mlflow_run_id: str | None = None
     previous_champion: str | None = None
     new_champion: str | None = None
+    reviewer: str | None = Field(default=None, description="Who was enrolled (enrolment records).")
+    credential_digest: str | None = Field(
+        default=None,
+        description="SHA-256 of the stored credential object's bytes (enrolment records): neither the "
+        "token nor its scrypt hash, and no use for checking a guessed token.",
+    )

@@ -77,6 +77,7 @@ class AuditEntry:
     digest: str
     record: ApprovalRecord | None = None
     error: str | None = None
+    trusted: bool | None = None  # the anchored chain vouches for these bytes; None until walked
 
 
 @dataclass(frozen=True)
@@ -195,14 +196,26 @@ class AuditLog:
 
     def records(self, model_name: str | None = None) -> list[ApprovalRecord]:
         """The readable records (of one model, or of all), in chain order; unreadable objects are
-        skipped here and reported by ``verify``."""
+        skipped here and reported by ``verify``. Whether the chain vouches for each: ``listing``."""
         names = [model_name] if model_name else self.model_names()
-        out: list[ApprovalRecord] = []
+        return [e.record for e in self._readable(names, self.entries) if e.record is not None]
+
+    def listing(self, model_names: Iterable[str]) -> list[AuditEntry]:
+        """The readable records' entries of these chains, ordered as ``records``, each with
+        ``trusted`` set: whether the anchored chain vouches for its bytes (``verify`` says why not)."""
+        if self.anchor is None:
+            raise RuntimeError("AuditLog.listing needs the MLflow client that anchors the chain")
+        names = list(model_names)
+        return self._readable(names, lambda name: self._walk(name)[2])
+
+    @staticmethod
+    def _readable(names: list[str], entries_of: Any) -> list[AuditEntry]:
+        out: list[AuditEntry] = []
         for name in names:
-            readable = [e.record for e in self.entries(name) if e.record is not None and e.error is None]
-            out.extend(sorted(readable, key=lambda r: (r.sequence, r.recorded_at)))
-        if model_name is None:
-            out.sort(key=lambda r: r.recorded_at)
+            readable = [e for e in entries_of(name) if e.record is not None and e.error is None]
+            out.extend(sorted(readable, key=lambda e: (e.record.sequence, e.record.recorded_at)))
+        if len(names) > 1:
+            out.sort(key=lambda e: e.record.recorded_at)
         return out
 
     def unreadable(self, model_name: str | None = None) -> list[AuditEntry]:
@@ -231,14 +244,16 @@ class AuditLog:
         trusted = self._walk(model_name)[1]
         return sorted((e.record for e in trusted if e.record is not None), key=lambda r: r.sequence)
 
-    def _walk(self, name: str) -> tuple[list[AuditProblem], list[AuditEntry]]:
+    def _walk(self, name: str) -> tuple[list[AuditProblem], list[AuditEntry], list[AuditEntry]]:
         """Walk the chain back from the anchored head: every record on it must link to the one
         before; an object not on it was inserted, a sequence with no object on it was deleted.
-        Returns the problems and the entries the chain vouches for (found by the digest linked to)."""
+        Returns the problems, the entries the chain vouches for (found by the digest linked to),
+        and every entry, each marked ``trusted`` or not."""
         problems: list[AuditProblem] = []
         vouched: list[AuditEntry] = []
         valid: list[AuditEntry] = []
-        for entry in self.entries(name):
+        entries = self.entries(name)
+        for entry in entries:
             if entry.error is not None or entry.record is None:
                 problems.append(AuditProblem(name, entry.key, entry.error or "unreadable"))
             else:
@@ -294,7 +309,10 @@ class AuditLog:
                 problems.append(AuditProblem(
                     name, entry.key, f"not on the chain ({where}, claims sequence {entry.record.sequence}): an inserted record"
                 ))
-        return problems, vouched
+        trusted = {e.key for e in vouched}
+        for entry in entries:
+            entry.trusted = entry.key in trusted
+        return problems, vouched, entries
 
 
 def problems_as_json(problems: list[AuditProblem]) -> list[dict[str, Any]]:
