@@ -29,7 +29,7 @@ def test_prefect_yaml_is_in_step_with_deployments_dir() -> None:
 
 def test_the_deployments_the_platform_needs_exist() -> None:
     found = deployments()
-    assert {"manual", "scheduled-retraining", "on-new-data", "rollback", "watch-for-data", "notify"} <= set(found)
+    assert {"manual", "scheduled-retraining", "on-new-data", "rollback", "watch-for-data", "notify", "verify-audit"} <= set(found)
     assert all(d["work_pool"]["name"] == WORK_POOL for d in found.values())
     # every deployment but notify carries the tag the failure automation matches
     assert {n for n, d in found.items() if TUNELINE_TAG in d["tags"]} == set(found) - {"notify"}
@@ -54,6 +54,21 @@ def test_scheduled_and_event_runs_read_a_reviewed_config() -> None:
     assert trigger["match"]["tuneline.model"] == sensor["model_name"]
     for spec in (scheduled["parameters"], trigger["parameters"]):
         load_run_config(ROOT / spec["config_path"])
+
+
+def test_the_audit_is_verified_on_a_schedule_by_a_run_that_notifies_when_it_fails() -> None:
+    import inspect
+
+    from flows.audit import verify_audit
+
+    verify = deployments()["verify-audit"]
+    assert verify["entrypoint"] == "flows/audit.py:verify_audit"
+    [schedule] = verify["schedules"]
+    assert schedule["cron"] and schedule["active"]
+    assert verify["concurrency_limit"]["limit"] == 1
+    assert TUNELINE_TAG in verify["tags"]  # a failed run matches the failure automation
+    # every model by default: the deployment passes no parameter the flow would not default
+    assert not verify.get("parameters") and inspect.signature(verify_audit.fn).parameters["model_name"].default is None
 
 
 def test_a_deployment_naming_a_broken_run_config_fails_to_render(tmp_path: Path) -> None:
