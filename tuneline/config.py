@@ -57,6 +57,7 @@ class Target(StrEnum):
     LOCAL = "local"
     BEDROCK_CLAUDE_HAIKU = "bedrock-claude-haiku"
     BEDROCK_NOVA = "bedrock-nova"
+    BEDROCK_TITAN = "bedrock-titan"  # Amazon Titan Text: continued pre-training ({"input"} lines)
 
 
 # ------------------------------------------------------------------------------------------

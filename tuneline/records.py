@@ -11,6 +11,8 @@ kind           model                  what it holds
 ``preference`` :class:`PreferenceRecord`  prompt turns + one chosen and one rejected answer
 ``kto``        :class:`KtoRecord`     messages ending in an answer + ``label`` (good/bad)
 ``rft``        :class:`RftRecord`     messages ending in a user turn + ``reference_answer``
+``prompt``     :class:`PromptRecord`  messages ending in a user turn, nothing else: a
+                                      teacher model answers it (Bedrock distillation)
 ``pretrain``   :class:`PretrainRecord` plain ``text``
 =============  =====================  ====================================================
 
@@ -37,6 +39,7 @@ __all__ = [
     "Message",
     "PreferenceRecord",
     "PretrainRecord",
+    "PromptRecord",
     "Record",
     "RecordFormat",
     "RecordKind",
@@ -85,6 +88,7 @@ class RecordKind(StrEnum):
     KTO = "kto"
     RFT = "rft"
     PRETRAIN = "pretrain"
+    PROMPT = "prompt"
 
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -199,7 +203,8 @@ def check_conversation(messages: tuple[Message, ...], *, last: Literal["assistan
                 i - 1,
             )
     if messages[-1].role != last:
-        hint = (" (drop the trailing turn or add the answer)" if last == "assistant"
+        hint = (" (drop the trailing turn or add the answer; prompts a teacher model answers, for "
+                "distillation, are read with data.kind: prompt)" if last == "assistant"
                 else " (the model writes the answer: end with the user turn it answers)")
         raise ConversationError(
             "last_not_assistant" if last == "assistant" else "last_not_user",
@@ -317,6 +322,27 @@ class RftRecord(_Base):
         return ([self.system] if self.system else []) + [m.content for m in self.messages]
 
 
+class PromptRecord(_Base):
+    """A prompt alone, for distillation: the conversation so far, ending with the user turn that a
+    teacher model answers; the student is trained on the teacher's answers. Unlike
+    :class:`RftRecord` nothing comes with it to judge an answer by. Only read as this kind when
+    asked (``data.kind: prompt``): a conversation without its answer is no SFT record."""
+
+    kind: ClassVar[RecordKind] = RecordKind.PROMPT
+
+    system: str | None = None
+    messages: tuple[Message, ...] = Field(min_length=1)
+    tools: tuple[ToolSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptRecord:
+        check_conversation(self.messages, last="user")
+        return self
+
+    def texts(self) -> list[str]:
+        return ([self.system] if self.system else []) + [m.content for m in self.messages]
+
+
 class PretrainRecord(_Base):
     """Unstructured text for continued pre-training."""
 
@@ -328,10 +354,10 @@ class PretrainRecord(_Base):
         return [self.text]
 
 
-Record = ChatRecord | PreferenceRecord | KtoRecord | RftRecord | PretrainRecord
+Record = ChatRecord | PreferenceRecord | KtoRecord | RftRecord | PretrainRecord | PromptRecord
 
 _MODELS: dict[RecordKind, type[_Base]] = {
-    m.kind: m for m in (ChatRecord, PreferenceRecord, KtoRecord, RftRecord, PretrainRecord)
+    m.kind: m for m in (ChatRecord, PreferenceRecord, KtoRecord, RftRecord, PretrainRecord, PromptRecord)
 }
 
 
@@ -356,7 +382,8 @@ def reference_chat(record: Record) -> ChatRecord | None:
     SFT: the record. Preference: the prompt and the chosen answer. KTO: the conversation when its
     answer is labelled desirable; an undesirable answer is no reference (``None``). RFT: the prompt
     and the reference answer (JSON other than a string as compact JSON text), which the graders
-    score as they do in training. Pretraining text has no prompt to answer (``None``).
+    score as they do in training. Pretraining text has no prompt to answer, and a distillation
+    prompt no answer (``None``).
     """
     if isinstance(record, ChatRecord):
         return record
@@ -495,9 +522,10 @@ def _nova_blocks(message: Message) -> list[dict[str, Any]]:
     return blocks
 
 
-def to_nova(record: ChatRecord) -> dict[str, Any]:
+def to_nova(record: ChatRecord | PromptRecord) -> dict[str, Any]:
     """Nova's ``bedrock-conversation-2024`` shape. Tool results become user turns of
-    ``toolResult`` blocks (consecutive results share one turn), tools go in ``toolConfig``."""
+    ``toolResult`` blocks (consecutive results share one turn), tools go in ``toolConfig``. It is
+    also the shape of Bedrock's distillation prompts for every student model."""
     out: dict[str, Any] = {"schemaVersion": NOVA_SCHEMA_VERSION}
     if _has_system(record.system):
         out["system"] = [{"text": record.system}]

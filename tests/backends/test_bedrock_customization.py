@@ -40,20 +40,10 @@ SHORT_ID = "0a1b2c3d4e5f"
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0:200k"
 TICKETS = Path(__file__).parents[2] / "examples" / "support_tickets" / "data" / "tickets.jsonl"
 
-# A model Tuneline's table lacks, described in the config (tune.model_limits): continued
-# pre-training on it, with the shape of AWS's Titan Text CPT hyperparameters.
+# The models of the table that offer continued pre-training (Amazon Titan Text G1).
 CPT_MODEL = "amazon.titan-text-express-v1:0:8k"
-CPT_LIMITS = {
-    "model_id": CPT_MODEL,
-    "label": "Titan Text Express (from the run config)",
-    "record_format": "bedrock",
-    "customization_types": ["FINE_TUNING", "CONTINUED_PRE_TRAINING"],
-    "hyperparameters": {
-        "epochCount": {"kind": "integer", "minimum": 1, "maximum": 10, "default": 1},
-        "batchSize": {"kind": "integer", "minimum": 1, "maximum": 64, "default": 1},
-        "learningRate": {"kind": "float", "minimum": 0.0, "maximum": 1.0, "default": 0.00001},
-    },
-}
+CPT_LITE = "amazon.titan-text-lite-v1:0:4k"
+TITAN_DEFAULTS = {"epochCount": "5", "batchSize": "1", "learningRate": "1e-05", "learningRateWarmupSteps": "5"}
 
 
 @pytest.fixture
@@ -294,11 +284,24 @@ CASES: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
         },
     ),
     (
-        "config-described-continued-pre-training",
-        "us-west-2",
+        "titan-express-continued-pre-training",
+        "us-east-1",
         CPT_MODEL,
-        {"customization_type": "CONTINUED_PRE_TRAINING", "model_limits": CPT_LIMITS},
-        {"hyperParameters": {"epochCount": "1", "batchSize": "1", "learningRate": "1e-05"}},
+        {"customization_type": "CONTINUED_PRE_TRAINING"},
+        {"hyperParameters": TITAN_DEFAULTS},
+    ),
+    (
+        "titan-lite-continued-pre-training",
+        "us-west-2",
+        CPT_LITE,
+        {
+            "customization_type": "CONTINUED_PRE_TRAINING",
+            "hyperparameters": {"epochCount": 1, "batchSize": "64", "learningRateWarmupSteps": 250},
+        },
+        {
+            "hyperParameters": TITAN_DEFAULTS
+            | {"epochCount": "1", "batchSize": "64", "learningRateWarmupSteps": "250"}
+        },
     ),
 ]
 
@@ -457,6 +460,25 @@ def test_a_failed_distillation_job_surfaces_bedrocks_message(
             "apply to DISTILLATION only",
         ),
         ("qwen.qwen3-32b-v1:0", {}, {}, "supports REINFORCEMENT_FINE_TUNING"),
+        (
+            CPT_MODEL,
+            {},
+            {},
+            f"tune.customization_type=FINE_TUNING: {CPT_MODEL} supports CONTINUED_PRE_TRAINING",
+        ),
+        (
+            "amazon.nova-micro-v1:0:128k",
+            {"customization_type": "CONTINUED_PRE_TRAINING"},
+            {},
+            "tune.customization_type=CONTINUED_PRE_TRAINING: amazon.nova-micro-v1:0:128k supports "
+            "FINE_TUNING, DISTILLATION",
+        ),
+        (
+            CPT_LITE,
+            {"customization_type": "CONTINUED_PRE_TRAINING", "hyperparameters": {"batchSize": 65}},
+            {},
+            f"tune.hyperparameters.batchSize=65: {CPT_LITE} allows integer from 1 to 64",
+        ),
     ],
     ids=[
         "wrong-provider-teacher",
@@ -469,6 +491,9 @@ def test_a_failed_distillation_job_surfaces_bedrocks_message(
         "rft-batch-below-16",
         "teacher-outside-distillation",
         "rft-only-model",
+        "titan-takes-no-fine-tuning-here",
+        "nova-takes-no-continued-pre-training",
+        "titan-batch-above-64",
     ],
 )
 def test_refusals_name_the_field_and_what_is_allowed(
@@ -506,6 +531,13 @@ def test_lifecycle_warns_for_legacy_before_eol_and_says_nothing_for_active() -> 
     with pytest.raises(ModelRetiredError):
         check_lifecycle(haiku, date(2026, 9, 10))
     assert check_lifecycle(BEDROCK_MODELS["amazon.nova-micro-v1:0:128k"], TODAY) is None
+    # Titan Text is legacy, but no end-of-life date was found on an AWS page: a warning, never a
+    # refusal on a guessed date.
+    titan = BEDROCK_MODELS[CPT_MODEL]
+    assert titan.lifecycle == "legacy" and titan.end_of_life is None and "modelLifecycle" in titan.lifecycle_source
+    warning = check_lifecycle(titan, date(2030, 1, 1), "CONTINUED_PRE_TRAINING")
+    assert warning is not None and "no end-of-life date" in warning
+    assert "Active alternatives: none in Tuneline's table" in warning
 
 
 def test_every_table_model_names_a_source_and_every_teacher_is_same_provider() -> None:
@@ -637,11 +669,120 @@ def test_dry_run_lists_record_problems_by_line_and_the_eol_refusal(tmp_path: Pat
 
 def test_continued_pre_training_dry_run_reads_the_input_shape(tmp_path: Path) -> None:
     data = tmp_path / "pretrain.jsonl"
-    data.write_text('{"input": "Tickets about refunds go to billing."}\n{"text": "wrong key"}\n')
-    config = _config(CPT_MODEL, customization_type="CONTINUED_PRE_TRAINING", model_limits=CPT_LIMITS)
+    long = json.dumps({"input": "x" * (4_096 * 3 + 1)})
+    data.write_text(f'{{"input": "Tickets about refunds go to billing."}}\n{{"text": "wrong key"}}\n{long}\n')
+    config = _config(CPT_MODEL, customization_type="CONTINUED_PRE_TRAINING")
     result = dry_run(config, data, bucket=BUCKET, region="us-west-2", today=TODAY)
     assert result.request["customizationType"] == "CONTINUED_PRE_TRAINING"
     assert any("line 2" in p and '"input"' in p for p in result.problems)
+    assert "pretrain.jsonl line 3: longer than 4,096 tokens (AWS's estimate: 3 characters per token)" in (
+        result.problems
+    )
+    # No Titan price in the dated table: no estimate, and the dry run says why.
+    assert result.estimated_cost_usd is None and any("no training price" in w for w in result.warnings)
+
+
+def _prepare(tmp_path: Path, rows: list[dict[str, Any]], target: Target, **data: Any) -> Path:
+    """Prepare ``rows`` for ``target`` with the real prepare stage; the train split's JSONL."""
+    from tuneline.config import DataConfig
+    from tuneline.data.prepare import build_dataset
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    src = tmp_path / f"in-{target.value}.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    split = {"train": 1, "validation": 0, "test": 0}
+    built = build_dataset(DataConfig(source=str(src), split=split, **data), target, tmp_path / f"w-{target.value}")
+    assert built.summary.problems == [] and built.summary.errors == {}, built.summary
+    return tmp_path / f"w-{target.value}" / "out" / "train.jsonl"
+
+
+def _ticket_prompts(n: int = 150) -> list[dict[str, Any]]:
+    """The example's tickets as prompts alone: the system prompt and the user turn, no answer."""
+    out = []
+    for line in TICKETS.read_text().splitlines()[:n]:
+        record = json.loads(line)
+        out.append({"system": record["system"], "messages": record["messages"][:1]})
+    return out
+
+
+def test_prepared_pretrain_text_is_bedrocks_input_lines_and_the_titan_dry_run_accepts_them(
+    tmp_path: Path,
+) -> None:
+    rows = [{"text": json.loads(line)["messages"][0]["content"]} for line in TICKETS.read_text().splitlines()[:40]]
+    train = _prepare(tmp_path, rows, Target.BEDROCK_TITAN)
+    lines = [json.loads(x) for x in train.read_text().splitlines()]
+    assert len(lines) == 40 and all(set(line) == {"input"} for line in lines)
+    assert lines[0] == {"input": rows[0]["text"]}
+    for model_id in (CPT_MODEL, CPT_LITE):
+        result = dry_run(
+            _config(model_id, customization_type="CONTINUED_PRE_TRAINING"),
+            train,
+            bucket=BUCKET,
+            region="us-east-1",
+            today=TODAY,
+        )
+        assert result.problems == [], result.problems
+        assert result.request["customizationType"] == "CONTINUED_PRE_TRAINING"
+        assert result.request["hyperParameters"] == TITAN_DEFAULTS and result.epochs == 5
+        assert any("legacy model" in w for w in result.warnings)
+        assert validate_against_service_model(result.request) == []
+    # The same lines are no fine-tuning data, and Tuneline's table offers no Titan fine-tuning.
+    ft = dry_run(_config(CPT_MODEL), train, bucket=BUCKET, region="us-east-1", today=TODAY)
+    assert any("supports CONTINUED_PRE_TRAINING" in p for p in ft.problems)
+    assert any(p.startswith("train.jsonl line 1: needs a non-empty \"messages\" list") for p in ft.problems)
+
+
+def test_prompts_only_data_prepares_for_distillation_and_is_refused_for_fine_tuning(tmp_path: Path) -> None:
+    prompts = _ticket_prompts()
+    # Read as prompts (data.kind: prompt), they become bedrock-conversation-2024 lines ending with
+    # the user turn: the teacher writes the answers.
+    train = _prepare(tmp_path, prompts, Target.BEDROCK_NOVA, kind="prompt")
+    first = json.loads(train.read_text().splitlines()[0])
+    assert first == {
+        "schemaVersion": "bedrock-conversation-2024",
+        "system": [{"text": prompts[0]["system"]}],
+        "messages": [{"role": "user", "content": [{"text": prompts[0]["messages"][0]["content"]}]}],
+    }
+    distill = _config(
+        "amazon.nova-lite-v1:0:300k", customization_type="DISTILLATION", teacher_model="amazon.nova-premier-v1:0"
+    )
+    result = dry_run(distill, train, bucket=BUCKET, region="us-east-1", today=TODAY)
+    assert result.problems == [] and result.records == {"train": 150}
+    assert validate_against_service_model(result.request) == []
+    # The same file for fine-tuning: refused line by line, saying what to do.
+    refused = dry_run(_config("amazon.nova-lite-v1:0:300k"), train, bucket=BUCKET, region="us-east-1", today=TODAY)
+    assert refused.problems[0] == (
+        "train.jsonl line 1: fine-tuning records end with the assistant's answer, and this one ends with "
+        "the user's turn (a prompt with no answer): add the answers, or have a teacher model write them "
+        "with tune.customization_type: DISTILLATION and tune.teacher_model"
+    )
+    assert refused.problems[-1] == "... and 130 more record problems"
+
+
+def test_prompts_for_single_turn_students_are_the_same_lines_and_multi_turn_ones_are_refused(
+    tmp_path: Path,
+) -> None:
+    prompts = _ticket_prompts(40)
+    # Llama students read bedrock-conversation-2024 prompts too (the distillation-prepare pages).
+    train = _prepare(tmp_path, prompts, Target.BEDROCK_CLAUDE_HAIKU, kind="prompt")
+    llama = _config(
+        "meta.llama3-1-8b-instruct-v1:0:128k",
+        customization_type="DISTILLATION",
+        teacher_model="meta.llama3-1-405b-instruct-v1:0",
+    )
+    assert dry_run(llama, train, bucket=BUCKET, region="us-west-2", today=TODAY).problems == []
+    follow_up = {
+        "messages": [
+            {"role": "user", "content": "My order is late."},
+            {"role": "assistant", "content": "Which order?"},
+            {"role": "user", "content": "Order 1234."},
+        ]
+    }
+    multi = _prepare(tmp_path / "multi", [*prompts[:39], follow_up], Target.BEDROCK_CLAUDE_HAIKU, kind="prompt")
+    problems = dry_run(llama, multi, bucket=BUCKET, region="us-west-2", today=TODAY).problems
+    assert problems == [
+        "train.jsonl line 40: this student takes single-turn prompts only (one user turn, optional answer)"
+    ]
 
 
 def test_botocore_validation_catches_what_the_service_model_refuses() -> None:

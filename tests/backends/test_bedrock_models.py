@@ -89,6 +89,21 @@ def test_published_limits_are_the_ones_in_the_table() -> None:
         }
 
 
+def test_titan_text_continued_pre_training_limits_are_the_published_ones() -> None:
+    for model_id in ("amazon.titan-text-express-v1:0:8k", "amazon.titan-text-lite-v1:0:4k"):
+        titan = BEDROCK_MODELS[model_id]
+        assert titan.customization_types == ("CONTINUED_PRE_TRAINING",)
+        assert {k: (v.kind, v.minimum, v.maximum, v.default) for k, v in titan.hyperparameters.items()} == {
+            "epochCount": ("integer", 1, 10, 5),
+            "batchSize": ("integer", 1, 64, 1),
+            "learningRate": ("float", 0.0, 1.0, 1e-5),
+            "learningRateWarmupSteps": ("integer", 0, 250, 5),
+        }
+        assert titan.max_tokens_per_record == 4_096 and titan.serving == "provisioned-throughput"
+        assert "cm-hp-titan-text" in titan.source and "model-customization-prepare" in titan.source
+    assert BEDROCK_MODELS["anthropic.claude-3-haiku-20240307-v1:0:200k"].max_tokens_per_record == 32_000
+
+
 @pytest.mark.parametrize(
     ("values", "fragment"),
     [

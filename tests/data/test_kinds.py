@@ -14,7 +14,14 @@ from tuneline.backends.bedrock.dry_run import check_records
 from tuneline.backends.local.data import read_records
 from tuneline.config import DataConfig, Target
 from tuneline.data.prepare import build_dataset
-from tuneline.records import KtoRecord, PreferenceRecord, PretrainRecord, RftRecord, record_from_dict
+from tuneline.records import (
+    KtoRecord,
+    PreferenceRecord,
+    PretrainRecord,
+    PromptRecord,
+    RftRecord,
+    record_from_dict,
+)
 
 FORMATS = Path(__file__).resolve().parents[3] / "shared" / "data" / "formats"
 ALL_TRAIN = {"train": 1, "validation": 0, "test": 0}
@@ -214,3 +221,50 @@ def test_the_profile_counts_each_kinds_conversation_turns_not_its_texts(tmp_path
     )
     assert built.summary.accepted == 4
     assert built.profile["turns"] == [{"turns": 2, "records": 2}, {"turns": 3, "records": 1}]
+
+
+def test_prompts_alone_are_read_only_when_asked_and_only_where_a_teacher_answers_them(tmp_path):
+    prompts = [{"system": "Triage tickets.", "messages": [_user(f"Ticket {i}: the printer is on fire")]}
+               for i in range(8)]
+    # Unasked, a conversation without its answer is no SFT record: refused, saying what to do.
+    s, _, _ = _build(tmp_path, prompts, Target.BEDROCK_NOVA)
+    assert s.accepted == 0 and s.errors == {"last_not_assistant": 8}
+    (example, *_) = s.examples["last_not_assistant"]
+    assert example["message"] == (
+        'the conversation ends with "user": the last turn must be "assistant" (drop the trailing turn or add '
+        "the answer; prompts a teacher model answers, for distillation, are read with data.kind: prompt)"
+    )
+    # Asked (data.kind: prompt): bedrock-conversation-2024 lines that end with the user turn.
+    s, text, out = _build(tmp_path, prompts, Target.BEDROCK_NOVA, kind="prompt")
+    assert (s.accepted, s.kinds, s.problems) == (8, {"prompt": 8}, [])
+    assert json.loads(text.splitlines()[0]) == {
+        "schemaVersion": "bedrock-conversation-2024", "system": [{"text": "Triage tickets."}],
+        "messages": [{"role": "user", "content": [{"text": "Ticket 0: the printer is on fire"}]}]}
+    kept = pq.read_table(out / "train.parquet").column("record").to_pylist()
+    assert isinstance(record_from_dict(json.loads(kept[0])), PromptRecord)
+    # An answered conversation read as a prompt would lose its answer: refused, not cut.
+    answered = [{"messages": [_user("q"), _assistant("a")]}]
+    s, _, _ = _build(tmp_path, answered, Target.BEDROCK_NOVA, kind="prompt")
+    assert s.errors == {"last_not_user": 1}
+    # No local trainer learns from prompts alone; the advice names the targets that do.
+    s, _, _ = _build(tmp_path, prompts[:1], Target.LOCAL, kind="prompt")
+    assert [e["message"] for e in s.examples["unsupported_kind"]] == [
+        "unsupported_kind: prompt — local does not train prompt records; targets that do: "
+        "bedrock-claude-haiku, bedrock-nova"
+    ]
+
+
+def test_titan_trains_pretraining_text_only_and_the_advice_for_pretrain_names_it(tmp_path):
+    rows = [{"text": "Refunds go to billing."}, {"input": "Printers go to hardware."},
+            {"messages": [_user("q"), _assistant("a")]}, {"text": "x" * (4_096 * 3 + 3)}]
+    s, text, _ = _build(tmp_path, rows, Target.BEDROCK_TITAN)
+    assert s.accepted == 2
+    assert [json.loads(x) for x in text.splitlines()] == [
+        {"input": "Refunds go to billing."}, {"input": "Printers go to hardware."}]
+    assert s.errors == {"unsupported_kind": 1, "too_many_tokens": 1}
+    assert s.examples["unsupported_kind"][0]["message"] == (
+        "unsupported_kind: sft — bedrock-titan does not train sft records; targets that do: "
+        "bedrock-claude-haiku, bedrock-nova, local")
+    assert "bedrock-titan allows at most 4096" in s.examples["too_many_tokens"][0]["message"]
+    s, _, _ = _build(tmp_path, rows[:2], Target.BEDROCK_CLAUDE_HAIKU)
+    assert all(e["message"].endswith("targets that do: bedrock-titan, local") for e in s.examples["unsupported_kind"])

@@ -50,6 +50,7 @@ __all__ = [
     "is_plain_chat",
     "needs_conversion_only",
     "payload_json",
+    "unsupported_kind_message",
 ]
 
 # ``conversations.messages``: each text of a record with its role (see tuneline.records.TextField).
@@ -135,15 +136,19 @@ def content_of(record: Record) -> list[str]:
     return found
 
 
+def unsupported_kind_message(kind: RecordKind, limits: TargetLimits) -> str:
+    """Why the target refuses records of ``kind``, naming the targets that train them."""
+    others = ", ".join(t.value for t in targets_that_train(kind=kind)) or "none yet"
+    return (
+        f"unsupported_kind: {kind.value} — {limits.target.value} does not train {kind.value} records; "
+        f"targets that do: {others}"
+    )
+
+
 def _capability_problem(record: Record, limits: TargetLimits) -> FormatProblem | None:
     target = limits.target.value
     if record.kind not in limits.kinds:
-        others = ", ".join(t.value for t in targets_that_train(kind=record.kind)) or "none yet"
-        return FormatProblem(
-            E.UNSUPPORTED_KIND, None,
-            f"unsupported_kind: {record.kind.value} — {target} does not train {record.kind.value} records; "
-            f"targets that do: {others}",
-        )
+        return FormatProblem(E.UNSUPPORTED_KIND, None, unsupported_kind_message(record.kind, limits))
     allowed = limits.content_for(record.kind)
     for content in content_of(record):
         if content not in allowed:

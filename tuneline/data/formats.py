@@ -36,6 +36,7 @@ from tuneline.records import (
     Message,
     PreferenceRecord,
     PretrainRecord,
+    PromptRecord,
     Record,
     RecordFormat,
     RecordKind,
@@ -477,7 +478,7 @@ def _prompt(value: Any, where: str) -> tuple[str | None, tuple[Message, ...]]:
     return system, tuple(turns)
 
 
-def _build(fmt: RecordFormat, obj: dict[str, Any]) -> Record:
+def _build(fmt: RecordFormat, obj: dict[str, Any], kind: RecordKind | None = None) -> Record:
     if fmt is F.SHAREGPT:
         system, messages = _sharegpt(obj)
         if messages:
@@ -518,10 +519,12 @@ def _build(fmt: RecordFormat, obj: dict[str, Any]) -> Record:
     ):
         chat_fmt = F.NOVA
     system, messages = _chat_messages(obj.get("messages"), "messages", chat_fmt)
+    # A chat read as a prompt (data.kind: prompt) ends with the user turn a teacher answers.
+    prompt = kind is RecordKind.PROMPT and fmt in (F.BEDROCK, F.NOVA, F.OPENAI)
     if messages:  # turn order first: its code says more than "too short"
         shift = 1 if system is not None and obj.get("system") is None else 0  # a leading system turn
         try:
-            check_conversation(tuple(messages), last="user" if fmt is F.RFT else "assistant")
+            check_conversation(tuple(messages), last="user" if fmt is F.RFT or prompt else "assistant")
         except ConversationError as exc:
             at = "messages" if exc.index is None else f"messages[{exc.index + shift}].role"
             raise FormatProblem(exc.code, at, str(exc)) from None
@@ -537,6 +540,8 @@ def _build(fmt: RecordFormat, obj: dict[str, Any]) -> Record:
         return KtoRecord(system=system, messages=tuple(messages), label=label, tools=tools)
     if fmt is F.RFT:
         return RftRecord(system=system, messages=tuple(messages), reference_answer=obj.get("reference_answer"), tools=tools)
+    if prompt:
+        return PromptRecord(system=system, messages=tuple(messages), tools=tools)
     return ChatRecord(system=system, messages=tuple(messages), tools=tools)
 
 
@@ -608,7 +613,7 @@ def _convert(obj: dict[str, Any], fmt: RecordFormat, kind: RecordKind | None, ex
     else:
         keep = {k: obj[k] for k in extras} if extra_keys == "keep" else {}
     try:
-        record = _build(fmt, obj)
+        record = _build(fmt, obj, RecordKind(kind) if kind is not None else None)
         if keep:
             record = record.model_copy(update={"metadata": keep})
         if kind is not None:

@@ -22,19 +22,21 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneline.backends.bedrock.prices import DEFAULT_PRICES
 from tuneline.config import ColumnMapping, DataConfig, Target
 from tuneline.data import rules
 from tuneline.data.codes import ErrorCode
+from tuneline.data.convert import unsupported_kind_message
 from tuneline.data.dedupe import conversation_keys, find_near_duplicates, near_duplicate_table
 from tuneline.data.report import render_report
 from tuneline.data.sources import SkippedFile, load_raw, resolve_source
 from tuneline.data.split import SPLITS, split_sql
-from tuneline.data.targets import PRICES_TAKEN_ON, TargetLimits, estimate_cost_usd, limits_for, training_shape
+from tuneline.data.targets import TargetLimits, estimate_cost_usd, limits_for, training_price, training_shape
 from tuneline.data.tokens import CharEstimateCounter, TokenCounter
 from tuneline.data.versions import check_dataset_name, publish_version
 from tuneline.errors import DataError
 from tuneline.lineage import DatasetCounts, DatasetVersion
-from tuneline.records import NOVA_SCHEMA_VERSION, RecordFormat, record_from_dict
+from tuneline.records import NOVA_SCHEMA_VERSION, RecordFormat, RecordKind, record_from_dict
 from tuneline.storage.s3 import ObjectStore, S3Uri
 
 __all__ = [
@@ -230,6 +232,14 @@ def build_dataset(
             FROM conversations WHERE payload IS NULL AND len(messages) > {config.max_messages_per_record}
             """
         )
+        if RecordKind.SFT not in limits.kinds:
+            # Chat records skip the per-record conversion (the SQL rules read them directly), so a
+            # target that trains no chats refuses them here.
+            con.execute(
+                f"INSERT INTO errs SELECT rid, '{ErrorCode.UNSUPPORTED_KIND}', NULL, ? "
+                "FROM conversations WHERE payload IS NULL",
+                [unsupported_kind_message(RecordKind.SFT, limits)],
+            )
         rules.check_records(con, limits)
         rules.apply_pii(con, config.pii)
         _count_tokens(con, counter)
@@ -535,9 +545,11 @@ def _profile(
         "cost": {
             "training_tokens": split_tokens["train"],
             "epochs": limits.default_epochs,
-            "price_per_1k_tokens_usd": limits.price_per_1k_training_tokens_usd,
+            "model_id": limits.price_model_id,
+            "price_per_1k_tokens_usd": training_price(limits),
             "note": limits.price_note,
-            "prices_taken_on": PRICES_TAKEN_ON,
+            "prices_taken_on": DEFAULT_PRICES.as_of.isoformat(),
+            "price_source": DEFAULT_PRICES.source,
         },
     }
 

@@ -1,9 +1,13 @@
-"""Every tuning target's data limits and training prices, declared in one place.
+"""Every tuning target's data limits, declared in one place.
 
 The prepare stage checks records and files against these numbers so that a job never fails hours
 in on a limit that could have been checked in seconds. Sources: the AWS Bedrock user guide's
-"Prepare your training datasets" pages (Claude 3 Haiku, Amazon Nova) and the Bedrock pricing page;
-see ``PRICES_TAKEN_ON`` for when the prices were copied. Check them before relying on an estimate.
+"Prepare your training datasets" pages (Claude 3 Haiku, Amazon Nova, Amazon Titan Text).
+
+Prices are not here: a target names the base model whose price stands for it
+(``price_model_id``), and the price comes from the one dated, overridable table that the Bedrock
+dry run reads too (:mod:`tuneline.backends.bedrock.prices`, which depends on pydantic only, as
+the model table does for ``tuneline.config``).
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneline.backends.bedrock.prices import DEFAULT_PRICES, PriceTable
 from tuneline.config import Target
 from tuneline.records import (
     ChatRecord,
+    PretrainRecord,
+    PromptRecord,
     Record,
     RecordFormat,
     RecordKind,
@@ -27,15 +34,13 @@ from tuneline.records import (
 )
 
 __all__ = [
-    "PRICES_TAKEN_ON",
     "TargetLimits",
     "estimate_cost_usd",
     "limits_for",
     "targets_that_train",
+    "training_price",
     "training_shape",
 ]
-
-PRICES_TAKEN_ON = "2025-06-01"
 
 
 class TargetLimits(BaseModel):
@@ -63,9 +68,10 @@ class TargetLimits(BaseModel):
     chars_per_token: float = Field(default=3.0, description="Token estimate where no tokenizer is local.")
     reserved_strings: tuple[str, ...] = ()
     default_epochs: float = 1.0
-    price_per_1k_training_tokens_usd: float | None = None
+    price_model_id: str | None = Field(
+        default=None, description="The base model whose training price in the price table the estimate uses."
+    )
     price_note: str = ""
-
 
     def content_for(self, kind: RecordKind | None) -> frozenset[str]:
         """What records of ``kind`` may hold for this target."""
@@ -77,7 +83,8 @@ _LIMITS: dict[Target, TargetLimits] = {
         target=Target.BEDROCK_CLAUDE_HAIKU,
         output_format=RecordFormat.BEDROCK,
         # Bedrock's Claude 3 Haiku customization: text-only conversations.
-        kinds=frozenset({RecordKind.SFT}),
+        # Prompts: Bedrock distillation (Claude and Llama students, single-turn).
+        kinds=frozenset({RecordKind.SFT, RecordKind.PROMPT}),
         content=frozenset({"text"}),
         min_train_records=32,
         max_train_records=10_000,
@@ -90,18 +97,19 @@ _LIMITS: dict[Target, TargetLimits] = {
         # Claude's legacy prompt markers: Bedrock refuses training data containing them.
         reserved_strings=("\nHuman:", "\nAssistant:"),
         default_epochs=2,  # epochCount's default in the Bedrock API
-        price_per_1k_training_tokens_usd=0.004,
+        price_model_id="anthropic.claude-3-haiku-20240307-v1:0:200k",
         price_note="Claude 3 Haiku model customization, per 1,000 training tokens",
     ),
     Target.BEDROCK_NOVA: TargetLimits(
         target=Target.BEDROCK_NOVA,
         output_format=RecordFormat.NOVA,
         # Nova (bedrock-conversation-2024): tool use, reasoning and media by S3 location; RFT on
-        # the Nova models that offer it (Nova Lite 2).
-        kinds=frozenset({RecordKind.SFT, RecordKind.RFT}),
+        # the Nova models that offer it (Nova Lite 2); prompts for distillation.
+        kinds=frozenset({RecordKind.SFT, RecordKind.RFT, RecordKind.PROMPT}),
         content=frozenset({"text", "tools", "reasoning", "image", "video", "document"}),
-        # Bedrock's RFT lines are OpenAI-style text messages (the rft-prepare-data page).
-        content_by_kind={RecordKind.RFT: frozenset({"text"})},
+        # Bedrock's RFT lines are OpenAI-style text messages (the rft-prepare-data page);
+        # distillation is text to text (the distillation-prepare-datasets page).
+        content_by_kind={RecordKind.RFT: frozenset({"text"}), RecordKind.PROMPT: frozenset({"text"})},
         min_train_records=8,
         max_train_records=20_000,
         min_validation_records=8,
@@ -110,21 +118,38 @@ _LIMITS: dict[Target, TargetLimits] = {
         max_tokens_per_record=32_000,
         chars_per_token=3.0,
         default_epochs=2,
-        price_per_1k_training_tokens_usd=0.001,
+        price_model_id="amazon.nova-micro-v1:0:128k",
         price_note="Amazon Nova Micro model customization, per 1,000 training tokens (Lite and Pro cost more)",
+    ),
+    Target.BEDROCK_TITAN: TargetLimits(
+        target=Target.BEDROCK_TITAN,
+        output_format=RecordFormat.PRETRAIN,
+        # Continued pre-training of Amazon Titan Text G1 - Express / Lite: {"input": text} lines.
+        # (Titan fine-tuning reads prompt/completion lines, which Tuneline does not write.)
+        kinds=frozenset({RecordKind.PRETRAIN}),
+        content=frozenset({"text"}),
+        # The service's own refusal of a longer record ("Maximum input token count 4919 exceeds
+        # limit of 4096 for train data", aws-samples/amazon-bedrock-workshop#224, Titan Express
+        # continued pre-training); Titan Text Lite's context is 4K tokens (titan-text-models page).
+        max_tokens_per_record=4_096,
+        chars_per_token=3.0,
+        default_epochs=5,  # epochCount's default (cm-hp-titan-text page)
+        # No Titan training price in the price table: an estimate needs one given (--prices).
+        price_model_id="amazon.titan-text-express-v1:0:8k",
+        price_note="Amazon Titan Text G1 - Express model customization, per 1,000 training tokens",
     ),
     Target.LOCAL: TargetLimits(
         target=Target.LOCAL,
         output_format=RecordFormat.BEDROCK,
         # TRL: SFT, DPO (preference), KTO, GRPO (rft) and causal-LM pretraining; text and tools.
-        kinds=frozenset(RecordKind),
+        # Prompts alone train nothing locally (no teacher answers them).
+        kinds=frozenset(RecordKind) - {RecordKind.PROMPT},
         content=frozenset({"text", "tools", "reasoning"}),
         min_train_records=1,
         # The local backend truncates to its max_seq_length; prepare has no hard token limit.
         max_tokens_per_record=None,
         chars_per_token=4.0,
         default_epochs=1,
-        price_per_1k_training_tokens_usd=None,
         price_note="local training has no per-token price",
     ),
 }
@@ -136,13 +161,21 @@ def limits_for(target: Target) -> TargetLimits:
 
 def training_shape(record: Record, limits: TargetLimits) -> dict[str, Any]:
     """``record`` as the target's trainer reads it: the local trainers read every kind's canonical
-    record (``tuneline.records.record_to_dict``); Bedrock reads its RFT line, Nova's
-    ``bedrock-conversation-2024`` or Claude's chat shape. Kept metadata has no place in Bedrock's
-    SFT shapes: there it stays in the version's Parquet copy (``record``)."""
+    record (``tuneline.records.record_to_dict``); Bedrock reads its RFT line, its continued
+    pre-training line ``{"input": text}``, ``bedrock-conversation-2024`` for distillation prompts
+    (every student), Nova's ``bedrock-conversation-2024`` or Claude's chat shape. Kept metadata has
+    no place in Bedrock's shapes but RFT's: there it stays in the version's Parquet copy
+    (``record``)."""
     if limits.target is Target.LOCAL:
         return record_to_dict(record)
+    if record.kind not in limits.kinds:
+        raise ValueError(f"{limits.target.value} trains no {record.kind.value} records")
     if isinstance(record, RftRecord):
         return to_bedrock_rft(record)
+    if isinstance(record, PretrainRecord):
+        return {"input": record.text}
+    if isinstance(record, PromptRecord):
+        return to_nova(record)
     if not isinstance(record, ChatRecord):
         raise ValueError(f"{limits.target.value} trains no {record.kind.value} records")
     return to_nova(record) if limits.output_format is RecordFormat.NOVA else to_bedrock(record)
@@ -156,11 +189,23 @@ def targets_that_train(*, kind: RecordKind | None = None, content: str | None = 
     ]
 
 
-def estimate_cost_usd(target: Target, training_tokens: int, epochs: float | None = None) -> float | None:
-    """Training tokens x epochs x the target's price; ``None`` where the target has no price."""
+def training_price(limits: TargetLimits, prices: PriceTable = DEFAULT_PRICES) -> float | None:
+    """The price of training on 1,000 tokens for the target, from the price table; ``None`` where
+    the target names no model or the table has no price for it."""
+    if limits.price_model_id is None:
+        return None
+    return prices.training_per_1k_tokens.get(limits.price_model_id)
+
+
+def estimate_cost_usd(
+    target: Target, training_tokens: int, epochs: float | None = None, prices: PriceTable = DEFAULT_PRICES
+) -> float | None:
+    """Training tokens x epochs x the target's price (rounded up to the cent); ``None`` where the
+    price table has no price for the target."""
     limits = limits_for(target)
-    if limits.price_per_1k_training_tokens_usd is None:
+    price = training_price(limits, prices)
+    if price is None:
         return None
     epochs = limits.default_epochs if epochs is None else epochs
-    cost = training_tokens * epochs * limits.price_per_1k_training_tokens_usd / 1000
+    cost = training_tokens * epochs * price / 1000
     return math.ceil(cost * 100) / 100

@@ -137,7 +137,13 @@ def check_records(record: Any, *, kind: str, record_format: str, single_turn: bo
     if any(a == b for a, b in zip(roles, roles[1:], strict=False)):
         problems.append("roles must alternate user/assistant")
     if kind == "FINE_TUNING":
-        if len(roles) < 2 or roles[-1] != "assistant":
+        if roles and roles[-1] == "user":
+            problems.append(
+                "fine-tuning records end with the assistant's answer, and this one ends with the user's "
+                "turn (a prompt with no answer): add the answers, or have a teacher model write them with "
+                "tune.customization_type: DISTILLATION and tune.teacher_model"
+            )
+        elif len(roles) < 2 or roles[-1] != "assistant":
             problems.append("fine-tuning records end with the assistant's answer")
     elif kind == "DISTILLATION" and single_turn and len(roles) > 2:
         problems.append("this student takes single-turn prompts only (one user turn, optional answer)")
@@ -243,8 +249,10 @@ def dry_run(
             )
             if split == "train":
                 characters += chars
-            if chars > 32_000 * _CHARS_PER_TOKEN and model.max_train_records is not None:
-                found.append("longer than 32,000 tokens (AWS's estimate: 3 characters per token)")
+            if model.max_tokens_per_record is not None and chars > model.max_tokens_per_record * _CHARS_PER_TOKEN:
+                found.append(
+                    f"longer than {model.max_tokens_per_record:,} tokens (AWS's estimate: 3 characters per token)"
+                )
             record_problems.extend(f"{path.name} line {number}: {p}" for p in found)
         records[split] = count
     if tune.invocation_logs_s3_uri is None and not records.get("train"):

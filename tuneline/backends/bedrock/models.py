@@ -48,7 +48,8 @@ custom model import, not a training job)."""
 RECORD_KIND_BY_TYPE: dict[str, str] = {
     "FINE_TUNING": "sft",
     "CONTINUED_PRE_TRAINING": "pretrain",
-    "DISTILLATION": "sft",  # prompts; the assistant turn is optional (the teacher answers)
+    # Conversations with answers (sft) or prompts alone (kind prompt: the teacher answers).
+    "DISTILLATION": "sft",
     "REINFORCEMENT_FINE_TUNING": "rft",
 }
 
@@ -109,6 +110,9 @@ class BedrockModelSpec(BaseModel):
     min_validation_records: int | None = Field(default=None, ge=1)
     max_validation_records: int | None = Field(default=None, ge=1)
     max_total_records: int | None = Field(default=None, ge=1)
+    max_tokens_per_record: int | None = Field(
+        default=None, ge=1, description="Longest training record AWS accepts, in tokens; None: not checked."
+    )
     source: str = Field(default="", description="Where the limits come from.")
 
     @model_validator(mode="after")
@@ -212,6 +216,8 @@ _RFT_DOC = (
     "https://docs.aws.amazon.com/bedrock/latest/APIReference/API_RFTHyperParameters.html"
 )
 _DISTILLATION_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/prequisites-model-distillation.html"
+_TITAN_HP_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/cm-hp-titan-text.html"
+_PREPARE_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-prepare.html"
 _LIFECYCLE_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/model-lifecycle.html"
 
 # RFT hyperparameters: the ranges botocore's service model states (RFTHyperParameters: epochCount
@@ -234,6 +240,25 @@ _LLAMA_HYPERPARAMETERS = {
     "learningRate": HyperparameterLimit(kind="float", minimum=5e-6, maximum=0.1, default=1e-4),
 }
 
+# Titan Text G1 - Express and Lite share one table on the cm-hp-titan-text page (Premier, which
+# takes fine-tuning only, has its own).
+_TITAN_HYPERPARAMETERS = {
+    "epochCount": HyperparameterLimit(kind="integer", minimum=1, maximum=10, default=5),
+    "batchSize": HyperparameterLimit(kind="integer", minimum=1, maximum=64, default=1),
+    "learningRate": HyperparameterLimit(kind="float", minimum=0.0, maximum=1.0, default=1e-5),
+    "learningRateWarmupSteps": HyperparameterLimit(kind="integer", minimum=0, maximum=250, default=5),
+}
+
+# What is known of the Titan Text models' lifecycle, and from where. No end-of-life date is
+# claimed: none was found on an AWS page, so Tuneline warns and does not refuse.
+_TITAN_LIFECYCLE = (
+    "legacy: AWS's current 'Overview of Amazon Titan models' page (titan-models) no longer lists any "
+    "Titan Text model; langchain4j/langchain4j#2532 (2025-02) read them as legacy with an end-of-life "
+    "notice on the model-lifecycle page, newrelic/newrelic-dotnet-agent#3373 (2025-12) and "
+    "epam/ai-dial-adapter-bedrock#378 (2026-01) as past end of life. The date is not in Tuneline's "
+    f"table: check the model card or GetFoundationModel's modelLifecycle ({_LIFECYCLE_DOC})"
+)
+
 NOVA_PREMIER = "amazon.nova-premier-v1:0"
 NOVA_PRO_TEACHER = "amazon.nova-pro-v1:0"
 LLAMA_405B_TEACHER = "meta.llama3-1-405b-instruct-v1:0"
@@ -252,6 +277,26 @@ TEACHER_MODELS: dict[str, str] = {
     CLAUDE_35_SONNET_TEACHERS[1]: "Claude 3.5 Sonnet v2",
 }
 """Distillation teachers (on-demand model ids; AWS requires teacher and student of one provider)."""
+
+
+def _titan(model_id: str, label: str) -> BedrockModelSpec:
+    # Continued pre-training only in this table: AWS fine-tunes these models too, but on
+    # {"prompt", "completion"} lines, a shape Tuneline neither writes nor checks. Prepare writes
+    # their {"input": text} lines for the bedrock-titan target.
+    return BedrockModelSpec(
+        model_id=model_id,
+        label=label,
+        record_format="bedrock",  # not read for continued pre-training: its lines are {"input"}
+        regions=(),
+        legacy=True,
+        lifecycle_source=_TITAN_LIFECYCLE,
+        hyperparameters=_TITAN_HYPERPARAMETERS,
+        customization_types=("CONTINUED_PRE_TRAINING",),
+        # The service refuses longer records ("Maximum input token count 4919 exceeds limit of 4096
+        # for train data": aws-samples/amazon-bedrock-workshop#224); Lite's context is 4K tokens.
+        max_tokens_per_record=4_096,
+        source=f"{_TITAN_HP_DOC}; {_PREPARE_DOC}",
+    )
 
 
 def _nova(model_id: str, label: str, *, teachers: tuple[str, ...]) -> BedrockModelSpec:
@@ -330,6 +375,7 @@ BEDROCK_MODELS: dict[str, BedrockModelSpec] = {
             min_validation_records=32,
             max_validation_records=1_000,
             max_total_records=10_000,
+            max_tokens_per_record=32_000,
             source=_CLAUDE_HP_DOC,
         ),
         _nova("amazon.nova-micro-v1:0:128k", "Amazon Nova Micro", teachers=(NOVA_PREMIER, NOVA_PRO_TEACHER)),
@@ -372,6 +418,8 @@ BEDROCK_MODELS: dict[str, BedrockModelSpec] = {
         ),
         _llama("meta.llama3-2-11b-instruct-v1:0:128k", "Llama 3.2 11B Instruct", doc=_LLAMA32_HP_DOC),
         _llama("meta.llama3-2-90b-instruct-v1:0:128k", "Llama 3.2 90B Instruct", doc=_LLAMA32_HP_DOC),
+        _titan("amazon.titan-text-express-v1:0:8k", "Amazon Titan Text G1 - Express"),
+        _titan("amazon.titan-text-lite-v1:0:4k", "Amazon Titan Text G1 - Lite"),
         _rft_only("openai.gpt-oss-20b-1:0", "gpt-oss-20b", "bedrock"),
         _rft_only("qwen.qwen3-32b-v1:0", "Qwen3 32B", "bedrock"),
     )
@@ -401,7 +449,11 @@ def check_lifecycle(spec: BedrockModelSpec, today: date, customization_type: str
             f"customization jobs for it. Choose an active model in tune.base_model: {alternatives}"
         )
     if spec.legacy:
-        until = f"; end of life on {spec.end_of_life.isoformat()}" if spec.end_of_life else ""
+        until = (
+            f"; end of life on {spec.end_of_life.isoformat()}"
+            if spec.end_of_life
+            else "; Tuneline's table has no end-of-life date for it: check its model card before training"
+        )
         return f"{name} is a legacy model{until}. Active alternatives: {alternatives}"
     return None
 

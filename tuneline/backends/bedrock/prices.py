@@ -6,7 +6,12 @@ custom model and serving it are billed separately and are not part of the estima
 The default table below was copied from https://aws.amazon.com/bedrock/pricing/ on ``AS_OF``; AWS
 changes prices and they differ by region, so treat the numbers as an estimate and pass your own
 table (``tuneline tune --dry-run --prices prices.json``, same shape as :class:`PriceTable`).
-Models without a per-token training price here (RFT, billed differently) get no estimate.
+Models without a per-token training price here (RFT, billed differently; Amazon Titan Text, whose
+price was not copied) get no estimate.
+
+It is the one price table: the prepare stage's estimate reads it too (each Bedrock target of
+``tuneline.data.targets`` names the model whose price stands for it). Like the model table, this
+module depends on pydantic and the error hierarchy only, so the core may import it.
 """
 
 from __future__ import annotations
