@@ -1,5 +1,6 @@
 """No secret leaks: after lifecycle runs with known fake credentials (the pipeline's and the audit
-writer's S3 secrets, the MLflow password, the Prefect auth string), none of them appears in MLflow
+writer's S3 secrets, the MLflow password, the Prefect auth string) and a reviewer's token (enrolled
+here, used for a forced rollback through the CLI), none of them appears in MLflow
 (params, tags, metric names, artifacts, registry), Prefect (flow run parameters, logs, artifacts,
 events, blocks, the run's result storage), S3 (every object in the bucket), the services' database
 files and SeaweedFS's data on disk, the job folders, or the command's own output.
@@ -148,6 +149,7 @@ def test_no_secret_appears_anywhere_a_lifecycle_run_writes(
     start_lifecycle: Callable[..., Any],
     lifecycle_env: dict[str, str],
     open_prefect_client: Callable[[Settings], Any],
+    tuneline_command: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
     identities = fault_stack.home / "s3" / "identities.json"
@@ -158,14 +160,25 @@ def test_no_secret_appears_anywhere_a_lifecycle_run_writes(
     probe = f"{fault_stack.mlflow_tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
     assert http_status(probe, timeout_s=30) == 401, "MLflow answers without credentials: auth is off"
 
+    # A reviewer's token: enrolled (an audit record and a credential), then sent with a forced rollback.
+    enrolled = tuneline_command("reviewers", "add", "secrets-reviewer", "--replace")
+    assert enrolled.returncode == 0, enrolled.stderr
+    token = enrolled.stdout.strip().splitlines()[-1]
+
     run = start_lifecycle("secrets-scan", seed=101)
     rc, summary, err = run.finish()
     assert rc == 0, err[-4000:]
     assert summary is not None and summary["version"]["promoted"]
+    rollback = tuneline_command(
+        "rollback", "secrets-scan", "--to-version", summary["version"]["version"], "--force",
+        "--actor", "secrets-reviewer", env={"TUNELINE_REVIEWER_TOKEN": token},
+    )
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr
 
     sources = [
         ("tuneline run stdout", run.stdout.encode()),
         ("tuneline run stderr", run.stderr.encode()),
+        ("tuneline rollback output", (rollback.stdout + rollback.stderr).encode()),
         *_mlflow_texts(fault_stack, tmp_path / "artifacts"),
         *_prefect_texts(fault_stack, open_prefect_client),
         *_s3_objects(fault_stack),
@@ -175,5 +188,5 @@ def test_no_secret_appears_anywhere_a_lifecycle_run_writes(
         *_database_files(fault_stack),
     ]
     assert len(sources) > 50
-    leaks = [where for where, data in sources for secret in fault_secrets if secret.encode() in data]
+    leaks = [where for where, data in sources for secret in (*fault_secrets, token) if secret.encode() in data]
     assert not leaks, f"secrets found in: {leaks}"
