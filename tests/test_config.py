@@ -73,6 +73,11 @@ def test_bedrock_target_follows_the_base_model() -> None:
     assert (nova.target, haiku.target) == (Target.BEDROCK_NOVA, Target.BEDROCK_CLAUDE_HAIKU)
     config = RunConfig(name="x", data={"source": "d.jsonl"}, tune=nova)
     assert config.target is Target.BEDROCK_NOVA
+    # continued pre-training writes Titan's {"input": ...} lines, whatever the model table says
+    cpt = BedrockTuneConfig(
+        base_model="amazon.titan-text-express-v1:0:8k", role_arn=role, customization_type="CONTINUED_PRE_TRAINING"
+    )
+    assert RunConfig(name="x", data={"source": "d.jsonl"}, tune=cpt).target is Target.BEDROCK_TITAN
 
 
 def test_bedrock_serving_for_a_local_model_is_refused_saying_how_it_is_served(tmp_path: Path) -> None:

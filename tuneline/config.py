@@ -362,6 +362,9 @@ class BedrockTuneConfig(_Strict):
         # prepare writes for the bedrock-nova target.
         if self.customization_type == "REINFORCEMENT_FINE_TUNING":
             return Target.BEDROCK_NOVA
+        # Bedrock's {"input": ...} lines and the 4,096-token records of the models that offer it.
+        if self.customization_type == "CONTINUED_PRE_TRAINING":
+            return Target.BEDROCK_TITAN
         if self.model_limits is not None:
             nova = self.model_limits.record_format == "nova"
         elif self.base_model in BEDROCK_MODELS:
