@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import types
 import uuid
 from pathlib import Path
@@ -58,6 +60,19 @@ def test_weights_with_their_config_answer_the_prompt(model_dir: Path, config_fil
     doc = json.loads(result.stdout)
     assert doc["answer"] == expected_answer(model_dir, "where is my order")
     assert doc["output_tokens"] is not None and doc["output_tokens"] <= 8
+
+
+def test_library_progress_bars_stay_out_of_the_output_unless_debug(model_dir: Path, config_file: Path) -> None:
+    """A real process, as a user runs it: the quieting must happen before transformers is imported."""
+    command = [str(Path(sys.executable).parent / "tuneline"), "generate", "--model", str(model_dir), "--config",
+               str(config_file), "--prompt", "where is my order"]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    assert quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.strip() == expected_answer(model_dir, "where is my order").strip()
+    # the same command with --debug shows what was kept out: transformers' weight-loading bar
+    debug = subprocess.run([command[0], "--debug", *command[1:]], capture_output=True, text=True, timeout=300,
+                           check=True)
+    assert "Loading weights" in debug.stderr and "it/s" in debug.stderr, debug.stderr
 
 
 def test_weights_without_a_config_is_a_clear_error(model_dir: Path) -> None:
