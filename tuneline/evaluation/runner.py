@@ -130,10 +130,12 @@ class EvaluationResult:
         return out
 
     def mlflow_metrics(self) -> dict[str, float]:
-        """Aggregates and deltas keyed ``<suite>/<model>/<metric>`` and ``<suite>/delta/<metric>``."""
-        metrics = {f"{_key(a.suite)}/{a.model}/{a.metric}": a.value for a in self.aggregates}
-        metrics.update({f"{_key(c.suite)}/delta/{c.metric}": c.delta for c in self.comparisons})
-        return metrics
+        """The deltas the gate decides on, keyed ``<suite>/delta/<metric>``, for the lifecycle run.
+
+        Each model's own values live on its evaluation run (``mlflow_views``), under the same scorer
+        names for every model, so MLflow's run comparison shows base, candidate and champion side by
+        side; repeating them here made one single-point chart per model and metric."""
+        return {f"{_key(c.suite)}/delta/{c.metric}": c.delta for c in self.comparisons}
 
     def parquet_bytes(self) -> bytes:
         sink = pa.BufferOutputStream()
