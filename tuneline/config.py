@@ -426,6 +426,13 @@ class EvaluationConfig(_Strict):
         description="Test suites: the held-out split ('task'), refusals ('safety'), earlier skills ('general').",
     )
     compare_with_champion: bool = Field(default=True, description="Also evaluate the current champion, and compare with it.")
+    allow_provisioned_throughput: bool = Field(
+        default=False,
+        description="Bedrock: a custom model that only provisioned throughput serves (no on-demand deployment, "
+        "i.e. not Nova) and that no endpoint serves yet may be evaluated on a no-commitment provisioned "
+        "throughput of 1 model unit that Tuneline buys and deletes afterwards; it is billed by the hour while "
+        "it exists. Off: such an evaluation is refused before anything is bought or invoked.",
+    )
     traces_per_suite: int | None = Field(
         default=5,
         ge=0,

@@ -54,9 +54,19 @@ class BedrockProvider:
         settings: Settings,
         store: ObjectStore,
     ) -> TextGenerator:
-        from tuneline.backends.bedrock.runtime import BedrockGenerator
+        """The base model on demand by its id; a custom model through an endpoint that serves it
+        (found, or made for the evaluation and deleted on ``close()``: ``runtime.evaluation_generator``)."""
+        from tuneline.backends.bedrock.api import make_bedrock_client
+        from tuneline.backends.bedrock.runtime import evaluation_generator
 
-        return BedrockGenerator(model_uri or base_model, settings=settings, label=label)
+        return evaluation_generator(
+            config,
+            label=label,
+            model_uri=model_uri,
+            base_model=base_model,
+            runtime=make_bedrock_client(settings, "bedrock-runtime"),
+            bedrock=lambda: make_bedrock_client(settings),
+        )
 
     def token_counter(self, config: RunConfig, settings: Settings, store: ObjectStore) -> TokenCounter | None:
         return None  # prepare uses AWS's documented estimate for Bedrock targets

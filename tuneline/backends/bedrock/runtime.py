@@ -2,8 +2,10 @@
 
 Both go through the ``Converse`` API, which takes the same chat shape for every Bedrock model, so a
 base model, a provisioned custom model and an on-demand deployment are all addressed by one id or
-ARN. Calls run on a bounded thread pool; throttling slows the whole pool down (see
-``BedrockCaller``) and only transient errors are retried.
+ARN. A custom model's own ARN is not one of them: Bedrock invokes a custom model only through
+provisioned throughput or a custom model deployment, so ``evaluation_generator`` puts one in front
+of it for the evaluation (``serving.serve_for_evaluation``). Calls run on a bounded thread pool;
+throttling slows the whole pool down (see ``BedrockCaller``) and only transient errors are retried.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tuneline.backends.base import Generation
 from tuneline.backends.bedrock.api import BedrockCaller, Sleep, make_bedrock_client
-from tuneline.config import GenerationConfig, JudgeConfig
+from tuneline.backends.bedrock.models import BEDROCK_MODELS
+from tuneline.backends.bedrock.serving import ServingKind, is_custom_model_arn, serve_for_evaluation
+from tuneline.config import GenerationConfig, JudgeConfig, RunConfig
 from tuneline.errors import EvaluationError
 from tuneline.records import ChatRecord, Message
 from tuneline.settings import Settings
@@ -33,6 +37,7 @@ __all__ = [
     "BedrockJudge",
     "JudgeItem",
     "JudgeVerdict",
+    "evaluation_generator",
 ]
 
 
@@ -49,6 +54,7 @@ class BedrockGenerator:
         max_workers: int = 4,
         sleep: Sleep = time.sleep,
         max_attempts: int = 6,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         if client is None:
             if settings is None:
@@ -60,6 +66,7 @@ class BedrockGenerator:
         self.label = label or model_id
         self.max_workers = max_workers
         self._call = BedrockCaller(client, sleep=sleep, max_attempts=max_attempts)
+        self.on_close = on_close
 
     def generate(self, prompts: Sequence[ChatRecord], config: GenerationConfig) -> list[Generation]:
         """Answer each record's ``prompt_messages``; results in input order."""
@@ -112,7 +119,59 @@ class BedrockGenerator:
         )
 
     def close(self) -> None:
-        """Nothing to free: the model lives in Bedrock and the pool lives per call."""
+        """Run ``on_close`` once (it deletes an endpoint made for the evaluation); the model itself
+        lives in Bedrock and the pool lives per call."""
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
+
+
+def evaluation_generator(
+    config: RunConfig,
+    *,
+    label: str,
+    model_uri: str | None,
+    base_model: str,
+    runtime: Any,
+    bedrock: Callable[[], Any],
+    sleep: Sleep = time.sleep,
+    poll_seconds: float = 30.0,
+) -> BedrockGenerator:
+    """What evaluate asks the Bedrock provider for: the base model, or ``model_uri``, answering.
+
+    A base model (and anything else Bedrock invokes as it is) is called by its id. A custom model
+    ARN is called through an endpoint that serves it: ``serve_for_evaluation`` finds or makes one
+    (``bedrock()`` gives the control-plane client) before the first ``Converse`` call, and
+    ``close()`` deletes what it made. ``runtime`` is the ``bedrock-runtime`` client.
+    """
+    model_id = model_uri or base_model
+    if not is_custom_model_arn(model_id):
+        return BedrockGenerator(model_id, client=runtime, label=label)
+    with ExitStack() as stack:
+        endpoint = stack.enter_context(
+            serve_for_evaluation(
+                bedrock(),
+                model_id,
+                _serving_of(config, base_model),
+                model_name=config.name,
+                label=label,
+                base_model=base_model,
+                allow_provisioned_throughput=config.evaluation.allow_provisioned_throughput,
+                sleep=sleep,
+                poll_seconds=poll_seconds,
+            )
+        )
+        generator = BedrockGenerator(endpoint.arn, client=runtime, label=label, sleep=sleep)
+        generator.on_close = stack.pop_all().close  # from here on, closing the generator releases it
+    return generator
+
+
+def _serving_of(config: RunConfig, base_model: str) -> ServingKind:
+    """How Bedrock serves custom models of ``base_model``: the config's own limits for it, else the
+    model table; provisioned throughput (the table's default) when neither knows the model."""
+    limits = getattr(config.tune, "model_limits", None)
+    spec = limits if limits is not None and limits.model_id == base_model else BEDROCK_MODELS.get(base_model)
+    return spec.serving if spec is not None else "provisioned-throughput"
 
 
 class JudgeItem(BaseModel):

@@ -8,6 +8,11 @@ carries a ``clientRequestToken`` derived from (name, model), so a retried create
 
 Provisioned throughput bills by the hour until deleted and takes 20-30 minutes to come up; that is
 why serving is off by default and why waiting backs off up to minutes between polls.
+
+Evaluation needs an endpoint too: Bedrock invokes a custom model only through provisioned throughput
+or a custom model deployment, never by the custom model's own ARN. ``serve_for_evaluation`` uses an
+endpoint that already serves the model (the champion's, say) and leaves it alone, or makes one for
+the evaluation and deletes it afterwards; it buys provisioned throughput only when the config opts in.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tuneline.backends.bedrock.api import BedrockCaller, BedrockServiceError, Sleep
 from tuneline.config import PromotionConfig
-from tuneline.errors import PromotionError
+from tuneline.errors import ConfigError, EvaluationError, PromotionError, TunelineError
 
 __all__ = [
     "ServingEndpoint",
@@ -34,6 +40,9 @@ __all__ = [
     "ensure_custom_model_deployment",
     "ensure_provisioned_throughput",
     "ensure_serving",
+    "evaluation_serving_name",
+    "is_custom_model_arn",
+    "serve_for_evaluation",
     "serving_name",
 ]
 
@@ -41,6 +50,8 @@ _log = logging.getLogger(__name__)
 
 ServingKind = Literal["provisioned-throughput", "on-demand-deployment"]
 _NOT_FOUND = "ResourceNotFoundException"
+OPT_IN = "evaluation.allow_provisioned_throughput"
+"""The config key that lets an evaluation buy provisioned throughput."""
 
 
 class ServingEndpoint(BaseModel):
@@ -61,6 +72,18 @@ class _Wait(BaseModel):
     poll_seconds: float = 30.0
     max_poll_seconds: float = 300.0
     timeout_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class _Purpose:
+    """Whom an endpoint is made for: the error raised, and what to do once it settles."""
+
+    error: type[TunelineError]
+    again: str
+
+
+_PROMOTION = _Purpose(PromotionError, "promote again")
+_EVALUATION = _Purpose(EvaluationError, "evaluate again")
 
 
 def serving_name(model_name: str) -> str:
@@ -111,6 +134,10 @@ class _EndpointApi:
     get: str
     create: str
     update: str
+    delete: str
+    list: str
+    summaries: str  # the list of endpoints in list responses
+    name_key: str  # an endpoint's name in a list summary
     id_param: str  # the name or ARN parameter of get/update/delete
     arn_key: str  # the endpoint's ARN in get/create responses
     update_param: str  # the new model's ARN in the update call
@@ -129,13 +156,17 @@ class _EndpointApi:
 _THROUGHPUT = _EndpointApi(
     kind="provisioned-throughput", what="provisioned throughput",
     get="get_provisioned_model_throughput", create="create_provisioned_model_throughput",
-    update="update_provisioned_model_throughput", id_param="provisionedModelId",
+    update="update_provisioned_model_throughput", delete="delete_provisioned_model_throughput",
+    list="list_provisioned_model_throughputs", summaries="provisionedModelSummaries",
+    name_key="provisionedModelName", id_param="provisionedModelId",
     arn_key="provisionedModelArn", update_param="desiredModelId", ready="InService",
 )
 _DEPLOYMENT = _EndpointApi(
     kind="on-demand-deployment", what="custom model deployment",
     get="get_custom_model_deployment", create="create_custom_model_deployment",
-    update="update_custom_model_deployment", id_param="customModelDeploymentIdentifier",
+    update="update_custom_model_deployment", delete="delete_custom_model_deployment",
+    list="list_custom_model_deployments", summaries="modelDeploymentSummaries",
+    name_key="customModelDeploymentName", id_param="customModelDeploymentIdentifier",
     arn_key="customModelDeploymentArn", update_param="modelArn", ready="Active",
 )
 
@@ -148,6 +179,7 @@ def _ensure(
     model_arn: str,
     create_params: dict[str, Any],
     check_existing: Callable[[dict[str, Any]], None] = lambda current: None,
+    purpose: _Purpose = _PROMOTION,
 ) -> ServingEndpoint:
     """Create endpoint NAME for ``model_arn`` (with ``create_params``), or re-point the existing
     one; then wait until it serves ``model_arn``."""
@@ -157,17 +189,24 @@ def _ensure(
         _log.info("creating %s %s for %s", api.what, name, model_arn)
     else:
         arn = current[api.arn_key]
-        _refuse_failed(current, f"{api.what} {name}", current.get("failureMessage"))
+        _refuse_failed(current, f"{api.what} {name}", current.get("failureMessage"), purpose)
         check_existing(current)
         if model_arn not in (current["modelArn"], api.pending_model(current)):
             if not api.settled(current):
                 # Re-pointing an endpoint that is still changing risks a conflict: let it settle first.
-                _wait_for(call, api.get, {api.id_param: arn}, name, wait, api.settled, api.ready)
+                _wait_for(call, api.get, {api.id_param: arn}, name, wait, api.settled, api.ready, purpose)
             call(api.update, subject=name, **{api.id_param: arn, api.update_param: model_arn})
             _log.info("re-pointing %s %s to %s", api.what, name, model_arn)
+    return _settle(api, call, wait, name, arn, model_arn, purpose)
+
+
+def _settle(
+    api: _EndpointApi, call: BedrockCaller, wait: _Wait, name: str, arn: str, model_arn: str, purpose: _Purpose
+) -> ServingEndpoint:
+    """Wait until endpoint ``arn`` serves ``model_arn`` and takes requests."""
     final = _wait_for(
         call, api.get, {api.id_param: arn}, name, wait,
-        lambda r: api.settled(r) and r["modelArn"] == model_arn, f"{api.ready} serving {model_arn}",
+        lambda r: api.settled(r) and r["modelArn"] == model_arn, f"{api.ready} serving {model_arn}", purpose,
     )
     return ServingEndpoint(kind=api.kind, name=name, arn=arn, model_arn=final["modelArn"], status=final["status"])
 
@@ -214,12 +253,7 @@ def ensure_provisioned_throughput(
 
 def delete_provisioned_throughput(client: Any, name: str, *, sleep: Sleep = time.sleep) -> bool:
     """Delete NAME (billing stops); False when there was none."""
-    return _delete(
-        BedrockCaller(client, sleep=sleep),
-        "delete_provisioned_model_throughput",
-        name,
-        provisionedModelId=name,
-    )
+    return _delete(BedrockCaller(client, sleep=sleep), _THROUGHPUT, name)
 
 
 # --- on-demand custom model deployment (Nova) ------------------------------------------------------
@@ -249,12 +283,132 @@ def ensure_custom_model_deployment(
 
 def delete_custom_model_deployment(client: Any, name: str, *, sleep: Sleep = time.sleep) -> bool:
     """Delete deployment NAME; False when there was none."""
-    return _delete(
-        BedrockCaller(client, sleep=sleep),
-        "delete_custom_model_deployment",
-        name,
-        customModelDeploymentIdentifier=name,
+    return _delete(BedrockCaller(client, sleep=sleep), _DEPLOYMENT, name)
+
+
+# --- serving a custom model for an evaluation -----------------------------------------------------
+def is_custom_model_arn(model_id: str) -> bool:
+    """A custom model's own ARN, which Bedrock Runtime does not take as a ``modelId``."""
+    return ":custom-model/" in model_id
+
+
+def evaluation_serving_name(model_name: str, model_arn: str) -> str:
+    """The endpoint an evaluation makes for ``model_arn``: one name per model, so a retried
+    evaluation finds (and then deletes) the one an interrupted run left behind."""
+    digest = hashlib.sha256(model_arn.encode()).hexdigest()[:12]
+    return f"{serving_name(model_name)[:44].rstrip('-_')}-eval-{digest}"
+
+
+@contextmanager
+def serve_for_evaluation(
+    client: Any,
+    model_arn: str,
+    serving: ServingKind,
+    *,
+    model_name: str,
+    label: str,
+    base_model: str,
+    allow_provisioned_throughput: bool = False,
+    sleep: Sleep = time.sleep,
+    poll_seconds: float = 30.0,
+    max_poll_seconds: float = 120.0,
+    timeout_seconds: float = 3600.0,
+) -> Iterator[ServingEndpoint]:
+    """An endpoint serving custom model ``model_arn`` while the ``with`` block evaluates it.
+
+    An endpoint that already serves the model (the champion's serving, or one made by hand) is
+    used and left as it is. Otherwise one is made for the evaluation: an on-demand deployment where
+    ``serving`` (the base model's, from the model table) says Bedrock has them, billed per token;
+    else, only with ``allow_provisioned_throughput``, a no-commitment provisioned throughput of one
+    model unit, billed by the hour until deleted -- without it a ``ConfigError`` names the opt-in
+    before anything is made or invoked. What was made is deleted when the block ends, also when it
+    fails; a delete that fails raises, naming the endpoint to delete by hand.
+    """
+    api = _DEPLOYMENT if serving == "on-demand-deployment" else _THROUGHPUT
+    call = BedrockCaller(client, sleep=sleep)
+    wait = _Wait(poll_seconds=poll_seconds, max_poll_seconds=max_poll_seconds, timeout_seconds=timeout_seconds)
+    name = evaluation_serving_name(model_name, model_arn)
+    found = _serving_already(call, api, model_arn, skip=name)
+    if found is not None:
+        existing = found[api.name_key]
+        _log.info("evaluating the %s %s through %s %s", label, model_arn, api.what, existing)
+        yield _settle(api, call, wait, existing, found[api.arn_key], model_arn, _EVALUATION)
+        return
+    if api is _THROUGHPUT and not allow_provisioned_throughput:
+        raise ConfigError(
+            f"evaluating the {label} {model_arn} needs provisioned throughput: Bedrock invokes a custom "
+            f"model of {base_model} only through provisioned throughput (it has no on-demand deployments), "
+            f"and none serves this model. Provisioned throughput is billed by the hour until it is deleted. "
+            f"Set {OPT_IN}: true to let Tuneline buy one no-commitment model unit for this evaluation and "
+            f"delete it afterwards, or serve the model yourself (CreateProvisionedModelThroughput) and "
+            f"evaluate again: an endpoint that already serves the model is used as it is"
+        )
+    tags = _tag_list({"tuneline:model": model_name, "tuneline:evaluation": label})
+    params: dict[str, Any] = (
+        {"provisionedModelName": name, "modelId": model_arn, "modelUnits": 1}
+        if api is _THROUGHPUT
+        else {
+            "modelDeploymentName": name,
+            "modelArn": model_arn,
+            "description": f"Tuneline evaluation of the {label} of {model_name}; deleted after it",
+        }
     )
+    params.update(clientRequestToken=_token(name, model_arn), **tags)
+    try:
+        try:
+            endpoint = _ensure(api, call, wait, name, model_arn, params, purpose=_EVALUATION)
+        except BedrockServiceError as exc:
+            if api is _DEPLOYMENT and exc.code == "ValidationException":
+                raise EvaluationError(
+                    f"{exc}. AWS deploys a Nova custom model on demand only if it was customized on or "
+                    f"after 2025-07-16; an older one needs provisioned throughput: serve it "
+                    f"(CreateProvisionedModelThroughput) and evaluate again, an endpoint that already "
+                    f"serves the model is used as it is"
+                ) from exc
+            raise
+        yield endpoint
+    except BaseException as exc:
+        _release(call, api, name, failed=exc)
+        raise
+    _release(call, api, name)
+
+
+def _serving_already(call: BedrockCaller, api: _EndpointApi, model_arn: str, skip: str) -> dict[str, Any] | None:
+    """An endpoint other than ``skip`` that serves ``model_arn`` (or is coming up to); ready ones first."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"modelArnEquals": model_arn}
+    while True:
+        page = call(api.list, subject=model_arn, **params)
+        found += [
+            summary
+            for summary in page.get(api.summaries, [])
+            if summary[api.name_key] != skip
+            and summary["status"] != "Failed"
+            and summary["modelArn"] == model_arn
+            and summary.get("desiredModelArn", model_arn) == model_arn  # not being re-pointed away
+        ]
+        if not page.get("nextToken"):
+            break
+        params["nextToken"] = page["nextToken"]
+    found.sort(key=lambda summary: summary["status"] != api.ready)
+    return found[0] if found else None
+
+
+def _release(call: BedrockCaller, api: _EndpointApi, name: str, failed: BaseException | None = None) -> None:
+    """Delete the endpoint an evaluation made; a delete that fails says how to delete it by hand."""
+    try:
+        deleted = _delete(call, api, name)
+    except TunelineError as exc:
+        billed = ", which is billed by the hour until it is deleted" if api is _THROUGHPUT else ""
+        flag = re.sub(r"([A-Z])", r"-\1", api.id_param).lower()
+        command = f"aws bedrock {api.delete.replace('_', '-')} --{flag} {name}"
+        earlier = f" (the evaluation itself had failed: {failed})" if failed is not None else ""
+        raise EvaluationError(
+            f"could not delete the evaluation's {api.what} {name}{billed}: {str(exc).rstrip('.')}. "
+            f"Delete it by hand: {command}{earlier}"
+        ) from exc
+    if deleted:
+        _log.info("deleted the evaluation's %s %s", api.what, name)
 
 
 # --- shared ------------------------------------------------------------------------------------------
@@ -275,9 +429,9 @@ def _get(call: BedrockCaller, operation: str, name: str, **params: str) -> dict[
         raise
 
 
-def _delete(call: BedrockCaller, operation: str, name: str, **params: str) -> bool:
+def _delete(call: BedrockCaller, api: _EndpointApi, name: str) -> bool:
     try:
-        call(operation, subject=name, **params)
+        call(api.delete, subject=name, **{api.id_param: name})
     except BedrockServiceError as exc:
         if exc.code == _NOT_FOUND:
             return False
@@ -285,10 +439,12 @@ def _delete(call: BedrockCaller, operation: str, name: str, **params: str) -> bo
     return True
 
 
-def _refuse_failed(response: dict[str, Any], what: str, message: str | None) -> None:
+def _refuse_failed(
+    response: dict[str, Any], what: str, message: str | None, purpose: _Purpose = _PROMOTION
+) -> None:
     update = response.get("updateDetails") or {}
     if response["status"] == "Failed" or update.get("updateStatus") == "UpdateFailed":
-        raise PromotionError(f"{what} failed: {message or 'Bedrock gave no failure message'}")
+        raise purpose.error(f"{what} failed: {message or 'Bedrock gave no failure message'}")
 
 
 def _wait_for(
@@ -299,6 +455,7 @@ def _wait_for(
     wait: _Wait,
     done: Callable[[dict[str, Any]], bool],
     goal: str,
+    purpose: _Purpose = _PROMOTION,
 ) -> dict[str, Any]:
     """Poll with exponential back-off until ``done``; Failed raises with Bedrock's message."""
     waited = 0.0
@@ -306,13 +463,13 @@ def _wait_for(
     what = operation.removeprefix("get_").replace("_", " ")
     while True:
         response = call(operation, subject=name, **params)
-        _refuse_failed(response, f"{what} {name}", response.get("failureMessage"))
+        _refuse_failed(response, f"{what} {name}", response.get("failureMessage"), purpose)
         if done(response):
             return response
         if waited >= wait.timeout_seconds:
-            raise PromotionError(
+            raise purpose.error(
                 f"{what} {name} is still {response['status']} after {waited:.0f}s waiting for {goal}; "
-                f"it may still finish: check it in the Bedrock console and promote again"
+                f"it may still finish: check it in the Bedrock console and {purpose.again}"
             )
         step = min(interval, wait.timeout_seconds - waited) or interval
         call.sleep(step)
