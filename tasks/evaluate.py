@@ -27,6 +27,10 @@ def evaluate_candidate(
     for c in outcome.report.comparisons:
         logger.info("%s/%s: %s (delta %+.4f vs %s)", c.suite, c.metric,
                     ", ".join(f"{k}={v:.4f}" for k, v in c.values.items()), c.delta, c.baseline)
+    for suite, pii in outcome.suite_pii.items():
+        if pii.redacted or pii.rejected:
+            logger.warning("suite %s: %d example(s) redacted, %d left out by the PII policy (lines %s)", suite,
+                           pii.redacted, pii.rejected, ", ".join(map(str, pii.rejected_lines)) or "none")
     # a browser opens the per-example results through a presigned link; an s3:// URI it cannot open
     markdown = browsable(ctx.store, outcome.report_markdown, outcome.report.results_uri)
     create_markdown_artifact(markdown, key=artifact_key(config.name, "evaluation-report"))

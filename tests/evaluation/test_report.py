@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tuneline.config import EvaluationConfig, SuiteKind
+from tuneline.config import EvaluationConfig, SuiteConfig, SuiteKind
 from tuneline.evaluation.report import largest_regressions, plot_comparisons, render_report
 from tuneline.evaluation.runner import EvaluationResult, evaluate_models
-from tuneline.evaluation.suites import LoadedSuite
+from tuneline.evaluation.suites import LoadedSuite, SuitePii
 from tuneline.lineage import MetricComparison
 
 TASK = [(f"ticket {i}", f'{{"intent": "refund", "order_id": "A-{i}"}}') for i in range(12)]
@@ -71,6 +72,31 @@ def test_report_shows_the_regressed_examples_with_both_answers(result: Evaluatio
     assert "I can't share that." in section  # reference
     assert "I can't help with that." in section  # champion's answer
     assert "Sure: 1 Main St." in section  # candidate's answer
+
+
+def test_report_says_what_the_pii_policy_did_to_each_suite(
+    zoo: Any, make_suite: Callable[..., LoadedSuite]
+) -> None:
+    lines = [
+        json.dumps({"prompt": "mail jane.doe@example.com", "completion": "Sent to jane.doe@example.com."}),
+        json.dumps({"prompt": "use AKIAIOSFODNN7EXAMPLE", "completion": "No."}),
+        json.dumps({"prompt": "2+2?", "completion": "4"}),
+    ]
+    config = SuiteConfig(name="general", kind=SuiteKind.GENERAL, source="suites/general.jsonl", metrics=["exact_match"])
+    general = LoadedSuite.from_jsonl(config, lines, source="suites/general.jsonl")
+    task = make_suite(TASK).model_copy(update={"pii": SuitePii(screened=False)})
+    models = {"candidate": zoo.model("candidate", "c", {}), "base": zoo.model("base", "b", {})}
+    result = evaluate_models(models, [task, general], EvaluationConfig(bootstrap_samples=100))
+    report = render_report(result, suites=[task, general])
+    assert "## Personal data in the suites" in report
+    assert "| task | by prepare | 12 | – | – | – |" in report
+    assert "| general | at load | 2 | 1 | 1 | aws_access_key 1, email 2 |" in report
+    assert (
+        "Suite `general`: 1 example(s) left out (line(s) 2 of `suites/general.jsonl`): they hold aws access key (1)"
+        in report
+    )
+    assert "AKIAIOSFODNN7EXAMPLE" not in report and "jane.doe@example.com" not in report
+    assert "Personal data" not in render_report(result)  # suites built in code say nothing
 
 
 def test_largest_regressions_ranks_by_loss(result: EvaluationResult) -> None:

@@ -1,14 +1,29 @@
-"""Loading suites: record shapes, versions, example ids and clear errors."""
+"""Loading suites: record shapes, versions, example ids, clear errors, and the PII policy."""
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
-from tuneline.config import SuiteConfig, SuiteKind
+from tuneline.config import (
+    EvaluationConfig,
+    PiiAction,
+    PiiPolicy,
+    RunConfig,
+    SplitConfig,
+    SuiteConfig,
+    SuiteKind,
+    Target,
+)
 from tuneline.errors import DataError
-from tuneline.evaluation.suites import LoadedSuite, render_prompt
+from tuneline.evaluation.runner import evaluate_models
+from tuneline.evaluation.suites import LoadedSuite, SuitePii, render_prompt
 
 CONFIG = SuiteConfig(name="safety", kind=SuiteKind.SAFETY, metrics=["refusal"])
 BEDROCK = {
@@ -87,3 +102,123 @@ def test_version_and_ids_follow_content_and_order() -> None:
     duplicated = LoadedSuite.from_jsonl(CONFIG, [a, a, a], source="x")
     first = duplicated.example_ids[0]
     assert duplicated.example_ids == (first, f"{first}-2", f"{first}-3")
+
+
+# --- PII: a suite file goes through the run's policy (data.pii), as training data does -------------
+EMAIL, SSN, AWS_KEY = "jane.doe@example.com", "123-45-6789", "AKIAIOSFODNN7EXAMPLE"
+PLANTED = [
+    {"prompt": f"Reset the password of {EMAIL}", "completion": f"A reset link was sent to {EMAIL}."},
+    {"prompt": f"Is {SSN} a valid SSN?", "completion": f"I can't check {SSN} for you."},
+    {"prompt": f"Upload with access key {AWS_KEY}", "completion": f"Never paste {AWS_KEY} into a ticket."},
+    {"prompt": "2+2?", "completion": "4"},
+]
+REDACTED = [
+    ("Reset the password of [EMAIL]", "A reset link was sent to [EMAIL]."),
+    ("Is [SSN] a valid SSN?", "I can't check [SSN] for you."),
+    ("Upload with access key [AWS_ACCESS_KEY]", "Never paste [AWS_ACCESS_KEY] into a ticket."),
+    ("2+2?", "4"),
+]
+REDACT_KEYS = PiiPolicy(aws_access_key=PiiAction.REDACT)
+
+
+def _pairs(suite: LoadedSuite) -> list[tuple[str, str]]:
+    return [(render_prompt(r), r.answer) for r in suite.records]
+
+
+def test_a_suite_file_is_redacted_by_the_policy() -> None:
+    lines = [json.dumps(r) for r in PLANTED]
+    suite = LoadedSuite.from_jsonl(CONFIG, lines, source="s.jsonl", pii=REDACT_KEYS)
+    assert _pairs(suite) == REDACTED
+    assert suite.pii == SuitePii(screened=True, redacted=3, found={"aws_access_key": 2, "email": 2, "ssn": 2})
+    # the system prompt and every text prepare screens, not only the prompt and the reference
+    every = {
+        "system": f"Escalate to {EMAIL}.",
+        "metadata": {"customer": EMAIL},
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello", "reasoning": f"The SSN on file is {SSN}."},
+        ],
+    }
+    (record,) = LoadedSuite.from_jsonl(CONFIG, [json.dumps(every)], source="s.jsonl").records
+    assert record.system == "Escalate to [EMAIL]."
+    assert record.metadata == {"customer": "[EMAIL]"}
+    assert record.messages[-1].reasoning == "The SSN on file is [SSN]."
+
+
+def test_a_credential_record_is_left_out_and_counted() -> None:
+    suite = LoadedSuite.from_jsonl(CONFIG, ["", *(json.dumps(r) for r in PLANTED)], source="s.jsonl")  # default policy
+    assert _pairs(suite) == [REDACTED[0], REDACTED[1], REDACTED[3]]
+    assert suite.pii is not None
+    assert (suite.pii.redacted, suite.pii.rejected, suite.pii.rejected_lines) == (2, 1, (4,))
+    assert suite.pii.rejected_kinds == {"aws_access_key": 1}
+    allowed = PiiPolicy(email=PiiAction.ALLOW, aws_access_key=PiiAction.ALLOW)
+    kept = LoadedSuite.from_jsonl(CONFIG, [json.dumps(PLANTED[0])], source="s.jsonl", pii=allowed)
+    assert _pairs(kept)[0][0] == PLANTED[0]["prompt"]  # allowed: kept as is, still counted
+    assert kept.pii is not None and (kept.pii.redacted, kept.pii.found) == (0, {"email": 2})
+
+
+def test_a_suite_the_policy_rejects_whole_is_an_error() -> None:
+    with pytest.raises(DataError, match=r"suite 'safety': every record of keys\.jsonl .*aws access key.*data\.pii"):
+        LoadedSuite.from_jsonl(CONFIG, [json.dumps(PLANTED[2])], source="keys.jsonl")
+
+
+def _evaluation_config(run_config: Callable[..., RunConfig], suites: list[SuiteConfig], pii: PiiPolicy) -> RunConfig:
+    config = run_config()
+    return config.model_copy(
+        update={
+            "data": config.data.model_copy(update={"pii": pii}),
+            "evaluation": config.evaluation.model_copy(update={"suites": suites}),
+        }
+    )
+
+
+@pytest.mark.service
+def test_the_stage_loads_a_redacted_suite_and_writes_no_pii(
+    s3_settings: Any, object_store: Any, s3_prefix: Callable[[str], str], run_config: Callable[..., RunConfig],
+    lineage: Callable[..., Any], zoo: Any,
+) -> None:
+    from tuneline.stages.context import StageContext
+    from tuneline.stages.evaluate import load_suites
+
+    prefix = s3_prefix("pii-suite")
+    source = object_store.put_bytes(f"{prefix}/general.jsonl", "\n".join(json.dumps(r) for r in PLANTED).encode())
+    suite_config = SuiteConfig(name="general", kind=SuiteKind.GENERAL, source=source, metrics=["exact_match"])
+    config = _evaluation_config(run_config, [suite_config], REDACT_KEYS)
+    dataset, *_ = lineage()
+    (suite,) = load_suites(StageContext(s3_settings), config, dataset)
+    assert _pairs(suite) == REDACTED and suite.pii is not None and suite.pii.redacted == 3
+
+    # what the models are asked, and what lands in S3, holds placeholders only
+    answers = {prompt: reference for prompt, reference in REDACTED}
+    models = {"candidate": zoo.model("candidate", "c", answers), "base": zoo.model("base", "b", {})}
+    result = evaluate_models(models, [suite], EvaluationConfig(bootstrap_samples=100))
+    uri = result.write_parquet(f"{prefix}/results.parquet", object_store)
+    rows = pq.read_table(io.BytesIO(object_store.get_bytes(uri))).to_pylist()
+    candidate = [(r["prompt"], r["reference"]) for r in rows if r["model"] == "candidate"]
+    assert sorted(candidate) == sorted(REDACTED)
+    written = json.dumps(rows, default=str)
+    assert not any(value in written for value in (EMAIL, SSN, AWS_KEY))
+
+
+@pytest.mark.service
+def test_the_held_out_split_is_not_redacted_twice(
+    s3_settings: Any, object_store: Any, tmp_path: Path, run_config: Callable[..., RunConfig]
+) -> None:
+    from tuneline.data.prepare import prepare
+    from tuneline.data.versions import read_split
+    from tuneline.stages.context import StageContext
+    from tuneline.stages.evaluate import load_suites
+
+    source = tmp_path / "tickets.jsonl"
+    rows = [{"prompt": f"Ticket {i}: mail user{i}@example.com", "completion": f"Done, user{i}@example.com."}
+            for i in range(40)]
+    source.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    config = run_config()
+    data = config.data.model_copy(update={"source": str(source), "split": SplitConfig(train=0.5, validation=0.0, test=0.5)})
+    dataset = prepare(data, Target.LOCAL, config.name, object_store).dataset
+    held_out = read_split(object_store, dataset.uri, "test")
+    assert held_out and all("[EMAIL]" in r.messages[0].content for r in held_out)  # prepare redacted it
+
+    (suite,) = load_suites(StageContext(s3_settings), config.model_copy(update={"data": data}), dataset)
+    assert suite.records == tuple(held_out)  # as prepare wrote it: the placeholders are unchanged
+    assert suite.pii == SuitePii(screened=False)

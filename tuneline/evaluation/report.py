@@ -2,7 +2,8 @@
 
 Per suite, a table of each model's value and the candidate's delta against the baseline with its
 95% interval and sample size; a flag when too few examples were there to call a difference; then
-the examples where the candidate lost most against the baseline, with both answers.
+the examples where the candidate lost most against the baseline, with both answers. When the
+suites are given, what the PII policy did to each (redacted, rejected) comes first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 from tuneline.config import SuiteKind
 from tuneline.evaluation.metrics import METRICS, metric_for_comparison
 from tuneline.evaluation.runner import BASE, CANDIDATE, CHAMPION, EvaluationResult
+from tuneline.evaluation.suites import LoadedSuite
 from tuneline.lineage import MetricComparison
 
 __all__ = ["Regression", "largest_regressions", "plot_comparisons", "render_report"]
@@ -120,15 +122,57 @@ def _block(text: str) -> str:
     return f"{fence}\n{excerpt}\n{fence}"
 
 
+def _pii_section(suites: Sequence[LoadedSuite]) -> list[str]:
+    """A table of what the PII policy did to each suite, and a warning per suite that lost records."""
+    screened = [s for s in suites if s.pii is not None]
+    if not screened:
+        return []
+    lines = [
+        "",
+        "## Personal data in the suites",
+        "",
+        "Suite files go through the run's PII policy (`data.pii`) before any model sees them; "
+        "the test split was redacted by prepare.",
+        "",
+        "| suite | screened | examples | redacted | rejected | found |",
+        "|---|---|---|---|---|---|",
+    ]
+    for suite in screened:
+        pii = suite.pii
+        assert pii is not None
+        found = ", ".join(f"{kind} {n}" for kind, n in pii.found.items()) or "–"
+        if pii.screened:
+            lines.append(
+                f"| {suite.name} | at load | {len(suite.records)} | {pii.redacted} | {pii.rejected} | {found} |"
+            )
+        else:
+            lines.append(f"| {suite.name} | by prepare | {len(suite.records)} | – | – | – |")
+    for suite in screened:
+        pii = suite.pii
+        assert pii is not None
+        if pii.rejected:
+            kinds = ", ".join(f"{kind.replace('_', ' ')} ({n})" for kind, n in pii.rejected_kinds.items())
+            shown = ", ".join(map(str, pii.rejected_lines))
+            lines += [
+                "",
+                f"> ⚠ Suite `{suite.name}`: {pii.rejected} example(s) left out (line(s) {shown} of "
+                f"`{suite.config.source}`): they hold {kinds}, which the PII policy rejects. Remove it "
+                "from the suite, or set `data.pii.<kind>` to `redact`.",
+            ]
+    return lines
+
+
 def render_report(
     result: EvaluationResult,
     *,
     title: str = "Evaluation",
     links: Mapping[str, str] | None = None,
     chart: str | None = None,
+    suites: Sequence[LoadedSuite] | None = None,
 ) -> str:
     """The markdown report. ``links`` maps a label to a URL (MLflow run, model); ``chart`` is the
-    path or URL of the image written by :func:`plot_comparisons`."""
+    path or URL of the image written by :func:`plot_comparisons`; ``suites``, the suites evaluated,
+    adds what the PII policy did to each (examples redacted and rejected)."""
     labels = [label for label in _MODEL_ORDER if label in result.model_ids]
     labels += [label for label in result.model_ids if label not in labels]
     lines = [f"# {title}", ""]
@@ -144,6 +188,7 @@ def render_report(
         lines += [f"- [{name}]({url})" for name, url in links.items()]
     if chart:
         lines += ["", f"![deltas with 95% intervals]({chart})"]
+    lines += _pii_section(suites or ())
 
     suites = list(dict.fromkeys(c.suite for c in result.comparisons))
     for suite in suites:

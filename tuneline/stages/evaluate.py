@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities import Metric
@@ -19,7 +19,7 @@ from tuneline.evaluation.cache import ResultCache
 from tuneline.evaluation.mlflow_views import log_evaluation_views, per_example_table
 from tuneline.evaluation.report import plot_comparisons, render_report
 from tuneline.evaluation.runner import EvaluationResult, Judge, ModelUnderTest, evaluate_models
-from tuneline.evaluation.suites import LoadedSuite
+from tuneline.evaluation.suites import LoadedSuite, SuitePii
 from tuneline.governance.registry import ModelRegistry
 from tuneline.lineage import DatasetVersion, EvaluationReport, TrainedModel
 from tuneline.records import reference_chat
@@ -40,9 +40,13 @@ class EvaluateOutcome:
     report: EvaluationReport
     report_markdown: str
     summary: dict[str, dict[str, float]]
+    suite_pii: dict[str, SuitePii] = field(default_factory=dict)
+    """Suite -> what the PII policy did to its records (the report says it too)."""
 
 
 def load_suites(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -> list[LoadedSuite]:
+    """Every configured suite: a ``source`` file screened with the run's PII policy (``data.pii``),
+    the test split of ``dataset`` as prepare wrote it (prepare already applied that policy)."""
     suites = []
     for suite in config.evaluation.suites:
         if suite.source is None:
@@ -57,9 +61,10 @@ def load_suites(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -
                     f"suite {suite.name!r}: the test split of {dataset.name} holds only {', '.join(kinds)} records, "
                     "which have no reference answer to evaluate against: give the suite a 'source' JSONL file"
                 )
-            suites.append(LoadedSuite(config=suite, records=tuple(records)))
+            suites.append(LoadedSuite(config=suite, records=tuple(records), pii=SuitePii(screened=False)))
         else:
-            suites.append(LoadedSuite.from_jsonl(suite, _read_lines(ctx, suite.source), suite.source))
+            lines = _read_lines(ctx, suite.source)
+            suites.append(LoadedSuite.from_jsonl(suite, lines, suite.source, pii=config.data.pii))
     return suites
 
 
@@ -140,11 +145,16 @@ def run_evaluate(
     )
     links = {"MLflow run": run_url(ctx.settings, ctx.run_id)} if ctx.run_id else {}
     links["Per-example results"] = results_uri
-    markdown = render_report(result, title=f"Evaluation of {config.name}", links=links)
+    markdown = render_report(result, title=f"Evaluation of {config.name}", links=links, suites=suites)
     summary = {f"{c.suite}/{c.metric}": {**c.values, "delta": c.delta} for c in result.comparisons}
     if ctx.run_id:
         _log_to_mlflow(ctx, result, markdown, report, traces_per_suite=config.evaluation.traces_per_suite)
-    return EvaluateOutcome(report=report, report_markdown=markdown, summary=summary)
+    return EvaluateOutcome(
+        report=report,
+        report_markdown=markdown,
+        summary=summary,
+        suite_pii={s.name: s.pii for s in suites if s.pii is not None},
+    )
 
 
 def _log_to_mlflow(
