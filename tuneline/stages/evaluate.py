@@ -24,12 +24,20 @@ from tuneline.governance.registry import ModelRegistry
 from tuneline.lineage import DatasetVersion, EvaluationReport, TrainedModel
 from tuneline.records import reference_chat
 from tuneline.stages.context import StageContext
-from tuneline.storage.s3 import local_path_or_none
+from tuneline.storage.s3 import ObjectStore, local_path_or_none
 from tuneline.storage.tracking import run_url, unreachable_as_service_error
 from tuneline.tags import BACKEND_TAG, BASE_MODEL_TAG, EVAL_RESULTS_URI_TAG, JOB_ID_TAG, MODEL_URI_TAG
 
 # The tag names are re-exported for the modules that imported them from here (tuneline.tags owns them).
-__all__ = ["BACKEND_TAG", "BASE_MODEL_TAG", "MODEL_URI_TAG", "EvaluateOutcome", "load_suites", "run_evaluate"]
+__all__ = [
+    "BACKEND_TAG",
+    "BASE_MODEL_TAG",
+    "MODEL_URI_TAG",
+    "EvaluateOutcome",
+    "load_suites",
+    "run_evaluate",
+    "upload_chart",
+]
 
 # The LLM judge runs on Bedrock Runtime whichever backend tuned the model.
 JUDGE_BACKEND = "bedrock"
@@ -40,6 +48,8 @@ class EvaluateOutcome:
     report: EvaluationReport
     report_markdown: str
     summary: dict[str, dict[str, float]]
+    chart_uri: str | None = None
+    """``s3://`` URI of the comparison chart (PNG), next to the per-example results."""
     suite_pii: dict[str, SuitePii] = field(default_factory=dict)
     """Suite -> what the PII policy did to its records (the report says it too)."""
 
@@ -147,18 +157,35 @@ def run_evaluate(
     links["Per-example results"] = results_uri
     markdown = render_report(result, title=f"Evaluation of {config.name}", links=links, suites=suites)
     summary = {f"{c.suite}/{c.metric}": {**c.values, "delta": c.delta} for c in result.comparisons}
-    if ctx.run_id:
-        _log_to_mlflow(ctx, result, markdown, report, traces_per_suite=config.evaluation.traces_per_suite)
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = plot_comparisons(list(result.comparisons), Path(tmp) / "comparison.png")
+        chart_uri = upload_chart(ctx.store, chart, results_uri)
+        if ctx.run_id:
+            _log_to_mlflow(ctx, result, markdown, report, chart, traces_per_suite=config.evaluation.traces_per_suite)
     return EvaluateOutcome(
         report=report,
         report_markdown=markdown,
         summary=summary,
+        chart_uri=chart_uri,
         suite_pii={s.name: s.pii for s in suites if s.pii is not None},
     )
 
 
+def upload_chart(store: ObjectStore, chart: Path, results_uri: str) -> str:
+    """Put the chart PNG next to the per-example results (``<run folder>/comparison.png``), where
+    a presigned link can show it in a browser; returns its URI."""
+    uri = results_uri.rsplit("/", 1)[0] + "/" + chart.name
+    return store.put_bytes(uri, chart.read_bytes(), content_type="image/png")
+
+
 def _log_to_mlflow(
-    ctx: StageContext, result: EvaluationResult, markdown: str, report: EvaluationReport, *, traces_per_suite: int | None
+    ctx: StageContext,
+    result: EvaluationResult,
+    markdown: str,
+    report: EvaluationReport,
+    chart: Path,
+    *,
+    traces_per_suite: int | None,
 ) -> None:
     run_id = ctx.run_id
     assert run_id is not None
@@ -170,8 +197,6 @@ def _log_to_mlflow(
     ctx.mlflow.log_text(run_id, markdown, "evaluate/report.md")
     ctx.mlflow.log_dict(run_id, report.model_dump(mode="json"), "evaluate/report.json")
     ctx.mlflow.set_tag(run_id, EVAL_RESULTS_URI_TAG, report.results_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        chart = plot_comparisons(list(result.comparisons), Path(tmp) / "comparison.png")
-        ctx.mlflow.log_artifact(run_id, str(chart), "evaluate")
+    ctx.mlflow.log_artifact(run_id, str(chart), "evaluate")
     # MLflow's own views: an evaluation run of scored traces per model, charts with CIs, answers side by side
     log_evaluation_views(ctx.mlflow, run_id, result, traces_per_suite=traces_per_suite)
