@@ -17,7 +17,7 @@ from tasks.approve import check_review, nothing_new_to_decide, record_approval, 
 from tasks.evaluate import evaluate_candidate
 from tasks.prepare import prepare_dataset
 from tasks.promote import promote_model
-from tasks.tracking import artifact_key, browsable
+from tasks.tracking import artifact_key, browsable, object_link
 from tasks.tune import stop_tuning_job, tune_model
 from tuneline.config import ApprovalMode, RunConfig
 from tuneline.governance.approval import Review, timed_out_review
@@ -151,6 +151,10 @@ def approve(
 
             links["MLflow run"] = run_url(settings, mlflow_run_id)
         evidence = evidence_markdown(config, result, outcome.report, links)
+        if outcome.chart_uri is not None:
+            # the deltas with their intervals at a glance, in the form and the request artifact alike
+            link = object_link(ObjectStore(settings), outcome.chart_uri)
+            evidence += f"\n\n![Candidate against the baseline, per suite and metric, 95% intervals]({link})"
         review = _ask_a_person(config, evidence, outcome.report_markdown, outcome.report, mlflow_run_id)
     return record_approval(
         config, result, review, outcome.summary, mlflow_run_id, report=outcome.report, unchanged_champion=unchanged

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -207,7 +210,12 @@ def test_the_parent_shows_the_wait_and_the_form_opens_with_the_evidence(
     token = _enrol(lifecycle_settings, "ana")
     config = human_config(timeout_seconds=300)
     name = f"parent-{uuid.uuid4().hex[:8]}"
-    thread, box = _start(lambda: _parent_of_approve.with_options(flow_run_name=name)(config, _outcome(lineage()[2])))
+    png = b"\x89PNG\r\n\x1a\n" + b"chart"
+    chart_uri = ObjectStore(lifecycle_settings).put_bytes(
+        ObjectStore(lifecycle_settings).uri(f"evals/{name}/comparison.png"), png, content_type="image/png"
+    )
+    outcome = dataclasses.replace(_outcome(lineage()[2]), chart_uri=chart_uri)
+    thread, box = _start(lambda: _parent_of_approve.with_options(flow_run_name=name)(config, outcome))
     deadline = time.monotonic() + 120
     child = None
     with get_client(sync_client=True) as client:
@@ -225,6 +233,11 @@ def test_the_parent_shows_the_wait_and_the_form_opens_with_the_evidence(
     assert "Approval gate" in description and "task / exact_match" in description
     assert "+0.700 [+0.600, +0.800]" in description and "Largest regressions" in description
     assert "[Prefect flow run](" in description
+    # the chart of the deltas is in the form, as a link a browser opens (presigned), not s3://
+    image = re.search(r"!\[Candidate against the baseline[^\]]*\]\((http[^)]+)\)", description)
+    assert image is not None, description
+    with urllib.request.urlopen(image.group(1), timeout=10) as response:
+        assert response.read() == png
     printed = capsys.readouterr().err
     assert f"tuneline approve {parent.id} --reviewer NAME" in printed and f"tuneline reject {parent.id}" in printed
     resume_flow_run(child.id, run_input={"decision": "approve", "reviewer": "ana", "token": token})
