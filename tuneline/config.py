@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tuneline.backends.bedrock.invocation_logs import RequestMetadataFilters
 from tuneline.backends.bedrock.models import BEDROCK_MODELS, BedrockModelSpec
 from tuneline.errors import ConfigError
 from tuneline.graders.registry import GraderConfig
@@ -339,6 +340,10 @@ class BedrockTuneConfig(_Strict):
     )
     invocation_logs_use_prompt_response: bool = Field(
         default=False, description="Use the logged responses too (otherwise only the prompts)."
+    )
+    invocation_logs_request_metadata_filters: RequestMetadataFilters | None = Field(
+        default=None,
+        description="Only the logged invocations whose request metadata matches (requestMetadataFilters).",
     )
     reasoning_effort: Literal["low", "medium", "high"] | None = Field(
         default=None, description="RFT only: rftConfig.hyperParameters.reasoningEffort."

@@ -4,13 +4,32 @@ botocore's ``Stubber`` answers the ``bedrock`` client and checks each request ag
 service model and against the exact parameters written out below (not built by the code under
 test); moto plays S3. Nothing talks to AWS. The dry run's request is checked against botocore's own
 parameter validation, and the CLI's ``models`` and ``tune --dry-run`` are driven end to end.
+
+The contract matrix. Rows are ``CASES`` (one per customization type and model family); every case
+runs through the three parametrized contract tests (request shape and resubmission; polling to
+Completed with the metrics CSVs read and the model fetched; a failed job's message). Refusals:
+
+| type / family | past end of life (``LIFECYCLE_REFUSALS``) | wrong teacher/student pair (``REFUSALS``) |
+| --- | --- | --- |
+| FINE_TUNING / Claude 3 Haiku | Haiku (EOL 2026-09-10) | a teacher outside distillation |
+| FINE_TUNING / Nova | none of its models is past EOL; a table-less model's own date | a teacher outside distillation |
+| FINE_TUNING / Llama | Llama 3.2 90B (EOL 2026-07-07) | Llama 3.2 90B is no student |
+| DISTILLATION / Claude student | the student, Haiku | a Nova teacher for Haiku |
+| DISTILLATION / Nova | the teacher, Nova Premier (EOL 2026-09-14), also by profile id | wrong provider, own teacher, none |
+| DISTILLATION / Llama | none past EOL (legacy 3.2 1B/3B and 405B warn) | 70B as its own teacher |
+| RFT / Nova 2 Lite, gpt-oss, Qwen | none past EOL; a table-less RFT model's own date | a teacher for RFT |
+| CPT / Titan Text | no AWS date: legacy, warns | a teacher for CPT |
+
+Claude 3 Haiku's cases run as of a day before its end of life, when AWS still took its jobs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,13 +37,13 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
 
 from tuneline.backends.base import JobSpec
 from tuneline.backends.bedrock import BEDROCK_MODELS, BedrockBackend, bedrock_job_name, client_request_token
 from tuneline.backends.bedrock.dry_run import dry_run, validate_against_service_model
-from tuneline.backends.bedrock.models import ModelRetiredError, check_lifecycle
+from tuneline.backends.bedrock.models import TEACHER_MODELS, ModelRetiredError, check_lifecycle
 from tuneline.backends.bedrock.prices import DEFAULT_PRICES, PriceTable
 from tuneline.config import BedrockTuneConfig, RunConfig, Target
 from tuneline.errors import JobFailedError, ValidationFailedError
@@ -33,11 +52,16 @@ from tuneline.settings import Settings
 from tuneline.storage.s3 import ObjectStore
 
 TODAY = date(2026, 12, 2)
+BEFORE_HAIKU_EOL = date(2026, 6, 1)
 ROLE = "arn:aws:iam::123456789012:role/BedrockTuning"
 BUCKET = "tl-bedrock-custom"
 GRADER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:tuneline-rft-grader"
 SHORT_ID = "0a1b2c3d4e5f"
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0:200k"
+SONNET_V2 = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+NOVA_PREMIER = "amazon.nova-premier-v1:0"
+NOVA_PRO = "amazon.nova-pro-v1:0"
+LOGS = "s3://tl-invocation-logs/bedrock/"
 TICKETS = Path(__file__).parents[2] / "examples" / "support_tickets" / "data" / "tickets.jsonl"
 
 # The models of the table that offer continued pre-training (Amazon Titan Text G1).
@@ -80,10 +104,10 @@ def stubbed(stubbed_aws: Callable[..., tuple[Any, Stubber]]) -> tuple[Any, Stubb
 
 
 def _backend(
-    settings: Settings, store: ObjectStore, client: Any, region: str = "us-west-2"
+    settings: Settings, store: ObjectStore, client: Any, region: str = "us-west-2", today: date = TODAY
 ) -> BedrockBackend:
     regional = settings.model_copy(update={"bedrock_region": region})
-    return BedrockBackend(regional, client, store, sleep=lambda s: None, today=lambda: TODAY)
+    return BedrockBackend(regional, client, store, sleep=lambda s: None, today=lambda: today)
 
 
 @pytest.fixture
@@ -178,6 +202,13 @@ def _not_found(stubber: Stubber, spec: JobSpec) -> None:
     )
 
 
+HAIKU_FT = {
+    "epochCount": "2",
+    "batchSize": "32",
+    "learningRateMultiplier": "1.0",
+    "earlyStoppingThreshold": "0.001",
+    "earlyStoppingPatience": "2",
+}
 NOVA_FT = {"epochCount": "2", "learningRate": "1e-05", "learningRateWarmupSteps": "10"}
 LLAMA_FT = {"epochCount": "5", "batchSize": "1", "learningRate": "0.0001"}
 RFT_DEFAULTS = {
@@ -190,31 +221,82 @@ RFT_DEFAULTS = {
     "inferenceMaxTokens": 4096,
 }
 
-CASES: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
-    # id, region, base model, tune config, the type-specific request members
-    ("nova-fine-tuning", "us-east-1", "amazon.nova-micro-v1:0:128k", {}, {"hyperParameters": NOVA_FT}),
-    (
+
+def _distillation(teacher: str, **config: Any) -> dict[str, Any]:
+    return {"distillationConfig": {"teacherModelConfig": {"teacherModelIdentifier": teacher, **config}}}
+
+
+def _rft(**hyperparameters: Any) -> dict[str, Any]:
+    return {
+        "rftConfig": {
+            "graderConfig": {"lambdaGrader": {"lambdaArn": GRADER_ARN}},
+            "hyperParameters": RFT_DEFAULTS | hyperparameters,
+        }
+    }
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the matrix: a customization type on a model family, and what its request carries."""
+
+    id: str
+    region: str
+    base_model: str
+    tune: dict[str, Any]
+    specific: dict[str, Any] = field(repr=False)  # the type-specific request members
+    today: date = TODAY
+
+
+CASES = [
+    Case("claude-fine-tuning", "us-west-2", HAIKU, {}, {"hyperParameters": HAIKU_FT}, BEFORE_HAIKU_EOL),
+    Case(
+        "claude-distillation",
+        "us-west-2",
+        HAIKU,
+        {"customization_type": "DISTILLATION", "teacher_model": SONNET_V2},
+        {"hyperParameters": HAIKU_FT, "customizationConfig": _distillation(SONNET_V2)},
+        BEFORE_HAIKU_EOL,
+    ),
+    Case("nova-fine-tuning", "us-east-1", "amazon.nova-micro-v1:0:128k", {}, {"hyperParameters": NOVA_FT}),
+    Case(
         "nova-distillation",
         "us-east-1",
         "amazon.nova-lite-v1:0:300k",
-        {
-            "customization_type": "DISTILLATION",
-            "teacher_model": "amazon.nova-pro-v1:0",
-            "max_response_length": 1000,
-        },
+        {"customization_type": "DISTILLATION", "teacher_model": NOVA_PRO, "max_response_length": 1000},
         {
             "hyperParameters": NOVA_FT,
-            "customizationConfig": {
-                "distillationConfig": {
-                    "teacherModelConfig": {
-                        "teacherModelIdentifier": "amazon.nova-pro-v1:0",
-                        "maxResponseLengthForInference": 1000,
-                    }
-                }
-            },
+            "customizationConfig": _distillation(NOVA_PRO, maxResponseLengthForInference=1000),
         },
     ),
-    (
+    Case(
+        # Issue 17, item 3: the teacher's logged traffic as the distillation source.
+        "nova-distillation-from-invocation-logs",
+        "us-east-1",
+        "amazon.nova-micro-v1:0:128k",
+        {
+            "customization_type": "DISTILLATION",
+            "teacher_model": NOVA_PRO,
+            "invocation_logs_s3_uri": LOGS,
+            "invocation_logs_use_prompt_response": True,
+            "invocation_logs_request_metadata_filters": {
+                "and_all": [{"equals": {"project": "support-tickets"}}, {"not_equals": {"stage": "test"}}]
+            },
+        },
+        {
+            "trainingDataConfig": {
+                "invocationLogsConfig": {
+                    "usePromptResponse": True,
+                    "invocationLogSource": {"s3Uri": LOGS},
+                    "requestMetadataFilters": {
+                        "andAll": [{"equals": {"project": "support-tickets"}}, {"notEquals": {"stage": "test"}}]
+                    },
+                }
+            },
+            "hyperParameters": NOVA_FT,
+            "customizationConfig": _distillation(NOVA_PRO),
+        },
+    ),
+    Case(
         "nova2-rft",
         "us-east-1",
         "amazon.nova-2-lite-v1:0:256k",
@@ -224,73 +306,38 @@ CASES: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
             "hyperparameters": {"epochCount": 3, "batchSize": "64"},
             "reasoning_effort": "low",
         },
-        {
-            "customizationConfig": {
-                "rftConfig": {
-                    "graderConfig": {"lambdaGrader": {"lambdaArn": GRADER_ARN}},
-                    "hyperParameters": RFT_DEFAULTS
-                    | {"epochCount": 3, "batchSize": 64, "reasoningEffort": "low"},
-                }
-            }
-        },
+        {"customizationConfig": _rft(epochCount=3, batchSize=64, reasoningEffort="low")},
     ),
-    (
-        "llama-fine-tuning",
-        "us-west-2",
-        "meta.llama3-1-8b-instruct-v1:0:128k",
-        {},
-        {"hyperParameters": LLAMA_FT},
-    ),
-    (
+    Case("llama-fine-tuning", "us-west-2", "meta.llama3-1-8b-instruct-v1:0:128k", {}, {"hyperParameters": LLAMA_FT}),
+    Case(
         "llama-distillation",
         "us-west-2",
-        "meta.llama3-2-3b-instruct-v1:0:128k",
-        {"customization_type": "DISTILLATION", "teacher_model": "meta.llama3-1-405b-instruct-v1:0"},
-        {
-            "hyperParameters": LLAMA_FT,
-            "customizationConfig": {
-                "distillationConfig": {
-                    "teacherModelConfig": {"teacherModelIdentifier": "meta.llama3-1-405b-instruct-v1:0"}
-                }
-            },
-        },
+        "meta.llama3-1-8b-instruct-v1:0:128k",
+        {"customization_type": "DISTILLATION", "teacher_model": "meta.llama3-1-70b-instruct-v1:0"},
+        {"hyperParameters": LLAMA_FT, "customizationConfig": _distillation("meta.llama3-1-70b-instruct-v1:0")},
     ),
-    (
+    Case(
         "gpt-oss-rft",
         "us-west-2",
         "openai.gpt-oss-20b-1:0",
         {"customization_type": "REINFORCEMENT_FINE_TUNING", "grader": {"lambda_arn": GRADER_ARN}},
-        {
-            "customizationConfig": {
-                "rftConfig": {
-                    "graderConfig": {"lambdaGrader": {"lambdaArn": GRADER_ARN}},
-                    "hyperParameters": RFT_DEFAULTS,
-                }
-            }
-        },
+        {"customizationConfig": _rft()},
     ),
-    (
+    Case(
         "qwen-rft",
         "us-west-2",
         "qwen.qwen3-32b-v1:0",
         {"customization_type": "REINFORCEMENT_FINE_TUNING", "grader": {"lambda_arn": GRADER_ARN}},
-        {
-            "customizationConfig": {
-                "rftConfig": {
-                    "graderConfig": {"lambdaGrader": {"lambdaArn": GRADER_ARN}},
-                    "hyperParameters": RFT_DEFAULTS,
-                }
-            }
-        },
+        {"customizationConfig": _rft()},
     ),
-    (
+    Case(
         "titan-express-continued-pre-training",
         "us-east-1",
         CPT_MODEL,
         {"customization_type": "CONTINUED_PRE_TRAINING"},
         {"hyperParameters": TITAN_DEFAULTS},
     ),
-    (
+    Case(
         "titan-lite-continued-pre-training",
         "us-west-2",
         CPT_LITE,
@@ -304,28 +351,24 @@ CASES: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
         },
     ),
 ]
+each_case = pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 
 
-@pytest.mark.parametrize(
-    ("region", "base_model", "tune", "specific"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
-def test_each_customization_type_sends_its_exact_request_and_resubmits_idempotently(
+@each_case
+def test_each_case_sends_its_exact_request_and_resubmits_idempotently(
     settings: Settings,
     store: ObjectStore,
     stubbed: tuple[Any, Stubber],
     make_spec: Callable[..., JobSpec],
-    region: str,
-    base_model: str,
-    tune: dict[str, Any],
-    specific: dict[str, Any],
+    case: Case,
 ) -> None:
     client, stubber = stubbed
-    spec = make_spec(base_model, **tune)
+    spec = make_spec(case.base_model, **case.tune)
     _not_found(stubber, spec)
     stubber.add_response(
         "create_model_customization_job",
         {"jobArn": _job_arn(spec)},
-        _expected(spec, spec.tune.customization_type, **specific),
+        _expected(spec, spec.tune.customization_type, **case.specific),
     )
     # The re-run (same identity) finds the job by name and creates nothing.
     stubber.add_response(
@@ -333,169 +376,217 @@ def test_each_customization_type_sends_its_exact_request_and_resubmits_idempoten
         _job(spec, "InProgress"),
         {"jobIdentifier": bedrock_job_name(spec.name, spec.identity)},
     )
-    backend = _backend(settings, store, client, region)
+    backend = _backend(settings, store, client, case.region, case.today)
     assert backend.submit(spec) == _job_arn(spec)
     assert backend.submit(spec) == _job_arn(spec)
 
 
-def test_status_polling_metrics_files_and_fetch_for_a_nova_rft_job(
-    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec]
+class _Sink:
+    def __init__(self) -> None:
+        self.logged: list[tuple[int, dict[str, float]]] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.logged.append((step, dict(metrics)))
+
+
+@each_case
+def test_each_case_polls_to_completed_reads_its_metrics_files_and_fetches_the_model(
+    settings: Settings,
+    store: ObjectStore,
+    stubbed: tuple[Any, Stubber],
+    make_spec: Callable[..., JobSpec],
+    case: Case,
 ) -> None:
     client, stubber = stubbed
-    spec = make_spec(
-        "amazon.nova-2-lite-v1:0:256k",
-        customization_type="REINFORCEMENT_FINE_TUNING",
-        grader={"lambda_arn": GRADER_ARN},
-    )
+    spec = make_spec(case.base_model, **case.tune)
     arn = _job_arn(spec)
-    for status in ("InProgress", "InProgress", "Completed", "Completed"):
-        stubber.add_response(
-            "get_model_customization_job",
-            _job(spec, status, outputModelArn=arn.replace("job", "m")),
-            {"jobIdentifier": arn},
-        )
-    stubber.add_response(
-        "get_model_customization_job",
-        _job(spec, "Completed", outputModelArn="arn:aws:bedrock:us-west-2:123456789012:custom-model/x/abc"),
-        {"jobIdentifier": arn},
-    )
-    stubber.add_response(
-        "get_model_customization_job",
-        _job(spec, "Completed", outputModelArn="arn:aws:bedrock:us-west-2:123456789012:custom-model/x/abc"),
-        {"jobIdentifier": arn},
+    model_arn = f"arn:aws:bedrock:{case.region}:123456789012:custom-model/{case.base_model}/abc123def456"
+    get = {"jobIdentifier": arn}
+    running = _job(spec, "InProgress", statusDetails={"trainingDetails": {"status": "InProgress"}})
+    stubber.add_response("get_model_customization_job", running, get)
+    # The poll that sees it done and metrics(); then fetch_model: the job and metrics() again.
+    for _ in range(4):
+        stubber.add_response("get_model_customization_job", _job(spec, "Completed", outputModelArn=model_arn), get)
+    folder = _output_uri(spec) + f"model-customization-job-{SHORT_ID}"
+    store.put_bytes(
+        f"{folder}/training_artifacts/step_wise_training_metrics.csv",
+        b"step_number,epoch_number,training_loss,perplexity\n0,0,2.0,7.39\n1,0,1.5,4.48\n2,1,1.0,2.72\n",
     )
     store.put_bytes(
-        _output_uri(spec)
-        + f"model-customization-job-{SHORT_ID}/training_artifacts/step_wise_training_metrics.csv",
-        b"step_number,epoch_number,training_loss,perplexity\n0,0,2.0,7.4\n1,0,1.0,2.7\n",
+        f"{folder}/validation_artifacts/post_fine_tuning_validation/validation/validation_metrics.csv",
+        b"step_number,epoch_number,validation_loss,perplexity\n2,1,1.2,3.32\n",
     )
-    backend = _backend(settings, store, client, "us-east-1")
-    seen: list[str] = []
-    status = backend.wait(spec, arn, on_progress=lambda s: seen.append(s.state.value))
-    assert status.state is JobState.COMPLETED and status.steps == 1 and status.final_train_loss == 1.0
-    assert seen == ["running", "completed"]
+    backend = _backend(settings, store, client, case.region, case.today)
+    sink, seen = _Sink(), []
+    status = backend.wait(spec, arn, sink=sink, on_progress=lambda s: seen.append(s.message))
+    assert status.state is JobState.COMPLETED
+    assert (status.steps, status.final_train_loss, status.final_validation_loss) == (2, 1.0, 1.2)
+    assert seen == ["InProgress (training InProgress)", "Completed"]
+    assert sink.logged[0] == (0, {"train_loss": 2.0, "perplexity": 7.39})
+    assert sink.logged[-1] == (
+        2,
+        {"train_loss": 1.0, "perplexity": 2.72, "validation_loss": 1.2, "validation_perplexity": 3.32},
+    )
     model = backend.fetch_model(spec, arn)
-    assert model.model_uri == "arn:aws:bedrock:us-west-2:123456789012:custom-model/x/abc"
+    assert (model.model_uri, model.base_model, model.steps) == (model_arn, case.base_model, 2)
 
 
-def test_a_failed_distillation_job_surfaces_bedrocks_message(
-    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec]
+@each_case
+def test_each_case_surfaces_a_failed_jobs_message(
+    settings: Settings,
+    store: ObjectStore,
+    stubbed: tuple[Any, Stubber],
+    make_spec: Callable[..., JobSpec],
+    case: Case,
 ) -> None:
     client, stubber = stubbed
-    spec = make_spec(
+    spec = make_spec(case.base_model, **case.tune)
+    message = f"{spec.tune.customization_type} job for {case.base_model}: training data line 7 is invalid."
+    failed = _job(spec, "Failed", failureMessage=message)
+    stubber.add_response("get_model_customization_job", _job(spec, "InProgress"))
+    stubber.add_response("get_model_customization_job", failed)
+    stubber.add_response("get_model_customization_job", failed)
+    backend = _backend(settings, store, client, case.region, case.today)
+    sink = _Sink()
+    status = backend.wait(spec, _job_arn(spec), sink=sink)
+    assert (status.state, status.message) == (JobState.FAILED, message)
+    assert sink.logged == []  # no metrics for a failed job
+    with pytest.raises(JobFailedError) as err:
+        backend.fetch_model(spec, _job_arn(spec))
+    assert f"ended Failed: {message}" in str(err.value)
+
+
+def _refusal(
+    name: str, base_model: str, tune: dict[str, Any], fragment: str, *, today: date = TODAY, **spec: Any
+) -> Any:
+    return pytest.param(base_model, tune, spec, fragment, today, id=name)
+
+
+DISTIL = "DISTILLATION"
+RFT = "REINFORCEMENT_FINE_TUNING"
+REFUSALS = [
+    _refusal(
+        "nova-wrong-provider-teacher",
         "amazon.nova-micro-v1:0:128k",
-        customization_type="DISTILLATION",
-        teacher_model="amazon.nova-premier-v1:0",
-    )
-    message = "The teacher model amazon.nova-premier-v1:0 is not enabled for this account."
-    stubber.add_response("get_model_customization_job", _job(spec, "Failed", failureMessage=message))
-    with pytest.raises(
-        JobFailedError, match="ended Failed: The teacher model amazon.nova-premier-v1:0 is not enabled"
-    ):
-        _backend(settings, store, client, "us-east-1").fetch_model(spec, _job_arn(spec))
-
-
-@pytest.mark.parametrize(
-    ("base_model", "tune", "spec_kwargs", "fragment"),
-    [
-        (
-            "amazon.nova-micro-v1:0:128k",
-            {"customization_type": "DISTILLATION", "teacher_model": "meta.llama3-1-405b-instruct-v1:0"},
-            {},
-            "not a teacher for student amazon.nova-micro-v1:0:128k; AWS allows amazon.nova-premier-v1:0, amazon.nova-pro-v1:0",
-        ),
-        (
-            "amazon.nova-pro-v1:0:300k",
-            {"customization_type": "DISTILLATION", "teacher_model": "amazon.nova-pro-v1:0"},
-            {},
-            "AWS allows amazon.nova-premier-v1:0",
-        ),
-        (
-            "amazon.nova-micro-v1:0:128k",
-            {"customization_type": "DISTILLATION"},
-            {},
-            "distillation needs a teacher",
-        ),
-        (
-            "meta.llama3-2-90b-instruct-v1:0:128k",
-            {"customization_type": "DISTILLATION", "teacher_model": "meta.llama3-1-405b-instruct-v1:0"},
-            {},
-            "supports FINE_TUNING",
-        ),
-        (
-            "amazon.nova-2-lite-v1:0:256k",
-            {"customization_type": "REINFORCEMENT_FINE_TUNING"},
-            {},
-            "RFT needs a grader",
-        ),
-        (
-            "amazon.nova-2-lite-v1:0:256k",
-            {
-                "customization_type": "REINFORCEMENT_FINE_TUNING",
-                "grader": {"tuneline": [{"name": "json_valid"}]},
-            },
-            {},
-            "deploy the Tuneline grader Lambda",
-        ),
-        (
-            "amazon.nova-2-lite-v1:0:256k",
-            {"customization_type": "REINFORCEMENT_FINE_TUNING", "grader": {"lambda_arn": GRADER_ARN}},
-            {"train": 99},
-            "Bedrock RFT needs at least 100",
-        ),
-        (
-            "amazon.nova-2-lite-v1:0:256k",
-            {
-                "customization_type": "REINFORCEMENT_FINE_TUNING",
-                "grader": {"lambda_arn": GRADER_ARN},
-                "hyperparameters": {"batchSize": 8},
-            },
-            {},
-            "tune.hyperparameters.batchSize=8",
-        ),
-        (
-            "amazon.nova-micro-v1:0:128k",
-            {"teacher_model": "amazon.nova-pro-v1:0"},
-            {},
-            "apply to DISTILLATION only",
-        ),
-        ("qwen.qwen3-32b-v1:0", {}, {}, "supports REINFORCEMENT_FINE_TUNING"),
-        (
-            CPT_MODEL,
-            {},
-            {},
-            f"tune.customization_type=FINE_TUNING: {CPT_MODEL} supports CONTINUED_PRE_TRAINING",
-        ),
-        (
-            "amazon.nova-micro-v1:0:128k",
-            {"customization_type": "CONTINUED_PRE_TRAINING"},
-            {},
-            "tune.customization_type=CONTINUED_PRE_TRAINING: amazon.nova-micro-v1:0:128k supports "
-            "FINE_TUNING, DISTILLATION",
-        ),
-        (
-            CPT_LITE,
-            {"customization_type": "CONTINUED_PRE_TRAINING", "hyperparameters": {"batchSize": 65}},
-            {},
-            f"tune.hyperparameters.batchSize=65: {CPT_LITE} allows integer from 1 to 64",
-        ),
-    ],
-    ids=[
-        "wrong-provider-teacher",
-        "student-as-own-teacher",
-        "no-teacher",
-        "not-a-student",
-        "rft-no-grader",
+        {"customization_type": DISTIL, "teacher_model": "meta.llama3-1-405b-instruct-v1:0"},
+        "not a teacher for student amazon.nova-micro-v1:0:128k; AWS allows amazon.nova-premier-v1:0, amazon.nova-pro-v1:0",
+    ),
+    _refusal(
+        "nova-student-as-own-teacher",
+        "amazon.nova-pro-v1:0:300k",
+        {"customization_type": DISTIL, "teacher_model": NOVA_PRO},
+        "AWS allows amazon.nova-premier-v1:0",
+    ),
+    _refusal("nova-no-teacher", "amazon.nova-micro-v1:0:128k", {"customization_type": DISTIL}, "distillation needs a teacher"),
+    _refusal(
+        "llama-not-a-student",
+        "meta.llama3-2-11b-instruct-v1:0:128k",
+        {"customization_type": DISTIL, "teacher_model": "meta.llama3-1-405b-instruct-v1:0"},
+        "meta.llama3-2-11b-instruct-v1:0:128k supports FINE_TUNING",
+    ),
+    _refusal(
+        "llama-student-as-own-teacher",
+        "meta.llama3-1-70b-instruct-v1:0:128k",
+        {"customization_type": DISTIL, "teacher_model": "meta.llama3-1-70b-instruct-v1:0"},
+        "not a teacher for student meta.llama3-1-70b-instruct-v1:0:128k; AWS allows meta.llama3-1-405b-instruct-v1:0",
+    ),
+    _refusal(
+        "claude-wrong-provider-teacher",
+        HAIKU,
+        {"customization_type": DISTIL, "teacher_model": NOVA_PRO},
+        f"not a teacher for student {HAIKU}; AWS allows anthropic.claude-3-5-sonnet-20240620-v1:0, {SONNET_V2}",
+        today=BEFORE_HAIKU_EOL,
+    ),
+    _refusal(
+        "claude-teacher-outside-distillation",
+        HAIKU,
+        {"teacher_model": SONNET_V2},
+        "apply to DISTILLATION only, not FINE_TUNING",
+        today=BEFORE_HAIKU_EOL,
+    ),
+    _refusal(
+        "nova-teacher-outside-distillation",
+        "amazon.nova-micro-v1:0:128k",
+        {"teacher_model": NOVA_PRO},
+        "apply to DISTILLATION only, not FINE_TUNING",
+    ),
+    _refusal(
+        "rft-teacher",
+        "openai.gpt-oss-20b-1:0",
+        {"customization_type": RFT, "grader": {"lambda_arn": GRADER_ARN}, "teacher_model": NOVA_PRO},
+        "apply to DISTILLATION only, not REINFORCEMENT_FINE_TUNING",
+    ),
+    _refusal(
+        "cpt-teacher",
+        CPT_MODEL,
+        {"customization_type": "CONTINUED_PRE_TRAINING", "max_response_length": 100},
+        "apply to DISTILLATION only, not CONTINUED_PRE_TRAINING",
+    ),
+    _refusal("rft-no-grader", "amazon.nova-2-lite-v1:0:256k", {"customization_type": RFT}, "RFT needs a grader"),
+    _refusal(
         "rft-grader-not-deployed",
+        "amazon.nova-2-lite-v1:0:256k",
+        {"customization_type": RFT, "grader": {"tuneline": [{"name": "json_valid"}]}},
+        "deploy the Tuneline grader Lambda",
+    ),
+    _refusal(
         "rft-too-few-prompts",
+        "amazon.nova-2-lite-v1:0:256k",
+        {"customization_type": RFT, "grader": {"lambda_arn": GRADER_ARN}},
+        "Bedrock RFT needs at least 100",
+        train=99,
+    ),
+    _refusal(
         "rft-batch-below-16",
-        "teacher-outside-distillation",
-        "rft-only-model",
+        "amazon.nova-2-lite-v1:0:256k",
+        {"customization_type": RFT, "grader": {"lambda_arn": GRADER_ARN}, "hyperparameters": {"batchSize": 8}},
+        "tune.hyperparameters.batchSize=8",
+    ),
+    _refusal("rft-only-model", "qwen.qwen3-32b-v1:0", {}, "supports REINFORCEMENT_FINE_TUNING"),
+    _refusal(
         "titan-takes-no-fine-tuning-here",
+        CPT_MODEL,
+        {},
+        f"tune.customization_type=FINE_TUNING: {CPT_MODEL} supports CONTINUED_PRE_TRAINING",
+    ),
+    _refusal(
         "nova-takes-no-continued-pre-training",
+        "amazon.nova-micro-v1:0:128k",
+        {"customization_type": "CONTINUED_PRE_TRAINING"},
+        "tune.customization_type=CONTINUED_PRE_TRAINING: amazon.nova-micro-v1:0:128k supports FINE_TUNING, DISTILLATION",
+    ),
+    _refusal(
         "titan-batch-above-64",
-    ],
-)
+        CPT_LITE,
+        {"customization_type": "CONTINUED_PRE_TRAINING", "hyperparameters": {"batchSize": 65}},
+        f"tune.hyperparameters.batchSize=65: {CPT_LITE} allows integer from 1 to 64",
+    ),
+    _refusal(
+        "invocation-logs-for-fine-tuning",
+        "amazon.nova-micro-v1:0:128k",
+        {"invocation_logs_s3_uri": LOGS},
+        "tune.invocation_logs_s3_uri: invocation logs train DISTILLATION or RFT jobs, not FINE_TUNING",
+    ),
+    _refusal(
+        "invocation-logs-not-an-s3-prefix",
+        "amazon.nova-micro-v1:0:128k",
+        {"customization_type": DISTIL, "teacher_model": NOVA_PRO, "invocation_logs_s3_uri": "s3://Logs_Bucket/x"},
+        "tune.invocation_logs_s3_uri='s3://Logs_Bucket/x': not an S3 location Bedrock accepts",
+    ),
+    _refusal(
+        "invocation-log-filters-without-logs",
+        "amazon.nova-micro-v1:0:128k",
+        {
+            "customization_type": DISTIL,
+            "teacher_model": NOVA_PRO,
+            "invocation_logs_request_metadata_filters": {"equals": {"project": "tickets"}},
+        },
+        "tune.invocation_logs_request_metadata_filters applies only with tune.invocation_logs_s3_uri",
+    ),
+]
+
+
+@pytest.mark.parametrize(("base_model", "tune", "spec_kwargs", "fragment", "today"), REFUSALS)
 def test_refusals_name_the_field_and_what_is_allowed(
     settings: Settings,
     store: ObjectStore,
@@ -505,22 +596,154 @@ def test_refusals_name_the_field_and_what_is_allowed(
     tune: dict[str, Any],
     spec_kwargs: dict[str, Any],
     fragment: str,
+    today: date,
 ) -> None:
-    region = "us-west-2" if base_model.startswith(("meta.", "qwen.", "openai.")) else "us-east-1"
+    region = "us-west-2" if base_model.startswith(("meta.", "qwen.", "openai.", "anthropic.")) else "us-east-1"
     spec = make_spec(base_model, **spec_kwargs, **tune)
     with pytest.raises(ValidationFailedError) as err:
-        _backend(settings, store, stubbed[0], region).submit(spec)  # no call queued: none may be made
+        _backend(settings, store, stubbed[0], region, today).submit(spec)  # no call queued: none may be made
     assert any(fragment in p for p in err.value.problems), err.value.problems
 
 
-def test_a_model_past_end_of_life_is_refused_before_any_call(
-    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec]
+def _past_eol_limits(kind: str) -> dict[str, Any]:
+    """``tune.model_limits`` of a model the table lacks, with an end of life in the past."""
+    hyper = {"epochCount": {"kind": "integer", "minimum": 1, "maximum": 5, "default": 1}}
+    return {
+        "model_id": "example.retired-model-v1:0",
+        "record_format": "nova",
+        "legacy": True,
+        "end_of_life": "2026-11-01",
+        "customization_types": [kind],
+        "hyperparameters": {} if kind == RFT else hyper,
+        "rft_hyperparameters": hyper if kind == RFT else {},
+    }
+
+
+def _retired(name: str, base_model: str, tune: dict[str, Any], who: str, eol: str, instead: str) -> Any:
+    return pytest.param(base_model, tune, who, f"reached end of life on {eol}", instead, id=name)
+
+
+def _retired_teacher(name: str, student: str, teacher: str, instead: str) -> Any:
+    premier = "teacher Amazon Nova Premier (amazon.nova-premier-v1:0)"
+    return _retired(name, student, {"customization_type": DISTIL, "teacher_model": teacher}, premier, "2026-09-14", instead)
+
+
+NOVA_ARN = f"arn:aws:bedrock:us-east-1::foundation-model/{NOVA_PREMIER}"
+LIFECYCLE_REFUSALS = [
+    _retired("claude-fine-tuning", HAIKU, {}, "Claude 3 Haiku (", "2026-09-10", "amazon.nova-micro-v1:0:128k"),
+    _retired(
+        "claude-distillation-student",
+        HAIKU,
+        {"customization_type": DISTIL, "teacher_model": SONNET_V2},
+        "Claude 3 Haiku (",
+        "2026-09-10",
+        "amazon.nova-lite-v1:0:300k",
+    ),
+    _retired(
+        "llama-fine-tuning",
+        "meta.llama3-2-90b-instruct-v1:0:128k",
+        {},
+        "Llama 3.2 90B Instruct (",
+        "2026-07-07",
+        "Choose an active model in tune.base_model: meta.llama3-1-70b-instruct-v1:0:128k, meta.llama3-1-8b",
+    ),
+    _retired_teacher(
+        "nova-distillation-teacher",
+        "amazon.nova-lite-v1:0:300k",
+        NOVA_PREMIER,
+        "Choose an active teacher for amazon.nova-lite-v1:0:300k in tune.teacher_model: amazon.nova-pro-v1:0",
+    ),
+    _retired_teacher("teacher-by-inference-profile", "amazon.nova-micro-v1:0:128k", f"us.{NOVA_PREMIER}", "tune.teacher_model: amazon.nova-pro-v1:0"),
+    _retired_teacher("teacher-by-arn", "amazon.nova-micro-v1:0:128k", NOVA_ARN, "tune.teacher_model: amazon.nova-pro-v1:0"),
+    _retired_teacher(
+        "nova-pro-student-whose-only-teacher-is-retired",
+        "amazon.nova-pro-v1:0:300k",
+        NOVA_PREMIER,
+        "none in Tuneline's table; students with an active teacher: amazon.nova-micro-v1:0:128k, amazon.nova-lite-v1:0:300k",
+    ),
+    _retired(
+        "table-less-model-fine-tuning",
+        "example.retired-model-v1:0",
+        {"model_limits": _past_eol_limits("FINE_TUNING")},
+        "example.retired-model-v1:0",
+        "2026-11-01",
+        "amazon.nova-lite-v1:0:300k",
+    ),
+    _retired(
+        "table-less-model-rft",
+        "example.retired-model-v1:0",
+        {"customization_type": RFT, "grader": {"lambda_arn": GRADER_ARN}, "model_limits": _past_eol_limits(RFT)},
+        "example.retired-model-v1:0",
+        "2026-11-01",
+        "amazon.nova-2-lite-v1:0:256k, openai.gpt-oss-20b-1:0, qwen.qwen3-32b-v1:0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("base_model", "tune", "who", "when", "instead"), LIFECYCLE_REFUSALS)
+def test_past_end_of_life_models_and_teachers_are_refused_before_any_call(
+    settings: Settings,
+    store: ObjectStore,
+    stubbed: tuple[Any, Stubber],
+    make_spec: Callable[..., JobSpec],
+    base_model: str,
+    tune: dict[str, Any],
+    who: str,
+    when: str,
+    instead: str,
 ) -> None:
-    spec = make_spec(HAIKU, train=100, validation=32)
-    with pytest.raises(ModelRetiredError, match="reached end of life on 2026-09-10") as err:
-        _backend(settings, store, stubbed[0]).submit(spec)
-    assert "amazon.nova-micro-v1:0:128k" in str(err.value)  # an active alternative is named
-    assert HAIKU not in str(err.value).split("tune.base_model:")[1]
+    spec = make_spec(base_model, **tune)
+    with pytest.raises(ModelRetiredError) as err:
+        _backend(settings, store, stubbed[0]).submit(spec)  # no call queued: none may be made
+    message = str(err.value)
+    assert message.startswith(who) and when in message and instead in message, message
+    retired = NOVA_PREMIER if who.startswith("teacher") else base_model
+    assert retired not in message.split(" in tune.", 1)[1]  # never named as the way out
+
+
+def test_legacy_models_and_teachers_warn_and_still_submit(
+    settings: Settings,
+    store: ObjectStore,
+    stubbed: tuple[Any, Stubber],
+    make_spec: Callable[..., JobSpec],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, stubber = stubbed
+    # Llama 3.2 3B and Llama 3.1 405B: third-party sources only give their end of life, so legacy.
+    spec = make_spec(
+        "meta.llama3-2-3b-instruct-v1:0:128k",
+        customization_type=DISTIL,
+        teacher_model="meta.llama3-1-405b-instruct-v1:0",
+    )
+    _not_found(stubber, spec)
+    stubber.add_response(
+        "create_model_customization_job",
+        {"jobArn": _job_arn(spec)},
+        _expected(
+            spec,
+            DISTIL,
+            hyperParameters=LLAMA_FT,
+            customizationConfig=_distillation("meta.llama3-1-405b-instruct-v1:0"),
+        ),
+    )
+    with caplog.at_level(logging.WARNING, logger="tuneline.backends.bedrock.backend"):
+        _backend(settings, store, client).submit(spec)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "Llama 3.2 3B Instruct (meta.llama3-2-3b-instruct-v1:0:128k) is a legacy model" in warning
+    assert "Active alternatives: meta.llama3-1-70b-instruct-v1:0:128k, meta.llama3-1-8b-instruct-v1:0:128k" in warning
+    assert "teacher Llama 3.1 405B Instruct (meta.llama3-1-405b-instruct-v1:0) is a legacy model" in warning
+    assert warning.endswith("Active teachers: meta.llama3-1-70b-instruct-v1:0")
+    # Claude 3.5 Sonnet (sources disagree on its end of life): a warning, on Haiku's last days.
+    claude = check_lifecycle(BEDROCK_MODELS[HAIKU], date(2026, 9, 9), DISTIL, SONNET_V2)
+    assert claude is not None and "end of life on 2026-09-10" in claude
+    assert f"teacher Claude 3.5 Sonnet v2 ({SONNET_V2}) is a legacy model" in claude
+    assert "Active teachers: none in Tuneline's table" in claude
+    # An active teacher of an active student: nothing to say; a teacher outside the table: nothing known.
+    nova = BEDROCK_MODELS["amazon.nova-micro-v1:0:128k"]
+    assert check_lifecycle(nova, TODAY, DISTIL, NOVA_PRO) is None
+    assert check_lifecycle(nova, TODAY, DISTIL, "amazon.nova-9-v1:0") is None
+    # The teacher is read for distillation only.
+    assert check_lifecycle(nova, TODAY, "FINE_TUNING", NOVA_PREMIER) is None
 
 
 def test_lifecycle_warns_for_legacy_before_eol_and_says_nothing_for_active() -> None:
@@ -540,13 +763,46 @@ def test_lifecycle_warns_for_legacy_before_eol_and_says_nothing_for_active() -> 
     assert "Active alternatives: none in Tuneline's table" in warning
 
 
-def test_every_table_model_names_a_source_and_every_teacher_is_same_provider() -> None:
+def test_every_table_model_and_teacher_names_its_sources_and_teachers_are_same_provider() -> None:
     for spec in BEDROCK_MODELS.values():
         assert spec.source.startswith("https://docs.aws.amazon.com/"), spec.model_id
-        if spec.end_of_life:
+        if spec.legacy:
             assert spec.lifecycle_source, spec.model_id
         provider = spec.model_id.split(".")[0]
         assert all(t.split(".")[0] == provider for t in spec.teachers), spec.model_id
+        assert all(t in TEACHER_MODELS for t in spec.teachers), spec.model_id
+    for teacher in TEACHER_MODELS.values():
+        if teacher.legacy:
+            assert teacher.lifecycle_source, teacher.model_id
+        if teacher.end_of_life:  # a refusing date comes from an AWS page
+            assert "https://docs.aws.amazon.com/" in teacher.lifecycle_source, teacher.model_id
+
+
+def test_invocation_log_filters_follow_botocores_union() -> None:
+    def tune(filters: dict[str, Any]) -> BedrockTuneConfig:
+        return BedrockTuneConfig(
+            base_model="amazon.nova-micro-v1:0:128k",
+            role_arn=ROLE,
+            customization_type=DISTIL,
+            teacher_model=NOVA_PRO,
+            invocation_logs_s3_uri=LOGS,
+            invocation_logs_request_metadata_filters=filters,
+        )
+
+    assert tune({"not_equals": {"stage": "test"}}).invocation_logs_request_metadata_filters.to_api() == {
+        "notEquals": {"stage": "test"}
+    }
+    for bad, fragment in (
+        ({"equals": {"a": "1"}, "not_equals": {"b": "2"}}, "exactly one of equals, not_equals, and_all or or_all"),
+        ({}, "exactly one of"),
+        ({"equals": {"a": "1", "b": "2"}}, "at most 1 item"),
+        ({"or_all": []}, "at least 1 item"),
+        ({"or_all": [{}]}, "a condition needs equals"),
+        ({"equals": {"a b!": "1"}}, "should match pattern"),
+        ({"or_all": [{"equals": {"k": "v"}}] * 17}, "at most 16 items"),
+    ):
+        with pytest.raises(ValidationError, match=fragment):
+            tune(bad)
 
 
 # --- dry run -------------------------------------------------------------------------------------
@@ -604,22 +860,57 @@ def test_dry_run_of_distillation_on_prompts_only_is_a_valid_request_with_a_cost(
     config = _config(
         "amazon.nova-lite-v1:0:300k",
         customization_type="DISTILLATION",
-        teacher_model="amazon.nova-premier-v1:0",
+        teacher_model=NOVA_PRO,
         max_response_length=512,
     )
-    result = dry_run(
-        config, _nova_file(tmp_path, prompts_only=True), bucket=BUCKET, region="us-east-1", today=TODAY
-    )
+    prompts = _nova_file(tmp_path, prompts_only=True)
+    result = dry_run(config, prompts, bucket=BUCKET, region="us-east-1", today=TODAY)
     assert result.problems == []
     assert result.request["customizationConfig"]["distillationConfig"]["teacherModelConfig"] == {
-        "teacherModelIdentifier": "amazon.nova-premier-v1:0",
+        "teacherModelIdentifier": NOVA_PRO,
         "maxResponseLengthForInference": 512,
     }
+    # The same job with a teacher past its end of life: the request is shown, and refused.
+    retired = config.model_copy(update={"tune": config.tune.model_copy(update={"teacher_model": NOVA_PREMIER})})
+    refused = dry_run(retired, prompts, bucket=BUCKET, region="us-east-1", today=TODAY)
+    assert refused.problems == [
+        "teacher Amazon Nova Premier (amazon.nova-premier-v1:0) reached end of life on 2026-09-14: Bedrock no "
+        "longer runs it, so it cannot answer the prompts. Choose an active teacher for amazon.nova-lite-v1:0:300k "
+        "in tune.teacher_model: amazon.nova-pro-v1:0"
+    ]
+    assert refused.request is not None
     assert validate_against_service_model(result.request) == []
     price = DEFAULT_PRICES.training_per_1k_tokens["amazon.nova-lite-v1:0:300k"]
     assert result.epochs == 2 and result.records == {"train": 150}
     assert result.estimated_cost_usd == pytest.approx(result.tokens * 2 / 1000 * price)
     assert any("student only" in w for w in result.warnings)
+
+
+def test_dry_run_of_distillation_from_invocation_logs_reads_no_dataset_and_prices_nothing(tmp_path: Path) -> None:
+    (case,) = [c for c in CASES if c.id == "nova-distillation-from-invocation-logs"]
+    result = dry_run(
+        _config(case.base_model, **case.tune), tmp_path / "absent", bucket=BUCKET, region="us-east-1", today=TODAY
+    )
+    assert result.problems == [] and result.records == {} and result.estimated_cost_usd is None
+    assert result.request["trainingDataConfig"] == case.specific["trainingDataConfig"]
+    assert "validationDataConfig" not in result.request
+    assert validate_against_service_model(result.request) == []
+    assert result.warnings == [
+        f"the training data is Bedrock's invocation logs at {LOGS}, which a dry run does not read: no record "
+        "checks, no token count and no cost estimate"
+    ]
+    # botocore checks neither the filters' union nor one-entry maps: the config model does.
+    assert validate_against_service_model(
+        result.request
+        | {
+            "trainingDataConfig": {
+                "invocationLogsConfig": {
+                    "invocationLogSource": {"s3Uri": LOGS},
+                    "requestMetadataFilters": {"equals": {"a": "1", "b": "2"}, "andAll": [{"equals": {"c": "3"}}]},
+                }
+            }
+        }
+    ) == []
 
 
 def test_dry_run_of_rft_on_the_example_and_a_price_override(tmp_path: Path) -> None:
@@ -743,9 +1034,7 @@ def test_prompts_only_data_prepares_for_distillation_and_is_refused_for_fine_tun
         "system": [{"text": prompts[0]["system"]}],
         "messages": [{"role": "user", "content": [{"text": prompts[0]["messages"][0]["content"]}]}],
     }
-    distill = _config(
-        "amazon.nova-lite-v1:0:300k", customization_type="DISTILLATION", teacher_model="amazon.nova-premier-v1:0"
-    )
+    distill = _config("amazon.nova-lite-v1:0:300k", customization_type="DISTILLATION", teacher_model=NOVA_PRO)
     result = dry_run(distill, train, bucket=BUCKET, region="us-east-1", today=TODAY)
     assert result.problems == [] and result.records == {"train": 150}
     assert validate_against_service_model(result.request) == []
@@ -854,15 +1143,9 @@ def test_the_model_card_says_how_the_model_was_customized(lineage: Callable[...,
     from tuneline.governance.model_card import render_model_card
 
     dataset, model, report, decision = lineage()
-    distilled = _config(
-        "amazon.nova-micro-v1:0:128k",
-        customization_type="DISTILLATION",
-        teacher_model="amazon.nova-premier-v1:0",
-    )
+    distilled = _config("amazon.nova-micro-v1:0:128k", customization_type="DISTILLATION", teacher_model=NOVA_PRO)
     card = render_model_card(distilled, "3", dataset, model, report, decision)
-    assert (
-        "- Customized by: Bedrock DISTILLATION; teacher `amazon.nova-premier-v1:0`; data: sft records" in card
-    )
+    assert "- Customized by: Bedrock DISTILLATION; teacher `amazon.nova-pro-v1:0`; data: sft records" in card
     rft = _config(
         "amazon.nova-2-lite-v1:0:256k",
         customization_type="REINFORCEMENT_FINE_TUNING",
@@ -972,16 +1255,36 @@ def test_the_tune_stage_logs_the_request_it_sends_as_an_mlflow_artifact(
     assert "testing" not in json.dumps(mlflow.dicts["tune/request.json"])
 
 
-@pytest.mark.parametrize("base_model", ["openai.gpt-oss-20b-1:0", "amazon.nova-2-lite-v1:0:256k"])
-def test_rft_needs_records_prepared_in_bedrocks_rft_shape(
-    settings: Settings, store: ObjectStore, stubbed: tuple[Any, Stubber], make_spec: Callable[..., JobSpec],
+@pytest.mark.parametrize(
+    ("base_model", "tune", "needed"),
+    [
+        ("openai.gpt-oss-20b-1:0", {"customization_type": RFT, "grader": {"lambda_arn": GRADER_ARN}}, "bedrock-nova"),
+        ("amazon.nova-2-lite-v1:0:256k", {"customization_type": RFT, "grader": {"lambda_arn": GRADER_ARN}}, "bedrock-nova"),
+        (CPT_MODEL, {"customization_type": "CONTINUED_PRE_TRAINING"}, "bedrock-titan"),
+        (CPT_LITE, {"customization_type": "CONTINUED_PRE_TRAINING"}, "bedrock-titan"),
+    ],
+    ids=["gpt-oss-rft", "nova2-rft", "titan-express-cpt", "titan-lite-cpt"],
+)
+@pytest.mark.parametrize("prepared_for", [Target.LOCAL, Target.BEDROCK_NOVA, Target.BEDROCK_CLAUDE_HAIKU])
+def test_rft_and_continued_pre_training_need_records_prepared_in_bedrocks_shape_for_them(
+    settings: Settings,
+    store: ObjectStore,
+    stubbed: tuple[Any, Stubber],
+    make_spec: Callable[..., JobSpec],
     base_model: str,
+    tune: dict[str, Any],
+    needed: str,
+    prepared_for: Target,
 ) -> None:
-    tune = {"customization_type": "REINFORCEMENT_FINE_TUNING", "grader": {"lambda_arn": GRADER_ARN}}
     spec = make_spec(base_model, **tune)
-    assert spec.tune.target is Target.BEDROCK_NOVA  # what the lifecycle prepares RFT data for
-    local = spec.model_copy(update={"dataset": spec.dataset.model_copy(update={"target": Target.LOCAL})})
+    assert spec.tune.target.value == needed  # what the lifecycle prepares the data for
+    if prepared_for.value == needed:
+        return  # the right lines: nothing to refuse (the contract tests above submit them)
+    wrong = spec.model_copy(update={"dataset": spec.dataset.model_copy(update={"target": prepared_for})})
     region = "us-west-2" if base_model.startswith("openai.") else "us-east-1"
     with pytest.raises(ValidationFailedError) as err:
-        _backend(settings, store, stubbed[0], region).submit(local)  # no call queued: none may be made
-    assert any("prepared for target local" in p and "data.target: bedrock-nova" in p for p in err.value.problems)
+        _backend(settings, store, stubbed[0], region).submit(wrong)  # no call queued: none may be made
+    assert (
+        f"was prepared for target {prepared_for.value}, but a {tune['customization_type']} job for {base_model} "
+        f"needs {needed} records: prepare again with data.target: {needed}"
+    ) in err.value.problems[0], err.value.problems

@@ -1,7 +1,11 @@
-"""Per-model hyperparameter limits: every bound of every hyperparameter of every model in the table."""
+"""Per-model hyperparameter limits: every bound of every hyperparameter of every model in the table;
+the lifecycle facts and their sources; docs/bedrock.md's tables saying the same as the table."""
 
 from __future__ import annotations
 
+import re
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,8 +13,11 @@ from pydantic import ValidationError
 
 from tuneline.backends.bedrock.models import (
     BEDROCK_MODELS,
+    TEACHER_MODELS,
     BedrockModelSpec,
     HyperparameterLimit,
+    ModelLifecycle,
+    TeacherModel,
     bedrock_model_spec,
     hyperparameter_strings,
 )
@@ -164,3 +171,92 @@ def test_config_limits_must_name_the_base_model_and_be_consistent() -> None:
             record_format="nova",
             hyperparameters={"epochCount": {"kind": "integer", "minimum": 1, "maximum": 10, "default": 11}},
         )
+
+
+AWS_CARD = "https://docs.aws.amazon.com/bedrock/latest/userguide/model-card-"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "end_of_life", "source"),
+    [
+        ("anthropic.claude-3-haiku-20240307-v1:0:200k", date(2026, 9, 10), "model-lifecycle.html"),
+        ("meta.llama3-2-90b-instruct-v1:0:128k", date(2026, 7, 7), AWS_CARD + "meta-llama-3-2-90b-instruct"),
+        ("meta.llama3-2-1b-instruct-v1:0:128k", None, "awslabs/startups#131"),
+        ("meta.llama3-2-3b-instruct-v1:0:128k", None, "awslabs/startups#131"),
+        ("meta.llama3-2-11b-instruct-v1:0:128k", None, "awslabs/startups#131"),
+        ("amazon.titan-text-express-v1:0:8k", None, "langchain4j/langchain4j#2532"),
+        ("amazon.titan-text-lite-v1:0:4k", None, "langchain4j/langchain4j#2532"),
+        ("amazon.nova-premier-v1:0", date(2026, 9, 14), AWS_CARD + "amazon-nova-premier"),
+        ("meta.llama3-1-405b-instruct-v1:0", None, "awslabs/startups#131"),
+        ("anthropic.claude-3-5-sonnet-20240620-v1:0", None, "posit-dev/positron#9339"),
+        ("anthropic.claude-3-5-sonnet-20241022-v2:0", None, "run-llama/llama_index#20211"),
+    ],
+)
+def test_legacy_models_and_teachers_carry_the_sourced_dates(
+    model_id: str, end_of_life: date | None, source: str
+) -> None:
+    entry: ModelLifecycle = BEDROCK_MODELS.get(model_id) or TEACHER_MODELS[model_id]
+    assert entry.legacy and entry.lifecycle == "legacy"
+    assert (entry.end_of_life, entry.legacy_since) == (end_of_life, None)  # no AWS page gives a legacy date
+    assert source in entry.lifecycle_source
+    if end_of_life is None:  # the table refuses only on a date an AWS page states
+        assert "Tuneline warns" in entry.lifecycle_source or "check the model card" in entry.lifecycle_source
+
+
+def test_every_other_model_and_teacher_is_active() -> None:
+    legacy = {m.model_id for m in [*BEDROCK_MODELS.values(), *TEACHER_MODELS.values()] if m.legacy}
+    assert {m for m in BEDROCK_MODELS if m not in legacy} == {
+        "amazon.nova-micro-v1:0:128k",
+        "amazon.nova-lite-v1:0:300k",
+        "amazon.nova-pro-v1:0:300k",
+        "amazon.nova-2-lite-v1:0:256k",
+        "meta.llama3-1-8b-instruct-v1:0:128k",
+        "meta.llama3-1-70b-instruct-v1:0:128k",
+        "openai.gpt-oss-20b-1:0",
+        "qwen.qwen3-32b-v1:0",
+    }
+    assert {t for t in TEACHER_MODELS if t not in legacy} == {
+        "amazon.nova-pro-v1:0",
+        "meta.llama3-1-70b-instruct-v1:0",
+    }
+
+
+def test_a_lifecycle_with_an_end_of_life_must_be_legacy() -> None:
+    with pytest.raises(ValidationError, match="has an end_of_life date, so it is legacy"):
+        TeacherModel(model_id="x.teacher-v1:0", end_of_life=date(2027, 1, 1))
+    with pytest.raises(ValidationError, match="has an end_of_life date, so it is legacy"):
+        BedrockModelSpec(model_id="x.y", record_format="nova", hyperparameters={}, end_of_life=date(2027, 1, 1))
+
+
+def _doc_rows() -> dict[str, str]:
+    """docs/bedrock.md's tables: each backticked model id -> its row's Lifecycle cell."""
+    doc = (Path(__file__).parents[2] / "docs" / "bedrock.md").read_text()
+    rows: dict[str, str] = {}
+    header: list[str] | None = None
+    for line in doc.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif "Lifecycle" in header and not set(cells[0]) <= {"-", " "}:
+            lifecycle = cells[header.index("Lifecycle")]
+            for model_id in re.findall(r"`([^`]+)`", cells[header.index("Id")]):
+                rows[model_id] = lifecycle
+    return rows
+
+
+def _says(entry: ModelLifecycle) -> str:
+    if entry.end_of_life is not None:
+        return f"**legacy, end of life {entry.end_of_life.isoformat()}** (refused)"
+    return "**legacy, no end-of-life date in the table** (warns)" if entry.legacy else "active"
+
+
+def test_the_docs_tables_say_what_the_model_and_teacher_tables_say() -> None:
+    rows = _doc_rows()
+    entries = {**BEDROCK_MODELS, **TEACHER_MODELS}
+    assert set(rows) == set(entries)
+    assert {model_id: rows[model_id] for model_id in entries} == {
+        model_id: _says(entry) for model_id, entry in entries.items()
+    }

@@ -36,11 +36,12 @@ from tuneline.backends.base import (
 from tuneline.backends.bedrock.api import BedrockCaller, BedrockServiceError, Sleep, make_bedrock_client
 from tuneline.backends.bedrock.models import (
     BedrockModelSpec,
+    bare_model_id,
     bedrock_model_spec,
     check_lifecycle,
     hyperparameter_strings,
 )
-from tuneline.config import BedrockTuneConfig, Target
+from tuneline.config import BedrockTuneConfig
 from tuneline.errors import BackendError, ConfigError, JobFailedError, ValidationFailedError
 from tuneline.lineage import JobState, TrainedModel
 from tuneline.settings import Settings
@@ -134,8 +135,9 @@ class BedrockBackend(TuningBackend):
             model = bedrock_model_spec(tune.base_model, tune.model_limits)
         except ConfigError as exc:
             raise ValidationFailedError([str(exc)]) from exc
-        # Past end of life: refused before anything is sent, whatever else is wrong.
-        warning = check_lifecycle(model, self._today(), tune.customization_type)
+        # Past end of life (the base model, or a distillation's teacher): refused before anything is
+        # sent, whatever else is wrong.
+        warning = check_lifecycle(model, self._today(), tune.customization_type, tune.teacher_model)
         if warning:
             _log.warning("%s", warning)
         problems = customization_problems(tune, model, region=self.settings.bedrock_region)
@@ -152,15 +154,15 @@ class BedrockBackend(TuningBackend):
     def _data_problems(spec: JobSpec, model: BedrockModelSpec) -> list[str]:
         dataset = spec.dataset
         problems: list[str] = []
-        needed = Target.BEDROCK_NOVA if model.record_format == "nova" else Target.BEDROCK_CLAUDE_HAIKU
         tune = _bedrock_tune(spec)
-        conversations = tune.customization_type in ("FINE_TUNING", "DISTILLATION")
-        if tune.customization_type == "REINFORCEMENT_FINE_TUNING":
-            needed, conversations = tune.target, True  # Bedrock's RFT lines: see BedrockTuneConfig.target
-        if conversations and dataset.target != needed:
+        # The target prepare writes this job's lines for: the model's record format for fine-tuning and
+        # distillation, Bedrock's RFT lines, Bedrock's {"input"} lines for continued pre-training.
+        needed = tune.target
+        if dataset.target != needed:
             problems.append(
                 f"dataset {dataset.name}@{dataset.version} was prepared for target {dataset.target.value}, "
-                f"but {model.model_id} needs {needed.value} records: prepare again with data.target: {needed.value}"
+                f"but a {tune.customization_type} job for {model.model_id} needs {needed.value} records: "
+                f"prepare again with data.target: {needed.value}"
             )
         if not dataset.split_uris.get("train"):
             problems.append(f"dataset {dataset.name}@{dataset.version} has no train split")
@@ -437,7 +439,7 @@ def customization_problems(tune: BedrockTuneConfig, model: BedrockModelSpec, *, 
             problems.append(
                 f"tune.teacher_model: distillation needs a teacher; {model.model_id} accepts {teachers}"
             )
-        elif model.teachers and _bare_model_id(tune.teacher_model) not in model.teachers:
+        elif model.teachers and bare_model_id(tune.teacher_model) not in model.teachers:
             problems.append(
                 f"tune.teacher_model={tune.teacher_model}: not a teacher for student {model.model_id}; "
                 f"AWS allows {', '.join(model.teachers)}"
@@ -446,10 +448,7 @@ def customization_problems(tune: BedrockTuneConfig, model: BedrockModelSpec, *, 
         problems.append(
             f"tune.teacher_model and tune.max_response_length apply to DISTILLATION only, not {kind}"
         )
-    if tune.invocation_logs_s3_uri is not None and kind not in ("DISTILLATION", "REINFORCEMENT_FINE_TUNING"):
-        problems.append(
-            f"tune.invocation_logs_s3_uri: invocation logs train DISTILLATION or RFT jobs, not {kind}"
-        )
+    problems.extend(_invocation_logs_problems(tune))
     if model.regions and region not in model.regions:
         problems.append(
             f"settings.bedrock_region={region}: {model.model_id} can be customized in "
@@ -467,11 +466,32 @@ def customization_problems(tune: BedrockTuneConfig, model: BedrockModelSpec, *, 
     return problems
 
 
-def _bare_model_id(identifier: str) -> str:
-    """``arn:aws:bedrock:us-east-1::foundation-model/X`` -> ``X``; a cross-region profile ``us.X`` -> ``X``."""
-    bare = identifier.rsplit("/", 1)[-1]
-    region_prefix = re.match(r"^(us|eu|apac|global|us-gov)\.(.+\..+)$", bare)
-    return region_prefix.group(2) if region_prefix else bare
+# botocore's S3Uri pattern for invocationLogSource.s3Uri (the service checks it; botocore does not).
+_S3_URI = re.compile(r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?")
+
+
+def _invocation_logs_problems(tune: BedrockTuneConfig) -> list[str]:
+    kind = tune.customization_type
+    uri = tune.invocation_logs_s3_uri
+    if uri is None:
+        given = [
+            name
+            for name, value in (
+                ("tune.invocation_logs_use_prompt_response", tune.invocation_logs_use_prompt_response),
+                ("tune.invocation_logs_request_metadata_filters", tune.invocation_logs_request_metadata_filters),
+            )
+            if value
+        ]
+        return [f"{name} applies only with tune.invocation_logs_s3_uri (the logs to train on)" for name in given]
+    problems = []
+    if kind not in ("DISTILLATION", "REINFORCEMENT_FINE_TUNING"):
+        problems.append(f"tune.invocation_logs_s3_uri: invocation logs train DISTILLATION or RFT jobs, not {kind}")
+    if not _S3_URI.fullmatch(uri):
+        problems.append(
+            f"tune.invocation_logs_s3_uri={uri!r}: not an S3 location Bedrock accepts: s3://<bucket>/<prefix>/ "
+            "with a lower-case bucket name (where model invocation logging writes)"
+        )
+    return problems
 
 
 def customization_request(
@@ -494,6 +514,10 @@ def customization_request(
             "usePromptResponse": tune.invocation_logs_use_prompt_response,
             "invocationLogSource": {"s3Uri": tune.invocation_logs_s3_uri},
         }
+        if tune.invocation_logs_request_metadata_filters is not None:
+            training["invocationLogsConfig"]["requestMetadataFilters"] = (
+                tune.invocation_logs_request_metadata_filters.to_api()
+            )
     elif train_uri is not None:
         training["s3Uri"] = train_uri
     params: dict[str, Any] = {

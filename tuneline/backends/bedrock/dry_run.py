@@ -215,7 +215,7 @@ def dry_run(
     warnings: list[str] = []
     model: BedrockModelSpec = bedrock_model_spec(tune.base_model, tune.model_limits)
     try:
-        warning = check_lifecycle(model, today or utc_today(), tune.customization_type)
+        warning = check_lifecycle(model, today or utc_today(), tune.customization_type, tune.teacher_model)
         if warning:
             warnings.append(warning)
     except ModelRetiredError as exc:
@@ -304,13 +304,19 @@ def dry_run(
         problems.extend(p for p in exc.problems if p not in problems)
     tokens = math.ceil(characters / _CHARS_PER_TOKEN)
     cost = None
-    if epochs is not None and kind != "REINFORCEMENT_FINE_TUNING":
+    if tune.invocation_logs_s3_uri is not None:
+        # The logs stay in S3: a dry run counts no tokens, so it cannot price the job.
+        warnings.append(
+            f"the training data is Bedrock's invocation logs at {tune.invocation_logs_s3_uri}, which a dry run "
+            "does not read: no record checks, no token count and no cost estimate"
+        )
+    elif epochs is not None and kind != "REINFORCEMENT_FINE_TUNING":
         cost = estimate_training_cost(table, tune.base_model, tokens, epochs)
-    if cost is None:
+    if cost is None and tune.invocation_logs_s3_uri is None:
         warnings.append(
             f"no training price for {tune.base_model} ({kind}) in the price table of {table.as_of}"
         )
-    elif kind == "DISTILLATION":
+    elif cost is not None and kind == "DISTILLATION":
         warnings.append("the estimate covers training the student only, not the teacher's answers")
     return DryRun(
         request=request,

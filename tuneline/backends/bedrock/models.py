@@ -11,6 +11,7 @@ This module depends on pydantic and the error hierarchy only, so that ``tuneline
 from __future__ import annotations
 
 import math
+import re
 from datetime import date
 from typing import Any, Literal
 
@@ -25,8 +26,12 @@ __all__ = [
     "BedrockModelSpec",
     "CustomizationType",
     "HyperparameterLimit",
+    "ModelLifecycle",
     "ModelRetiredError",
+    "TeacherModel",
     "active_alternatives",
+    "active_teachers",
+    "bare_model_id",
     "bedrock_model_spec",
     "check_lifecycle",
     "hyperparameter_strings",
@@ -74,25 +79,53 @@ class HyperparameterLimit(BaseModel):
         return f"{self.kind} from {_fmt(self.minimum)} to {_fmt(self.maximum)} (default {_fmt(self.default)})"
 
 
-class BedrockModelSpec(BaseModel):
-    """What Tuneline needs to know about a Bedrock base model to validate and submit a job."""
+class ModelLifecycle(BaseModel):
+    """Where a Bedrock model stands in AWS's lifecycle (active, legacy, past end of life), and on whose
+    word: what the base-model table and the teacher table share."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model_id: str = Field(description="Fine-tunable base model identifier, e.g. amazon.nova-micro-v1:0:128k.")
+    model_id: str = Field(description="The Bedrock model identifier.")
     label: str = ""
-    record_format: Literal["bedrock", "nova"] = Field(
-        description="Training record shape: 'bedrock' (Claude: string content) or 'nova' (content blocks)."
-    )
-    regions: tuple[str, ...] = Field(
-        default=(), description="Regions where AWS offers customization of this model; empty: not checked."
-    )
     legacy: bool = Field(default=False, description="AWS lists the model as legacy (end of life announced).")
     legacy_since: date | None = Field(default=None, description="When AWS made it legacy, where stated.")
     end_of_life: date | None = Field(
         default=None, description="From this date AWS refuses new jobs for the model: Tuneline refuses them."
     )
     lifecycle_source: str = Field(default="", description="Where the lifecycle dates come from.")
+
+    @model_validator(mode="after")
+    def _end_of_life_is_legacy(self) -> ModelLifecycle:
+        if self.end_of_life is not None and not self.legacy:
+            raise ValueError(f"{self.model_id} has an end_of_life date, so it is legacy: set legacy: true")
+        return self
+
+    @property
+    def lifecycle(self) -> Literal["active", "legacy"]:
+        return "legacy" if self.legacy else "active"
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} ({self.model_id})" if self.label else self.model_id
+
+    def is_past_end_of_life(self, today: date) -> bool:
+        return self.end_of_life is not None and today >= self.end_of_life
+
+
+class TeacherModel(ModelLifecycle):
+    """A distillation teacher: an on-demand model that answers the prompts; only its lifecycle matters here."""
+
+
+class BedrockModelSpec(ModelLifecycle):
+    """What Tuneline needs to know about a Bedrock base model to validate and submit a job."""
+
+    model_id: str = Field(description="Fine-tunable base model identifier, e.g. amazon.nova-micro-v1:0:128k.")
+    record_format: Literal["bedrock", "nova"] = Field(
+        description="Training record shape: 'bedrock' (Claude: string content) or 'nova' (content blocks)."
+    )
+    regions: tuple[str, ...] = Field(
+        default=(), description="Regions where AWS offers customization of this model; empty: not checked."
+    )
     hyperparameters: dict[str, HyperparameterLimit] = Field(
         description="Limits of the string hyperParameters map (fine-tuning, distillation, pre-training)."
     )
@@ -117,20 +150,11 @@ class BedrockModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> BedrockModelSpec:
-        if self.end_of_life is not None and not self.legacy:
-            raise ValueError(f"{self.model_id} has an end_of_life date, so it is legacy: set legacy: true")
         if "DISTILLATION" in self.customization_types and not self.teachers:
             raise ValueError(f"{self.model_id} is a distillation student but names no teachers")
         if "REINFORCEMENT_FINE_TUNING" in self.customization_types and not self.rft_hyperparameters:
             raise ValueError(f"{self.model_id} offers RFT but gives no rft_hyperparameters limits")
         return self
-
-    @property
-    def lifecycle(self) -> Literal["active", "legacy"]:
-        return "legacy" if self.legacy else "active"
-
-    def is_past_end_of_life(self, today: date) -> bool:
-        return self.end_of_life is not None and today >= self.end_of_life
 
     def validate_rft_hyperparameters(self, values: dict[str, Any]) -> dict[str, int | float]:
         """Like :meth:`validate_hyperparameters`, against the RFT limits."""
@@ -268,15 +292,71 @@ CLAUDE_35_SONNET_TEACHERS = (
     "anthropic.claude-3-5-sonnet-20241022-v2:0",
 )
 
-TEACHER_MODELS: dict[str, str] = {
-    NOVA_PREMIER: "Amazon Nova Premier",
-    NOVA_PRO_TEACHER: "Amazon Nova Pro",
-    LLAMA_405B_TEACHER: "Llama 3.1 405B Instruct",
-    LLAMA_70B_TEACHER: "Llama 3.1 70B Instruct",
-    CLAUDE_35_SONNET_TEACHERS[0]: "Claude 3.5 Sonnet",
-    CLAUDE_35_SONNET_TEACHERS[1]: "Claude 3.5 Sonnet v2",
+# Lifecycle facts, read 2026-12-04. An end-of-life date goes in the table (and refuses jobs) only
+# when an AWS page states it for that very model; a date that only third parties give, or that
+# sources disagree on, stays in the source text and the model only warns as legacy.
+_CARD_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/model-card-{}.html"
+_STARTUPS_PRS = (
+    "awslabs/startups#131 (2026-07) and #304 (2026-09), ai-model-lifecycle.md: "
+    "'Llama 3.2 all sizes (meta.llama3-2-*-instruct-v1:0) — EOL Jul 7, 2026'"
+)
+_LLAMA32_90B_LIFECYCLE = (
+    f"{_CARD_DOC.format('meta-llama-3-2-90b-instruct')}: 'Model EOL date: July 7, 2026', "
+    "'Model lifecycle: Legacy' (read in AWS's zh_tw translation of the card); also " + _STARTUPS_PRS
+)
+_LLAMA32_SMALL_LIFECYCLE = (
+    "legacy, third-party only: " + _STARTUPS_PRS + ". AWS's card for Llama 3.2 90B gives the same "
+    "date (2026-07-07), but no AWS page read states it for this size, so the table has no date and "
+    f"Tuneline warns instead of refusing: check the model card or GetFoundationModel ({_LIFECYCLE_DOC})"
+)
+
+TEACHER_MODELS: dict[str, TeacherModel] = {
+    teacher.model_id: teacher
+    for teacher in (
+        TeacherModel(
+            model_id=NOVA_PREMIER,
+            label="Amazon Nova Premier",
+            legacy=True,
+            end_of_life=date(2026, 9, 14),
+            lifecycle_source=(
+                f"{_CARD_DOC.format('amazon-nova-premier')}: 'Model EOL date: September 14, 2026', "
+                "'Model lifecycle: Legacy'; also strands-agents/samples#299 (2026-08) and "
+                "awslabs/startups#131 (2026-07, 'within the 90-day exclusion zone')"
+            ),
+        ),
+        TeacherModel(model_id=NOVA_PRO_TEACHER, label="Amazon Nova Pro"),
+        TeacherModel(
+            model_id=LLAMA_405B_TEACHER,
+            label="Llama 3.1 405B Instruct",
+            legacy=True,
+            lifecycle_source=(
+                "legacy, third-party only: awslabs/startups#131 and #304, ai-model-lifecycle.md: "
+                "'Llama 3.1 405B Instruct (meta.llama3-1-405b-instruct-v1:0) — EOL Jul 7, 2026'; no AWS "
+                "page read states it, so the table has no date and Tuneline warns instead of refusing"
+            ),
+        ),
+        TeacherModel(model_id=LLAMA_70B_TEACHER, label="Llama 3.1 70B Instruct"),
+        *(
+            TeacherModel(
+                model_id=model_id,
+                label=label,
+                legacy=True,
+                lifecycle_source=(
+                    "legacy, sources disagree on the date and none is an AWS page: awslabs/startups#304 "
+                    "(2026-09) gives EOL 2026-07-30 for v1 and v2; AWS's notice quoted in "
+                    "posit-dev/positron#9339 (2025-09) gives 2026-03-01 for v1 in the listed regions; "
+                    "run-llama/llama_index#20211 (2025-11) gives 2026-03-01 for both. Every date is "
+                    "past, but the table has none and Tuneline warns instead of refusing"
+                ),
+            )
+            for model_id, label in zip(
+                CLAUDE_35_SONNET_TEACHERS, ("Claude 3.5 Sonnet", "Claude 3.5 Sonnet v2"), strict=True
+            )
+        ),
+    )
 }
-"""Distillation teachers (on-demand model ids; AWS requires teacher and student of one provider)."""
+"""Distillation teachers with their lifecycle (on-demand model ids; AWS requires teacher and student
+of one provider). A teacher past its end of life is refused like a student is."""
 
 
 def _titan(model_id: str, label: str) -> BedrockModelSpec:
@@ -315,10 +395,13 @@ def _nova(model_id: str, label: str, *, teachers: tuple[str, ...]) -> BedrockMod
     )
 
 
-def _llama(model_id: str, label: str, *, teachers: tuple[str, ...] = (), doc: str) -> BedrockModelSpec:
+def _llama(
+    model_id: str, label: str, *, teachers: tuple[str, ...] = (), doc: str, **lifecycle: Any
+) -> BedrockModelSpec:
     return BedrockModelSpec(
         model_id=model_id,
         label=label,
+        **lifecycle,
         record_format="bedrock",
         regions=("us-west-2",),
         hyperparameters=_LLAMA_HYPERPARAMETERS,
@@ -409,15 +492,32 @@ BEDROCK_MODELS: dict[str, BedrockModelSpec] = {
             "Llama 3.2 1B Instruct",
             teachers=(LLAMA_405B_TEACHER, LLAMA_70B_TEACHER),
             doc=_LLAMA32_HP_DOC,
+            legacy=True,
+            lifecycle_source=_LLAMA32_SMALL_LIFECYCLE,
         ),
         _llama(
             "meta.llama3-2-3b-instruct-v1:0:128k",
             "Llama 3.2 3B Instruct",
             teachers=(LLAMA_405B_TEACHER, LLAMA_70B_TEACHER),
             doc=_LLAMA32_HP_DOC,
+            legacy=True,
+            lifecycle_source=_LLAMA32_SMALL_LIFECYCLE,
         ),
-        _llama("meta.llama3-2-11b-instruct-v1:0:128k", "Llama 3.2 11B Instruct", doc=_LLAMA32_HP_DOC),
-        _llama("meta.llama3-2-90b-instruct-v1:0:128k", "Llama 3.2 90B Instruct", doc=_LLAMA32_HP_DOC),
+        _llama(
+            "meta.llama3-2-11b-instruct-v1:0:128k",
+            "Llama 3.2 11B Instruct",
+            doc=_LLAMA32_HP_DOC,
+            legacy=True,
+            lifecycle_source=_LLAMA32_SMALL_LIFECYCLE,
+        ),
+        _llama(
+            "meta.llama3-2-90b-instruct-v1:0:128k",
+            "Llama 3.2 90B Instruct",
+            doc=_LLAMA32_HP_DOC,
+            legacy=True,
+            end_of_life=date(2026, 7, 7),
+            lifecycle_source=_LLAMA32_90B_LIFECYCLE,
+        ),
         _titan("amazon.titan-text-express-v1:0:8k", "Amazon Titan Text G1 - Express"),
         _titan("amazon.titan-text-lite-v1:0:4k", "Amazon Titan Text G1 - Lite"),
         _rft_only("openai.gpt-oss-20b-1:0", "gpt-oss-20b", "bedrock"),
@@ -439,23 +539,76 @@ def active_alternatives(spec: BedrockModelSpec, customization_type: str | None =
     return [m.model_id for m in active]
 
 
-def check_lifecycle(spec: BedrockModelSpec, today: date, customization_type: str | None = None) -> str | None:
-    """Raise :class:`ModelRetiredError` past the end of life; a warning for a legacy model; else None."""
+def active_teachers(student: BedrockModelSpec) -> list[str]:
+    """The student's teachers that the teacher table lists as active."""
+    return [t for t in student.teachers if t in TEACHER_MODELS and not TEACHER_MODELS[t].legacy]
+
+
+def bare_model_id(identifier: str) -> str:
+    """``arn:aws:bedrock:us-east-1::foundation-model/X`` -> ``X``; a cross-region profile ``us.X`` -> ``X``."""
+    bare = identifier.rsplit("/", 1)[-1]
+    region_prefix = re.match(r"^(us|eu|apac|global|us-gov)\.(.+\..+)$", bare)
+    return region_prefix.group(2) if region_prefix else bare
+
+
+def check_lifecycle(
+    spec: BedrockModelSpec,
+    today: date,
+    customization_type: str | None = None,
+    teacher: str | None = None,
+) -> str | None:
+    """Raise :class:`ModelRetiredError` when the base model, or a distillation's ``teacher``, is past
+    its end of life; the warning for a legacy one; else None."""
+    warnings = [_student_lifecycle(spec, today, customization_type)]
+    if customization_type == "DISTILLATION" and teacher is not None:
+        warnings.append(_teacher_lifecycle(spec, bare_model_id(teacher), today))
+    return " ".join(w for w in warnings if w) or None
+
+
+def _student_lifecycle(spec: BedrockModelSpec, today: date, customization_type: str | None) -> str | None:
     alternatives = ", ".join(active_alternatives(spec, customization_type)) or "none in Tuneline's table"
-    name = f"{spec.label} ({spec.model_id})" if spec.label else spec.model_id
     if spec.is_past_end_of_life(today):
         raise ModelRetiredError(
-            f"{name} reached end of life on {spec.end_of_life.isoformat()}: Bedrock takes no new "
+            f"{spec.name} reached end of life on {spec.end_of_life.isoformat()}: Bedrock takes no new "
             f"customization jobs for it. Choose an active model in tune.base_model: {alternatives}"
         )
     if spec.legacy:
-        until = (
-            f"; end of life on {spec.end_of_life.isoformat()}"
-            if spec.end_of_life
-            else "; Tuneline's table has no end-of-life date for it: check its model card before training"
-        )
-        return f"{name} is a legacy model{until}. Active alternatives: {alternatives}"
+        return f"{spec.name} is a legacy model{_until(spec)}. Active alternatives: {alternatives}"
     return None
+
+
+def _teacher_lifecycle(student: BedrockModelSpec, teacher_id: str, today: date) -> str | None:
+    teacher = TEACHER_MODELS.get(teacher_id)
+    if teacher is None:
+        return None  # not in the teacher table: nothing known of its lifecycle
+    active = ", ".join(active_teachers(student))
+    if not active:
+        students = [
+            m.model_id
+            for m in BEDROCK_MODELS.values()
+            if m.model_id != student.model_id
+            and not m.legacy
+            and active_teachers(m)
+            and m.model_id.split(".", 1)[0] == student.model_id.split(".", 1)[0]
+        ]
+        active = "none in Tuneline's table" + (
+            f"; students with an active teacher: {', '.join(students)}" if students else ""
+        )
+    if teacher.is_past_end_of_life(today):
+        raise ModelRetiredError(
+            f"teacher {teacher.name} reached end of life on {teacher.end_of_life.isoformat()}: Bedrock "
+            f"no longer runs it, so it cannot answer the prompts. Choose an active teacher for "
+            f"{student.model_id} in tune.teacher_model: {active}"
+        )
+    if teacher.legacy:
+        return f"teacher {teacher.name} is a legacy model{_until(teacher)}. Active teachers: {active}"
+    return None
+
+
+def _until(model: ModelLifecycle) -> str:
+    if model.end_of_life:
+        return f"; end of life on {model.end_of_life.isoformat()}"
+    return "; Tuneline's table has no end-of-life date for it: check its model card before training"
 
 
 def bedrock_model_spec(model_id: str, override: BedrockModelSpec | None = None) -> BedrockModelSpec:
