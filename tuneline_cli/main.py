@@ -524,7 +524,10 @@ def _data_exit(summary: Any, fail_on_reject: bool) -> None:
         raise typer.Exit(2 if fail_on_reject else 1)
 
 
-_KIND_HELP = "Read every record as this kind: sft, preference, kto, rft or pretrain (default: each record's own)."
+_KIND_HELP = (
+    "Read every record as this kind: sft, preference, kto, rft, pretrain or prompt "
+    "(prompts alone, for distillation; default: each record's own)."
+)
 _COLUMNS_HELP = "Column/key names, e.g. prompt=question,completion=answer[,system=instructions]."
 _EXTRA_HELP = "Keys no format reads: drop (counted), keep (as metadata) or reject the record."
 _FAIL_HELP = "Exit 2 (not 1) when any record is rejected or file skipped."

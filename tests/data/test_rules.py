@@ -423,3 +423,33 @@ def test_extra_keys_are_dropped_and_counted_by_default_or_kept(write_lines, chat
     kept = validate(DataConfig(source=str(path), extra_keys="keep"), Target.LOCAL)
     # A message has no metadata: its extra keys are dropped (and counted) under "keep" too.
     assert kept.accepted == 2 and kept.dropped_keys == {"messages[].lang": 1}
+
+
+def test_a_conversation_without_its_answer_gets_one_message_from_both_rule_sets(tmp_path):
+    """tuneline.records (what prepare reports today) and rules.py's SQL turn-order check (which the
+    records' canonical lines are re-checked with) say the same, naming data.kind: prompt."""
+    import duckdb
+
+    from tuneline.data import rules
+
+    expected = (
+        'the conversation ends with "user": the last turn must be "assistant" (drop the trailing turn or add '
+        "the answer; prompts a teacher model answers, for distillation, are read with data.kind: prompt)"
+    )
+    unanswered = _msgs(("user", "q"), ("assistant", "a"), ("user", "q2"))
+    config = DataConfig(source=str(tmp_path / "in.jsonl"), split={"train": 1, "validation": 0, "test": 0})
+    (tmp_path / "in.jsonl").write_text(json.dumps(unanswered) + "\n")
+    summary = build_dataset(config, Target.LOCAL, tmp_path / "work").summary
+    assert summary.examples["last_not_assistant"][0]["message"] == expected
+    con = duckdb.connect()
+    con.execute("CREATE TABLE errs (rid BIGINT, code VARCHAR, field VARCHAR, message VARCHAR)")
+    con.execute(
+        "CREATE TABLE doc AS SELECT 1::BIGINT AS rid, 'OBJECT' AS jtype, json_keys(t) AS keys, "
+        "json_extract(t, ['$.messages', '$.system', '$.schemaVersion']) AS p, 'bedrock' AS fmt, false AS strict "
+        "FROM (SELECT ?::VARCHAR AS t)",
+        [json.dumps(unanswered)],
+    )
+    rules._check_messages(con)
+    assert con.execute("SELECT code, field, message FROM errs").fetchall() == [
+        ("last_not_assistant", "messages[2].role", expected)
+    ]

@@ -351,8 +351,9 @@ def _check_messages(con: duckdb.DuckDBPyConnection) -> None:
         FROM conv WHERE k = 1 AND role IS DISTINCT FROM 'user'
         UNION ALL
         SELECT rid, '{E.LAST_NOT_ASSISTANT}', format('messages[{{}}].role', pos),
-               format('the conversation ends with "{{}}": the last turn must be the "assistant" answer '
-                      || 'to learn (drop the trailing turn or add the answer)', role)
+               format('the conversation ends with "{{}}": the last turn must be "assistant" (drop the '
+                      || 'trailing turn or add the answer; prompts a teacher model answers, for distillation, '
+                      || 'are read with data.kind: prompt)', role)
         FROM conv WHERE k_rev = 1 AND role IS DISTINCT FROM 'assistant'
         UNION ALL
         SELECT rid, '{E.ROLES_NOT_ALTERNATING}', format('messages[{{}}].role', pos),
