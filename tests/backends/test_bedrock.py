@@ -418,6 +418,18 @@ def test_identity_changes_with_config_so_names_and_tokens_differ(make_spec: Call
     assert client_request_token(a.identity) != client_request_token(b.identity)
 
 
+def test_a_later_release_adding_an_unset_option_keeps_the_job_identity(make_spec: Callable[..., JobSpec]) -> None:
+    """A job submitted before an upgrade that adds an optional setting re-attaches after it."""
+    spec = make_spec()
+
+    class LaterTuneConfig(type(spec.tune)):
+        some_new_option: str | None = None
+
+    later = LaterTuneConfig(**spec.tune.model_dump())
+    assert job_identity(spec.dataset.version, later) == spec.identity
+    assert job_identity(spec.dataset.version, later.model_copy(update={"some_new_option": "x"})) != spec.identity
+
+
 # --- retries -------------------------------------------------------------------------------------
 def test_throttling_is_retried_with_backoff_then_succeeds(
     backend: BedrockBackend,

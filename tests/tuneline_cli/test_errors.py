@@ -163,6 +163,18 @@ def test_run_with_a_model_past_its_end_of_life_is_refused_before_anything_starts
     assert_clean_user_error(result, "end of life on 2026-09-10")
 
 
+def test_run_distilling_from_a_teacher_past_its_end_of_life_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    config = tmp_path / "distil.yaml"
+    config.write_text(
+        "name: tickets\ndata: {source: tickets.jsonl, kind: prompt}\n"
+        "tune: {backend: bedrock, base_model: amazon.nova-micro-v1:0:128k, customization_type: DISTILLATION, "
+        "teacher_model: us.amazon.nova-premier-v1:0, "
+        "role_arn: 'arn:aws:iam::123456789012:role/TunelineBedrock'}\n"
+    )
+    result = run("run", str(config))
+    assert_clean_user_error(result, "end of life on 2026-09-14")
+
+
 def test_the_lifecycles_first_stage_refuses_a_model_past_its_end_of_life(tmp_path: Path) -> None:
     """Scheduled runs do not go through the CLI: resolving the base model, before prepare, refuses it."""
     from tuneline.backends.bedrock.models import ModelRetiredError

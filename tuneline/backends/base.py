@@ -35,9 +35,13 @@ __all__ = [
 
 
 def job_identity(dataset_version: str, tune: TuneConfig) -> str:
-    """A short, stable id for (dataset version, base model, training config)."""
+    """A short, stable id for (dataset version, base model, training config).
+
+    Options left unset (``None``) are left out, so that a release adding an optional setting does
+    not rename every job: a job in flight across the upgrade re-attaches instead of starting a
+    second, paid one. Defaults that are values stay in, so a changed default is a new job."""
     canonical = json.dumps(
-        {"dataset": dataset_version, "tune": tune.model_dump(mode="json")}, sort_keys=True
+        {"dataset": dataset_version, "tune": tune.model_dump(mode="json", exclude_none=True)}, sort_keys=True
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 

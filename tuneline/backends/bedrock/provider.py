@@ -145,7 +145,7 @@ class BedrockProvider:
         if not isinstance(tune, BedrockTuneConfig):
             return None
         model = bedrock_model_spec(tune.base_model, tune.model_limits)
-        return check_lifecycle(model, today or utc_today(), tune.customization_type)
+        return check_lifecycle(model, today or utc_today(), tune.customization_type, teacher=tune.teacher_model)
 
     def dry_run(
         self,
