@@ -203,7 +203,7 @@ def check_conversation(messages: tuple[Message, ...], *, last: Literal["assistan
                 i - 1,
             )
     if messages[-1].role != last:
-        hint = (" (drop the trailing turn or add the answer; prompts a teacher model answers, for "
+        hint = (" (add the assistant answer it lacks; prompts a teacher model answers, for "
                 "distillation, are read with data.kind: prompt)" if last == "assistant"
                 else " (the model writes the answer: end with the user turn it answers)")
         raise ConversationError(

@@ -231,8 +231,8 @@ def test_prompts_alone_are_read_only_when_asked_and_only_where_a_teacher_answers
     assert s.accepted == 0 and s.errors == {"last_not_assistant": 8}
     (example, *_) = s.examples["last_not_assistant"]
     assert example["message"] == (
-        'the conversation ends with "user": the last turn must be "assistant" (drop the trailing turn or add '
-        "the answer; prompts a teacher model answers, for distillation, are read with data.kind: prompt)"
+        'the conversation ends with "user": the last turn must be "assistant" (add the assistant answer it '
+        "lacks; prompts a teacher model answers, for distillation, are read with data.kind: prompt)"
     )
     # Asked (data.kind: prompt): bedrock-conversation-2024 lines that end with the user turn.
     s, text, out = _build(tmp_path, prompts, Target.BEDROCK_NOVA, kind="prompt")

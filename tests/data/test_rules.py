@@ -433,8 +433,8 @@ def test_a_conversation_without_its_answer_gets_one_message_from_both_rule_sets(
     from tuneline.data import rules
 
     expected = (
-        'the conversation ends with "user": the last turn must be "assistant" (drop the trailing turn or add '
-        "the answer; prompts a teacher model answers, for distillation, are read with data.kind: prompt)"
+        'the conversation ends with "user": the last turn must be "assistant" (add the assistant answer it '
+        "lacks; prompts a teacher model answers, for distillation, are read with data.kind: prompt)"
     )
     unanswered = _msgs(("user", "q"), ("assistant", "a"), ("user", "q2"))
     config = DataConfig(source=str(tmp_path / "in.jsonl"), split={"train": 1, "validation": 0, "test": 0})

@@ -309,7 +309,9 @@ def _check_messages(con: duckdb.DuckDBPyConnection) -> None:
         FROM (SELECT rid, pos, unnest(mkeys) AS k FROM msg) WHERE k NOT IN ('role', 'content')
         UNION ALL
         SELECT rid, '{E.UNEXPECTED_KEY}', {field} || '.content',
-               'Nova content blocks may only hold "text": remove other block types (images, tools)'
+               'a Nova content block here holds keys other than "text" that Tuneline does not read: write it '
+               || 'in one of Nova''s documented block shapes (text, image, video, document, toolUse, toolResult, '
+               || 'reasoningContent)'
         FROM msg WHERE blocks IS NOT NULL
           -- list_distinct: a block with "text" twice is a duplicate_key, not another block type.
           AND NOT list_bool_and(list_transform(blocks, lambda b: json_type(b) = 'OBJECT'
@@ -351,8 +353,8 @@ def _check_messages(con: duckdb.DuckDBPyConnection) -> None:
         FROM conv WHERE k = 1 AND role IS DISTINCT FROM 'user'
         UNION ALL
         SELECT rid, '{E.LAST_NOT_ASSISTANT}', format('messages[{{}}].role', pos),
-               format('the conversation ends with "{{}}": the last turn must be "assistant" (drop the '
-                      || 'trailing turn or add the answer; prompts a teacher model answers, for distillation, '
+               format('the conversation ends with "{{}}": the last turn must be "assistant" (add the '
+                      || 'assistant answer it lacks; prompts a teacher model answers, for distillation, '
                       || 'are read with data.kind: prompt)', role)
         FROM conv WHERE k_rev = 1 AND role IS DISTINCT FROM 'assistant'
         UNION ALL
