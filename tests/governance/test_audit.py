@@ -104,6 +104,65 @@ def test_an_inserted_record_is_named(ctx, tampered) -> None:
     assert problem.key == key and "an inserted record" in problem.problem
 
 
+def _forge_next(ctx: StageContext, log: AuditLog, model: str, uris: list[str]) -> str:
+    """A record linked to the anchored head, written straight into S3: what a key holder can forge."""
+    last = ctx.store.get_bytes(uris[-1])
+    forged = {**json.loads(last), "sequence": len(uris) + 1, "previous_digest": record_digest(last),
+              "actor": "mallory", "approved": True}
+    key = f"{log.prefix}/{model}/{len(uris) + 1:010d}-approval.jsonl"
+    ctx.store.put_bytes(ctx.store.uri(key), (json.dumps(forged) + "\n").encode())
+    return key
+
+
+def test_a_forged_record_linked_to_the_head_is_never_adopted_by_the_next_append(ctx) -> None:
+    log, model, uris = _log_of_three(ctx)
+    forged = _forge_next(ctx, log, model, uris)
+    assert forged not in {r for r in (e.key for e in log.listing([model]) if e.trusted)}
+    # the next legitimate append neither takes the forgery into the chain nor overwrites it (it sits
+    # where the next record would go), and is not blocked by it
+    appended = log.append(_record(model, reasons=["after the forgery"]))
+    assert _key(appended) != forged
+    trusted = log.trusted_records(model)
+    assert [r.sequence for r in trusted] == [1, 2, 3, 4] and trusted[-1].reasons == ["after the forgery"]
+    assert all(r.actor != "mallory" for r in trusted)
+    (problem,) = log.verify([model])
+    assert problem.key == forged and "an inserted record" in problem.problem
+
+
+def test_a_chain_without_its_anchor_vouches_for_nothing(ctx) -> None:
+    """Records written into S3 for a model MLflow holds no head for (a fresh install's reviewers'
+    chain, a model never registered) are listed off the chain, never trusted."""
+    log = AuditLog(ctx.store, ctx.mlflow)
+    model = f"audit-{uuid.uuid4().hex[:8]}"
+    record = _record(model, actor="mallory", approved=True).model_copy(update={"sequence": 1, "previous_digest": GENESIS})
+    key = f"audit/{model}/0000000001-approval.jsonl"
+    ctx.store.put_bytes(ctx.store.uri(key), (record.model_dump_json() + "\n").encode())
+    assert log.trusted_records(model) == []
+    problems = {p.problem for p in log.verify([model])}
+    assert any("no tuneline.audit_head tag" in p for p in problems), problems
+    assert any("an inserted record" in p for p in problems), problems
+
+
+def test_a_writer_that_died_before_moving_the_head_leaves_a_record_the_next_append_adopts(
+    ctx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuneline.governance.audit import MlflowAnchor
+
+    log, model, uris = _log_of_three(ctx)
+
+    def dies(self, model_name, head):  # the record is announced and stored; the head never moves
+        raise ConnectionError("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MlflowAnchor, "write", dies)
+        with pytest.raises(ConnectionError):
+            log.append(_record(model, reasons=["r3"]))
+    assert [r.sequence for r in log.trusted_records(model)] == [1, 2, 3, 4]  # announced: vouched for
+    log.append(_record(model, reasons=["r4"]))
+    assert [r.sequence for r in log.trusted_records(model)] == [1, 2, 3, 4, 5]
+    assert log.verify([model]) == []
+
+
 def test_a_malformed_object_is_named_and_never_crashes_the_reader(ctx, stack_settings) -> None:
     log, model, uris = _log_of_three(ctx)
     bad_key = f"audit/{model}/0000000004-approval.jsonl"
@@ -118,6 +177,18 @@ def test_a_malformed_object_is_named_and_never_crashes_the_reader(ctx, stack_set
 
     verified = _cli(stack_settings, "audit", "--model", model, "--verify")
     assert verified.exit_code == 1 and bad_key in verified.output and "Traceback" not in verified.output
+
+
+def test_a_record_with_a_naive_timestamp_is_unreadable_not_a_crash(ctx, stack_settings) -> None:
+    """Listing sorts records of several chains by time: one naive timestamp must not break it."""
+    log, model, uris = _log_of_three(ctx)
+    naive = {**json.loads(ctx.store.get_bytes(uris[0])), "sequence": 4, "recorded_at": "2026-12-04T01:00:00"}
+    key = f"audit/{model}/0000000004-approval.jsonl"
+    ctx.store.put_bytes(ctx.store.uri(key), (json.dumps(naive) + "\n").encode())
+    assert [r.sequence for r in log.records(model)] == [1, 2, 3]
+    assert any(p.key == key and "recorded_at" in p.problem for p in log.verify([model]))
+    listing = _cli(stack_settings, "audit")  # every chain at once: the case that sorted by time
+    assert listing.exit_code == 0 and "Traceback" not in listing.output, listing.output
 
 
 def test_audit_json_is_one_document_and_verify_passes_an_intact_log(ctx, stack_settings) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 from tuneline.config import ApprovalPolicy
 from tuneline.errors import PromotionError
@@ -103,7 +103,8 @@ class ApprovalRecord(BaseModel):
     candidate_uri: str | None = Field(default=None, description="The decided candidate's weights (approval records).")
     authenticated: bool = Field(default=False, description="The actor proved who they are (reviewer credential).")
     forced: bool = Field(default=False, description="A rollback to a version that no approval record covers.")
-    recorded_at: datetime
+    # aware only: one naive timestamp would make every listing that sorts records by time raise
+    recorded_at: AwareDatetime
     actor: str
     approved: bool | None = None
     reasons: list[str] = Field(default_factory=list)

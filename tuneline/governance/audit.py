@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 AUDIT_HEAD_TAG = "tuneline.audit_head"  # "<sequence>:<sha256 of that record's bytes>"
+# Set before a record is stored and cleared once the head has moved past it: the one record a
+# writer that died in between leaves behind, which the chain may adopt (and nothing else).
+AUDIT_PENDING_TAG = "tuneline.audit_pending"
 GENESIS = "0" * 64
 REVIEWERS_PREFIX = "_reviewers"  # beside the models' logs; model names cannot start with "_"
 
@@ -97,17 +100,27 @@ class MlflowAnchor:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def read(self, model_name: str) -> ChainHead | None:
+    def _tag(self, model_name: str, tag: str) -> ChainHead | None:
         try:
             model = self.client.get_registered_model(model_name)
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
                 return None
             raise
-        value = (model.tags or {}).get(AUDIT_HEAD_TAG)
+        value = (model.tags or {}).get(tag)
         return ChainHead.parse(value) if value else None
 
-    def write(self, model_name: str, head: ChainHead) -> None:
+    def read(self, model_name: str) -> ChainHead | None:
+        return self._tag(model_name, AUDIT_HEAD_TAG)
+
+    def read_pending(self, model_name: str) -> ChainHead | None:
+        """The record a writer announced before storing it (see :meth:`AuditLog.append`)."""
+        try:
+            return self._tag(model_name, AUDIT_PENDING_TAG)
+        except ValueError:
+            return None  # a malformed announcement vouches for nothing
+
+    def _ensure_model(self, model_name: str) -> None:
         try:
             self.client.get_registered_model(model_name)
         except MlflowException as exc:
@@ -118,7 +131,19 @@ class MlflowAnchor:
             except MlflowException as create_exc:  # created meanwhile by a registration
                 if create_exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
+
+    def announce(self, model_name: str, record: ChainHead) -> None:
+        self._ensure_model(model_name)
+        self.client.set_registered_model_tag(model_name, AUDIT_PENDING_TAG, str(record))
+
+    def write(self, model_name: str, head: ChainHead) -> None:
+        self._ensure_model(model_name)
         self.client.set_registered_model_tag(model_name, AUDIT_HEAD_TAG, str(head))
+        try:
+            self.client.delete_registered_model_tag(model_name, AUDIT_PENDING_TAG)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                raise
 
 
 class AuditLog:
@@ -134,36 +159,45 @@ class AuditLog:
     def _key(self, model_name: str, sequence: int, kind: str) -> str:
         return f"{self.prefix}/{model_name}/{sequence:010d}-{kind}.jsonl"
 
-    def _adopt_unanchored(self, model_name: str, head: ChainHead) -> ChainHead:
-        """A writer that stored a record and died before moving the head leaves the record at
-        head+1 linked to the head: adopt it, so the next append does not fork the chain."""
-        while True:
-            prefix = self.store.uri(f"{self.prefix}/{model_name}/{head.sequence + 1:010d}-")
-            keys = list(self.store.list_keys(prefix))
-            if len(keys) != 1:
-                return head
-            data = self.store.get_bytes(self.store.uri(keys[0]))
+    def _adopt_announced(self, model_name: str, head: ChainHead) -> ChainHead:
+        """A writer that stored a record and died before moving the head leaves that record at
+        head+1, announced in MLflow (``AUDIT_PENDING_TAG``) with its digest: adopt it, so the next
+        append does not fork the chain. Only the announced bytes are adopted: a record linked
+        to the head but written straight into S3 (by whoever holds a key there) never is."""
+        pending = self.anchor.read_pending(model_name) if self.anchor else None
+        if pending is None or pending.sequence != head.sequence + 1:
+            return head
+        prefix = self.store.uri(f"{self.prefix}/{model_name}/{pending.sequence:010d}-")
+        for key in self.store.list_keys(prefix):
+            data = self.store.get_bytes(self.store.uri(key))
+            if record_digest(data) != pending.digest:
+                continue
             try:
                 stored = ApprovalRecord.model_validate_json(data)
             except ValidationError:
                 return head
-            if stored.previous_digest != head.digest or stored.sequence != head.sequence + 1:
-                return head
-            head = ChainHead(stored.sequence, record_digest(data))
+            if stored.previous_digest == head.digest and stored.sequence == pending.sequence:
+                return pending
+        return head
 
     def append(self, record: ApprovalRecord) -> str:
         """Chain ``record`` after the model's head, write it once, then move the head."""
         if self.anchor is None:
             raise RuntimeError("AuditLog.append needs the MLflow client that anchors the chain")
         head = self.anchor.read(record.model_name) or GENESIS_HEAD
-        head = self._adopt_unanchored(record.model_name, head)
+        head = self._adopt_announced(record.model_name, head)
         chained = record.model_copy(update={"sequence": head.sequence + 1, "previous_digest": head.digest})
         data = (chained.model_dump_json() + "\n").encode()
+        written = ChainHead(chained.sequence, record_digest(data))
         uri = self.store.uri(self._key(record.model_name, chained.sequence, record.kind))
-        if self.store.exists(uri):  # another writer took this sequence: never overwrite a record
-            raise RuntimeError(f"audit record {uri} already exists; appends to {record.model_name!r} raced")
+        if self.store.exists(uri):
+            # An object the anchor does not vouch for sits where this record goes (written into S3
+            # behind Tuneline's back, or by a writer that raced this one): never overwrite it, and
+            # never let it block the log either; the head tells the two apart.
+            uri = self.store.uri(self._key(record.model_name, chained.sequence, f"{record.kind}-{written.digest[:12]}"))
+        self.anchor.announce(record.model_name, written)
         self.store.put_bytes(uri, data, "application/jsonl")
-        self.anchor.write(record.model_name, ChainHead(chained.sequence, record_digest(data)))
+        self.anchor.write(record.model_name, written)
         return uri
 
     # --- reading ---------------------------------------------------------------------------
@@ -273,9 +307,9 @@ class AuditLog:
                 problems.append(AuditProblem(
                     name, None, f"the registered model has no {AUDIT_HEAD_TAG} tag though the log has {len(valid)} records"
                 ))
-        if head is None:
-            last = max(valid, key=lambda e: e.record.sequence if e.record else 0, default=None)
-            head = ChainHead(last.record.sequence, last.digest) if last and last.record else GENESIS_HEAD
+        # No anchor vouches for nothing: a chain whose head is not in MLflow could have been
+        # written by anyone holding an S3 key. Only a record announced there is adopted.
+        head = self._adopt_announced(name, head or GENESIS_HEAD)
 
         on_chain: set[str] = set()
         sequence, digest = head.sequence, head.digest
