@@ -123,7 +123,7 @@ class DataConfig(_Strict):
     name: str | None = Field(default=None, description="Dataset name; the run's name when unset.")
     format: RecordFormat | Literal["auto"] = Field(default="auto", description="Input record format; 'auto' detects it per record.")
     kind: RecordKind | None = Field(
-        default=None, description="Read every record as this kind (sft, preference, kto, rft, pretrain); unset: each record's own."
+        default=None, description="Read every record as this kind (sft, preference, kto, rft, pretrain, prompt: distillation prompts); unset: each record's own."
     )
     columns: ColumnMapping = Field(default=ColumnMapping(), description="Column names for prompt/completion inputs.")
     extra_keys: Literal["drop", "keep", "reject"] = Field(

@@ -205,7 +205,8 @@ def check_conversation(messages: tuple[Message, ...], *, last: Literal["assistan
     if messages[-1].role != last:
         hint = (" (add the assistant answer it lacks; prompts a teacher model answers, for "
                 "distillation, are read with data.kind: prompt)" if last == "assistant"
-                else " (the model writes the answer: end with the user turn it answers)")
+                else " (records of this kind end with the user turn the model is to answer; a conversation "
+                     "that already holds its answer is SFT data: read it so, without data.kind)")
         raise ConversationError(
             "last_not_assistant" if last == "assistant" else "last_not_user",
             f'the conversation ends with "{messages[-1].role}": the last turn must be "{last}"{hint}',

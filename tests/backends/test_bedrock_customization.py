@@ -1141,11 +1141,15 @@ def test_the_described_request_is_exactly_what_submit_sends(
 
 def test_the_model_card_says_how_the_model_was_customized(lineage: Callable[..., Any]) -> None:
     from tuneline.governance.model_card import render_model_card
+    from tuneline.records import RecordKind
 
     dataset, model, report, decision = lineage()
     distilled = _config("amazon.nova-micro-v1:0:128k", customization_type="DISTILLATION", teacher_model=NOVA_PRO)
     card = render_model_card(distilled, "3", dataset, model, report, decision)
     assert "- Customized by: Bedrock DISTILLATION; teacher `amazon.nova-pro-v1:0`; data: sft records" in card
+    prompts = distilled.model_copy(update={"data": distilled.data.model_copy(update={"kind": RecordKind.PROMPT})})
+    card = render_model_card(prompts, "3", dataset, model, report, decision)
+    assert "- Customized by: Bedrock DISTILLATION; teacher `amazon.nova-pro-v1:0`; data: prompt records" in card
     rft = _config(
         "amazon.nova-2-lite-v1:0:256k",
         customization_type="REINFORCEMENT_FINE_TUNING",

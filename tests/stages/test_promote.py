@@ -50,6 +50,7 @@ def test_approved_candidate_becomes_champion_with_lineage_card_and_audit(ctx, ru
     for section in MODEL_CARD_SECTIONS:
         assert f"## {section}" in card
     assert dataset.version in card and "invalid_json 1" in card and "email 2" in card
+    assert f"- Customized by: local {config.tune.method.upper()} training, {config.tune.adapter} weights; data: sft records" in card
     (record,) = AuditLog(ctx.store).records(config.name)
     assert (record.kind, record.model_version, record.new_champion) == ("promotion", ref.version, ref.version)
     assert tags["tuneline.audit_record_uri"].endswith(".jsonl")

@@ -22,13 +22,18 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+# What each local trainer reads (tuneline.records.RecordKind values), for the card's one line.
+_LOCAL_KIND_BY_METHOD = {"sft": "sft", "dpo": "preference", "kto": "kto", "grpo": "rft", "pretrain": "pretrain"}
+
+
 def _customization(config: RunConfig) -> str:
     """How the model was customized: type, teacher or grader, and the kind of records it used."""
     from tuneline.config import BedrockTuneConfig
 
     tune = config.tune
     if not isinstance(tune, BedrockTuneConfig):
-        return f"{tune.backend} training (supervised records)"
+        kind = config.data.kind.value if config.data.kind else _LOCAL_KIND_BY_METHOD[tune.method]
+        return f"{tune.backend} {tune.method.upper()} training, {tune.adapter} weights; data: {kind} records"
     from tuneline.backends.bedrock.models import RECORD_KIND_BY_TYPE
 
     parts = [f"Bedrock {tune.customization_type}"]
@@ -43,7 +48,8 @@ def _customization(config: RunConfig) -> str:
     parts.append(
         "data: Bedrock invocation logs"
         if tune.invocation_logs_s3_uri
-        else f"data: {RECORD_KIND_BY_TYPE[tune.customization_type]} records"
+        # the kind prepare was told to read (prompts for a distillation) over the type's usual one
+        else f"data: {config.data.kind.value if config.data.kind else RECORD_KIND_BY_TYPE[tune.customization_type]} records"
     )
     return "; ".join(parts)
 
