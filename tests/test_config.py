@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tuneline.config import BedrockTuneConfig, LocalTuneConfig, RunConfig, Target, load_run_config
 from tuneline.errors import ConfigError
@@ -89,3 +90,16 @@ def test_bedrock_serving_for_a_local_model_is_refused_saying_how_it_is_served(tm
     with pytest.raises(ConfigError, match=r"(?m)^- promotion.serving 'provisioned-throughput' is Bedrock serving; "
                                           r"a local model is served from the MLflow registry"):
         load_run_config(path)
+
+
+def test_prompts_only_data_needs_a_task_suite_with_answers() -> None:
+    """Refused when the config loads, not at evaluate after the distillation job has run."""
+    tune = BedrockTuneConfig(
+        base_model="amazon.nova-micro-v1:0:128k", role_arn="arn:aws:iam::123456789012:role/bedrock-ft",
+        customization_type="DISTILLATION", teacher_model="amazon.nova-pro-v1:0",
+    )
+    with pytest.raises(ValidationError, match="cannot score the task suite task: give that suite a source"):
+        RunConfig(name="x", data={"source": "d.jsonl", "kind": "prompt"}, tune=tune)
+    suites = [{"name": "task", "kind": "task", "source": "answers.jsonl"}]
+    config = RunConfig(name="x", data={"source": "d.jsonl", "kind": "prompt"}, tune=tune, evaluation={"suites": suites})
+    assert config.evaluation.suites[0].source == "answers.jsonl"

@@ -509,6 +509,19 @@ class RunConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _prompts_have_a_task_suite(self) -> RunConfig:
+        # Prompts carry no answer to score against: the held-out split cannot be the task suite, and
+        # finding that out at evaluate would be after the (paid) job.
+        if self.data.kind is RecordKind.PROMPT:
+            unscored = [s.name for s in self.evaluation.suites if s.kind is SuiteKind.TASK and s.source is None]
+            if unscored:
+                raise ValueError(
+                    f"data.kind prompt has no answers, so its held-out split cannot score the task suite "
+                    f"{', '.join(unscored)}: give that suite a source (JSONL of chat records with their answers)"
+                )
+        return self
+
     @property
     def target(self) -> Target:
         return self.data.target or self.tune.target

@@ -166,7 +166,7 @@ def test_run_with_a_model_past_its_end_of_life_is_refused_before_anything_starts
 def test_run_distilling_from_a_teacher_past_its_end_of_life_is_refused_before_anything_starts(tmp_path: Path) -> None:
     config = tmp_path / "distil.yaml"
     config.write_text(
-        "name: tickets\ndata: {source: tickets.jsonl, kind: prompt}\n"
+        "name: tickets\ndata: {source: tickets.jsonl}\n"
         "tune: {backend: bedrock, base_model: amazon.nova-micro-v1:0:128k, customization_type: DISTILLATION, "
         "teacher_model: us.amazon.nova-premier-v1:0, "
         "role_arn: 'arn:aws:iam::123456789012:role/TunelineBedrock'}\n"
