@@ -320,3 +320,29 @@ def test_evaluation_endpoint_names_fit_bedrocks_pattern(model_name: str) -> None
     assert len(name) <= 63
     assert re.fullmatch(r"([0-9a-zA-Z][_-]?)+", name)
     assert name != evaluation_serving_name(model_name, HAIKU_MODEL)
+
+
+
+def test_each_evaluation_creates_its_endpoint_with_a_request_token_of_its_own(aws: Aws, sleeps: SleepRecorder) -> None:
+    """A later evaluation of the same model, after the first deleted its deployment, must not repeat
+    the first's idempotency token: Bedrock would answer it with the deleted deployment."""
+    from tuneline.backends.bedrock.serving import serve_for_evaluation
+
+    name = evaluation_serving_name("tickets", NOVA_MODEL)
+    tokens: list[str] = []
+    aws.bedrock.meta.events.register(
+        "provide-client-params.bedrock.CreateCustomModelDeployment",
+        lambda params, **_: tokens.append(params["clientRequestToken"]),
+    )
+    for _ in range(2):
+        aws.control.add_response(
+            "list_custom_model_deployments", {"modelDeploymentSummaries": []}, {"modelArnEquals": NOVA_MODEL}
+        )
+        aws.missing("get_custom_model_deployment", {"customModelDeploymentIdentifier": name})
+        aws.control.add_response("create_custom_model_deployment", {"customModelDeploymentArn": DEPLOY_ARN})
+        aws.control.add_response("get_custom_model_deployment", _deployment("Active", name))
+        aws.control.add_response("delete_custom_model_deployment", {}, {"customModelDeploymentIdentifier": name})
+        with serve_for_evaluation(aws.bedrock, NOVA_MODEL, "on-demand-deployment", model_name="tickets",
+                                  label="candidate", base_model=NOVA, sleep=sleeps) as endpoint:
+            assert endpoint.arn == DEPLOY_ARN
+    assert len(tokens) == 2 and tokens[0] != tokens[1]

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -353,7 +354,9 @@ def serve_for_evaluation(
             "description": f"Tuneline evaluation of the {label} of {model_name}; deleted after it",
         }
     )
-    params.update(clientRequestToken=_token(name, model_arn), **tags)
+    # One token per evaluation, not per (name, model): a later evaluation of the same champion, after
+    # this one deleted its endpoint, must create a new one rather than be answered with the deleted one.
+    params.update(clientRequestToken=_token(name, model_arn, nonce=uuid.uuid4().hex), **tags)
     try:
         try:
             endpoint = _ensure(api, call, wait, name, model_arn, params, purpose=_EVALUATION)
@@ -416,8 +419,9 @@ def _updating(response: dict[str, Any]) -> bool:
     return (response.get("updateDetails") or {}).get("updateStatus") == "Updating"
 
 
-def _token(name: str, model_arn: str) -> str:
-    return "tuneline-" + hashlib.sha256(f"{name}\n{model_arn}".encode()).hexdigest()[:40]
+def _token(name: str, model_arn: str, nonce: str = "") -> str:
+    seed = f"{name}\n{model_arn}" + (f"\n{nonce}" if nonce else "")
+    return "tuneline-" + hashlib.sha256(seed.encode()).hexdigest()[:40]
 
 
 def _get(call: BedrockCaller, operation: str, name: str, **params: str) -> dict[str, Any] | None:
