@@ -114,7 +114,8 @@ def rollback_with_approval(
     forced_by = None
     if force:
         try:
-            ReviewerRegistry(ctx.store).verify(actor, os.environ.get(REVIEWER_TOKEN_ENV, ""))
+            with unreachable_as_service_error():  # an MLflow outage is retried, not a refusal
+                ReviewerRegistry(ctx.store, ctx.mlflow).verify(actor, os.environ.get(REVIEWER_TOKEN_ENV, ""))
         except ReviewerRefusedError as exc:
             with audit_lock(model_name), unreachable_as_service_error():
                 AuditLog(ctx.store, ctx.mlflow).append(ApprovalRecord(

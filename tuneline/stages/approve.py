@@ -112,7 +112,7 @@ def authenticate_review(
     """None when the review comes from an enrolled, allowed reviewer with a valid token; otherwise
     the reason, after auditing the refused attempt (it never becomes a decision)."""
     try:
-        authenticate(config.approval, review, ReviewerRegistry(ctx.store))
+        authenticate(config.approval, review, ReviewerRegistry(ctx.store, ctx.mlflow))
     except PromotionError as exc:
         reason = str(exc)
     else:
