@@ -30,7 +30,8 @@ def verify_audit(model_name: str | None = None) -> list[str] | State:
     report = verify_audit_log(model_name)
     create_markdown_artifact(
         report.markdown(),
-        key=artifact_key(model_name or "all", "audit-verification"),
+        # the every-chain run has a key no model can own (names start with a letter or digit)
+        key=artifact_key(model_name, "audit-verification") if model_name else "audit-verification-all-chains",
         description="What `tuneline audit --verify` found",
     )
     if report.problems:

@@ -78,7 +78,7 @@ class AuditReport:
 
 def audit_report(settings: Any, model: str | None, verify: bool) -> AuditReport:
     from tuneline.governance.audit import AuditLog
-    from tuneline.governance.integrity import check_integrity
+    from tuneline.governance.integrity import check_integrity, require_known_chain
     from tuneline.governance.reviewers import ReviewerRegistry
     from tuneline.stages.context import StageContext
     from tuneline.storage.tracking import unreachable_as_service_error
@@ -87,17 +87,8 @@ def audit_report(settings: Any, model: str | None, verify: bool) -> AuditReport:
     log = AuditLog(ctx.store, ctx.mlflow)
     enrolments = ReviewerRegistry(ctx.store, ctx.mlflow).chain
     with unreachable_as_service_error():
-        if model is not None and model != enrolments and model not in log.model_names():
-            from mlflow.exceptions import MlflowException
-
-            from tuneline.errors import NotFoundError
-
-            try:
-                ctx.mlflow.get_registered_model(model)
-            except MlflowException:
-                known = ", ".join(log.model_names()[:10]) or "none yet"
-                raise NotFoundError(f"no such model {model!r}: the audit log has no records of it (known: {known})") from None
-            # a registered model no decision was ever recorded for: an empty log, and --verify checks its registry
+        if model is not None:
+            require_known_chain(log, ctx.mlflow, model, enrolments)
         names = [model] if model else [*log.model_names(), enrolments]
         entries = log.listing(names)
         unreadable = [e for name in names for e in log.unreadable(name)]

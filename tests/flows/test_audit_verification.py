@@ -73,3 +73,10 @@ def test_a_credential_written_outside_tuneline_fails_the_check_of_the_enrolments
     assert state.is_failed()
     report = _artifact(state.state_details.flow_run_id, artifact_key(registry.chain, "audit-verification"))
     assert f"audit/_reviewers/{forged}.json" in report and "has no enrolment record" in report
+
+
+def test_a_mistyped_model_name_fails_the_run_instead_of_passing_as_verified(lifecycle_settings: Settings) -> None:
+    from flows.audit import verify_audit
+
+    state = verify_audit(f"no-such-model-{uuid.uuid4().hex[:6]}", return_state=True)
+    assert state.is_failed() and "no such model" in state.message, state.message

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tuneline.errors import NotFoundError
 from tuneline.governance.audit import AuditLog, AuditProblem, registry_drift
 from tuneline.governance.reviewers import ReviewerRegistry
 from tuneline.storage.s3 import ObjectStore
@@ -54,6 +55,8 @@ def check_integrity(store: ObjectStore, mlflow: Any, model_name: str | None = No
     """Check one chain (a model's, or the reviewers' enrolment chain by its name), or every one."""
     log = AuditLog(store, mlflow)
     reviewers = ReviewerRegistry(store, mlflow)
+    if model_name is not None:
+        require_known_chain(log, mlflow, model_name, reviewers.chain)
     names = [model_name] if model_name else [*log.model_names(), reviewers.chain]
     problems: list[AuditProblem] = []
     for name in names:
@@ -63,3 +66,18 @@ def check_integrity(store: ObjectStore, mlflow: Any, model_name: str | None = No
             problems.extend(log.verify([name]))
             problems.extend(registry_drift(log, mlflow, name))
     return IntegrityReport(checked=names, problems=problems)
+
+
+def require_known_chain(log: AuditLog, mlflow: Any, model_name: str, enrolments: str) -> None:
+    """Raise ``NotFoundError`` for a name that is neither a logged model, a registered model nor the
+    reviewers' chain: a mistyped name must not pass as "verified, no problems"."""
+    if model_name == enrolments or model_name in log.model_names():
+        return
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.get_registered_model(model_name)
+    except MlflowException:
+        known = ", ".join(log.model_names()[:10]) or "none yet"
+        raise NotFoundError(f"no such model {model_name!r}: the audit log has no records of it (known: {known})") from None
+    # a registered model no decision was ever recorded for: an empty log, whose registry is still checked
