@@ -103,3 +103,13 @@ def test_prompts_only_data_needs_a_task_suite_with_answers() -> None:
     suites = [{"name": "task", "kind": "task", "source": "answers.jsonl"}]
     config = RunConfig(name="x", data={"source": "d.jsonl", "kind": "prompt"}, tune=tune, evaluation={"suites": suites})
     assert config.evaluation.suites[0].source == "answers.jsonl"
+
+
+def test_prompts_only_data_is_for_a_distillation_only() -> None:
+    suites = {"suites": [{"name": "task", "kind": "task", "source": "answers.jsonl"}]}
+    fine_tuning = BedrockTuneConfig(base_model="amazon.nova-micro-v1:0:128k", role_arn="arn:aws:iam::123456789012:role/r")
+    with pytest.raises(ValidationError, match="a Bedrock FINE_TUNING job needs the answers: leave data.kind unset"):
+        RunConfig(name="x", data={"source": "d.jsonl", "kind": "prompt"}, tune=fine_tuning, evaluation=suites)
+    with pytest.raises(ValidationError, match="the local backend needs the answers"):
+        RunConfig(name="x", data={"source": "d.jsonl", "kind": "prompt"}, tune={"backend": "local", "base_model": "m"},
+                  evaluation=suites)

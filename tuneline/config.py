@@ -514,6 +514,15 @@ class RunConfig(_Strict):
         # Prompts carry no answer to score against: the held-out split cannot be the task suite, and
         # finding that out at evaluate would be after the (paid) job.
         if self.data.kind is RecordKind.PROMPT:
+            distils = isinstance(self.tune, BedrockTuneConfig) and self.tune.customization_type == "DISTILLATION"
+            if not distils:
+                what = (f"a Bedrock {self.tune.customization_type} job" if isinstance(self.tune, BedrockTuneConfig)
+                        else f"the {self.tune.backend} backend")
+                raise ValueError(
+                    f"data.kind prompt reads prompts without answers, which only a distillation learns from (a teacher "
+                    f"answers them); {what} needs the answers: leave data.kind unset, or set "
+                    "tune.customization_type: DISTILLATION with a tune.teacher_model"
+                )
             unscored = [s.name for s in self.evaluation.suites if s.kind is SuiteKind.TASK and s.source is None]
             if unscored:
                 raise ValueError(
