@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -64,14 +65,18 @@ def test_weights_with_their_config_answer_the_prompt(model_dir: Path, config_fil
 
 def test_library_progress_bars_stay_out_of_the_output_unless_debug(model_dir: Path, config_file: Path) -> None:
     """A real process, as a user runs it: the quieting must happen before transformers is imported."""
+    from tuneline_cli.failures import _DEBUG_ENV, _QUIET_ENV
+
     command = [str(Path(sys.executable).parent / "tuneline"), "generate", "--model", str(model_dir), "--config",
                str(config_file), "--prompt", "where is my order"]
-    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    # as a user's shell has it: without what an earlier in-process CLI call set in this process's environment
+    env = {k: v for k, v in os.environ.items() if k not in _QUIET_ENV and k != _DEBUG_ENV}
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True, env=env)
     assert quiet.stderr == "", quiet.stderr
     assert quiet.stdout.strip() == expected_answer(model_dir, "where is my order").strip()
     # the same command with --debug shows what was kept out: transformers' weight-loading bar
     debug = subprocess.run([command[0], "--debug", *command[1:]], capture_output=True, text=True, timeout=300,
-                           check=True)
+                           check=True, env=env)
     assert "Loading weights" in debug.stderr and "it/s" in debug.stderr, debug.stderr
 
 
