@@ -89,6 +89,41 @@ def test_resume_after_a_crash_ends_with_the_same_losses(
     assert [p.step for p in resumed_backend.metrics(job_id) if p.name == "train_loss"] == list(range(1, 13))
 
 
+@pytest.mark.parametrize("adapter", ["full", "lora"])
+def test_a_crash_after_the_last_checkpoint_exports_it_without_another_step(
+    recording_sink: Any,
+    adapter: str,
+    make_settings: Callable[[], Settings],
+    make_spec: Callable[..., JobSpec],
+    object_store: ObjectStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Killed between sealing step-12 (the last) and the export: the rerun exports that checkpoint
+    and trains no step again (12 steps are half an epoch here, the case where a resumed loop could)."""
+    from tuneline.backends.local.recipe import TrainingRun
+
+    spec = make_spec(adapter=adapter)
+    settings = make_settings()
+
+    def killed_before_the_export(self: TrainingRun) -> None:
+        raise RuntimeError("killed before the export")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingRun, "cleanup", killed_before_the_export)
+        with pytest.raises(JobFailedError, match="killed before the export"):
+            _train(LocalBackend(settings, object_store), spec, recording_sink())
+    first = {p.step for p in LocalBackend(settings, object_store).metrics(spec.identity) if p.name == "train_loss"}
+    assert first == set(range(1, 13))
+
+    backend = LocalBackend(settings, object_store)
+    job_id, resumed = _train(backend, spec, recording_sink())
+    assert resumed.values("train_loss") == []  # no step trained again
+    status = backend.status(job_id)
+    assert status.state == JobState.COMPLETED and status.steps == 12
+    model = backend.fetch_model(spec, job_id)
+    assert model.steps == 12
+
+
 def test_resume_on_a_new_machine_uses_the_s3_checkpoints(
     recording_sink: Any,
     make_settings: Callable[[], Settings],
