@@ -179,6 +179,13 @@ class DistributedConfig(_Strict):
         return data
 
 
+LOCAL_METHOD_KINDS: dict[str, RecordKind] = {
+    "sft": RecordKind.SFT, "dpo": RecordKind.PREFERENCE, "kto": RecordKind.KTO, "grpo": RecordKind.RFT,
+    "pretrain": RecordKind.PRETRAIN,
+}
+"""The record kind each local ``tune.method`` trains on (its trainer reads that kind's records)."""
+
+
 class LocalTuneConfig(_Strict):
     backend: Literal["local"] = "local"
     base_model: str = Field(
@@ -305,6 +312,10 @@ class LocalTuneConfig(_Strict):
     @property
     def target(self) -> Target:
         return Target.LOCAL
+
+    @property
+    def record_kind(self) -> RecordKind:
+        return LOCAL_METHOD_KINDS[self.method]
 
 
 class RftGraderConfig(_Strict):
@@ -510,7 +521,7 @@ class RunConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _prompts_have_a_task_suite(self) -> RunConfig:
+    def _prompts_are_for_a_distillation_with_a_scored_task(self) -> RunConfig:
         # Prompts carry no answer to score against: the held-out split cannot be the task suite, and
         # finding that out at evaluate would be after the (paid) job.
         if self.data.kind is RecordKind.PROMPT:

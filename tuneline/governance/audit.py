@@ -100,25 +100,25 @@ class MlflowAnchor:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def _tag(self, model_name: str, tag: str) -> ChainHead | None:
+    def read_both(self, model_name: str) -> tuple[ChainHead | None, ChainHead | None]:
+        """The head, and the record a writer announced before storing it (see
+        :meth:`AuditLog.append`), from one read of the registered model. A malformed head raises
+        ``ValueError``; a malformed announcement vouches for nothing."""
         try:
             model = self.client.get_registered_model(model_name)
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-                return None
+                return None, None
             raise
-        value = (model.tags or {}).get(tag)
-        return ChainHead.parse(value) if value else None
-
-    def read(self, model_name: str) -> ChainHead | None:
-        return self._tag(model_name, AUDIT_HEAD_TAG)
-
-    def read_pending(self, model_name: str) -> ChainHead | None:
-        """The record a writer announced before storing it (see :meth:`AuditLog.append`)."""
-        try:
-            return self._tag(model_name, AUDIT_PENDING_TAG)
-        except ValueError:
-            return None  # a malformed announcement vouches for nothing
+        tags = model.tags or {}
+        pending = None
+        if value := tags.get(AUDIT_PENDING_TAG):
+            try:
+                pending = ChainHead.parse(value)
+            except ValueError:
+                pending = None
+        head = tags.get(AUDIT_HEAD_TAG)
+        return (ChainHead.parse(head) if head else None), pending
 
     def _ensure_model(self, model_name: str) -> None:
         try:
@@ -159,12 +159,11 @@ class AuditLog:
     def _key(self, model_name: str, sequence: int, kind: str) -> str:
         return f"{self.prefix}/{model_name}/{sequence:010d}-{kind}.jsonl"
 
-    def _adopt_announced(self, model_name: str, head: ChainHead) -> ChainHead:
+    def _adopt_announced(self, model_name: str, head: ChainHead, pending: ChainHead | None) -> ChainHead:
         """A writer that stored a record and died before moving the head leaves that record at
         head+1, announced in MLflow (``AUDIT_PENDING_TAG``) with its digest: adopt it, so the next
         append does not fork the chain. Only the announced bytes are adopted: a record linked
         to the head but written straight into S3 (by whoever holds a key there) never is."""
-        pending = self.anchor.read_pending(model_name) if self.anchor else None
         if pending is None or pending.sequence != head.sequence + 1:
             return head
         prefix = self.store.uri(f"{self.prefix}/{model_name}/{pending.sequence:010d}-")
@@ -184,8 +183,8 @@ class AuditLog:
         """Chain ``record`` after the model's head, write it once, then move the head."""
         if self.anchor is None:
             raise RuntimeError("AuditLog.append needs the MLflow client that anchors the chain")
-        head = self.anchor.read(record.model_name) or GENESIS_HEAD
-        head = self._adopt_announced(record.model_name, head)
+        head, pending = self.anchor.read_both(record.model_name)
+        head = self._adopt_announced(record.model_name, head or GENESIS_HEAD, pending)
         chained = record.model_copy(update={"sequence": head.sequence + 1, "previous_digest": head.digest})
         data = (chained.model_dump_json() + "\n").encode()
         written = ChainHead(chained.sequence, record_digest(data))
@@ -297,11 +296,11 @@ class AuditLog:
         def at(sequence: int) -> list[AuditEntry]:
             return [e for e in valid if e.record is not None and e.record.sequence == sequence]
 
+        head = pending = None
         try:
-            head = self.anchor.read(name) if self.anchor else None
+            head, pending = self.anchor.read_both(name) if self.anchor else (None, None)
         except ValueError as exc:
             problems.append(AuditProblem(name, None, f"the MLflow anchor tag {AUDIT_HEAD_TAG} is {exc}"))
-            head = None
         else:
             if head is None and valid:
                 problems.append(AuditProblem(
@@ -309,7 +308,7 @@ class AuditLog:
                 ))
         # No anchor vouches for nothing: a chain whose head is not in MLflow could have been
         # written by anyone holding an S3 key. Only a record announced there is adopted.
-        head = self._adopt_announced(name, head or GENESIS_HEAD)
+        head = self._adopt_announced(name, head or GENESIS_HEAD, pending)
 
         on_chain: set[str] = set()
         sequence, digest = head.sequence, head.digest

@@ -22,17 +22,13 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-# What each local trainer reads (tuneline.records.RecordKind values), for the card's one line.
-_LOCAL_KIND_BY_METHOD = {"sft": "sft", "dpo": "preference", "kto": "kto", "grpo": "rft", "pretrain": "pretrain"}
-
-
 def _customization(config: RunConfig) -> str:
     """How the model was customized: type, teacher or grader, and the kind of records it used."""
     from tuneline.config import BedrockTuneConfig
 
     tune = config.tune
     if not isinstance(tune, BedrockTuneConfig):
-        kind = config.data.kind.value if config.data.kind else _LOCAL_KIND_BY_METHOD[tune.method]
+        kind = (config.data.kind or tune.record_kind).value
         return f"{tune.backend} {tune.method.upper()} training, {tune.adapter} weights; data: {kind} records"
     from tuneline.backends.bedrock.models import RECORD_KIND_BY_TYPE
 

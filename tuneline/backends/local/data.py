@@ -21,6 +21,7 @@ from typing import Any
 
 from tuneline.backends.local.chat_encoding import check_rendered, special_token_pattern
 from tuneline.backends.local.hf_models import chat_messages, chat_tools
+from tuneline.config import LOCAL_METHOD_KINDS
 from tuneline.errors import BackendError
 from tuneline.records import (
     ChatRecord,
@@ -39,9 +40,9 @@ __all__ = ["METHOD_KINDS", "check_no_typed_special_tokens", "check_template_rend
 
 _log = logging.getLogger(__name__)
 
-METHOD_KINDS: dict[str, type] = {
-    "sft": ChatRecord, "dpo": PreferenceRecord, "kto": KtoRecord, "grpo": RftRecord, "pretrain": PretrainRecord,
-}
+_MODEL_OF_KIND = {m.kind: m for m in (ChatRecord, PreferenceRecord, KtoRecord, RftRecord, PretrainRecord)}
+METHOD_KINDS: dict[str, type] = {method: _MODEL_OF_KIND[kind] for method, kind in LOCAL_METHOD_KINDS.items()}
+"""The record model each ``tune.method`` reads (the kinds are ``tuneline.config.LOCAL_METHOD_KINDS``)."""
 
 
 def read_text(uri: str, store: ObjectStore) -> str:
