@@ -89,20 +89,35 @@ def test_resume_after_a_crash_ends_with_the_same_losses(
     assert [p.step for p in resumed_backend.metrics(job_id) if p.name == "train_loss"] == list(range(1, 13))
 
 
-@pytest.mark.parametrize("adapter", ["full", "lora"])
+@pytest.mark.parametrize(
+    ("adapter", "tune"),
+    [
+        # packing off: 96 rows / 4 = 24 steps an epoch, so step 12 is mid-epoch -- where the Trainer,
+        # resumed at max_steps, would run one more step before it checks the limit
+        ("full", {"packing": False}),
+        ("lora", {"packing": False}),
+        ("full", {}),  # packed: 12 steps end an epoch
+        # early stopping ended the run at step 6 of 40: the resume must not train on past it
+        ("full", {"max_steps": 40, "eval_every_steps": 2, "early_stopping_patience": 2,
+                  "early_stopping_threshold": 100.0}),
+    ],
+    ids=["full-mid-epoch", "lora-mid-epoch", "full-packed", "full-stopped-early"],
+)
 def test_a_crash_after_the_last_checkpoint_exports_it_without_another_step(
     recording_sink: Any,
     adapter: str,
+    tune: dict[str, Any],
     make_settings: Callable[[], Settings],
     make_spec: Callable[..., JobSpec],
     object_store: ObjectStore,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Killed between sealing step-12 (the last) and the export: the rerun exports that checkpoint
-    and trains no step again (12 steps are half an epoch here, the case where a resumed loop could)."""
+    """Killed between sealing the last checkpoint and the export: the rerun exports that checkpoint
+    and trains no step again."""
     from tuneline.backends.local.recipe import TrainingRun
 
-    spec = make_spec(adapter=adapter)
+    spec = make_spec(adapter=adapter, **tune)
+    last = 6 if "early_stopping_patience" in tune else 12
     settings = make_settings()
 
     def killed_before_the_export(self: TrainingRun) -> None:
@@ -113,15 +128,17 @@ def test_a_crash_after_the_last_checkpoint_exports_it_without_another_step(
         with pytest.raises(JobFailedError, match="killed before the export"):
             _train(LocalBackend(settings, object_store), spec, recording_sink())
     first = {p.step for p in LocalBackend(settings, object_store).metrics(spec.identity) if p.name == "train_loss"}
-    assert first == set(range(1, 13))
+    assert first == set(range(1, last + 1))
 
     backend = LocalBackend(settings, object_store)
     job_id, resumed = _train(backend, spec, recording_sink())
     assert resumed.values("train_loss") == []  # no step trained again
     status = backend.status(job_id)
-    assert status.state == JobState.COMPLETED and status.steps == 12
+    assert status.state == JobState.COMPLETED and status.steps == last
+    if last == 6:
+        assert "stopped early at step 6" in status.message
     model = backend.fetch_model(spec, job_id)
-    assert model.steps == 12
+    assert model.steps == last
 
 
 def test_resume_on_a_new_machine_uses_the_s3_checkpoints(

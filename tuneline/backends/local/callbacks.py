@@ -34,7 +34,7 @@ from tuneline.backends.local.job import JobDir
 from tuneline.backends.local.ranks import SINGLE, Ranks
 from tuneline.lineage import JobState
 
-__all__ = ["RUN_STATE_FILE", "CheckpointMirror", "RunState", "TunelineCallback"]
+__all__ = ["RUN_STATE_FILE", "CheckpointMirror", "RunState", "TrainingAlreadyEnded", "TunelineCallback"]
 
 _log = logging.getLogger(__name__)
 RUN_STATE_FILE = "tuneline_state.json"
@@ -43,6 +43,19 @@ _RENAMES = {"loss": "train_loss", "eval_loss": "validation_loss"}
 _DROPPED = {"epoch", "total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second",
             "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "train_loss_total",
             "num_input_tokens_seen"}
+
+
+class TrainingAlreadyEnded(Exception):  # noqa: N818 - a signal to the recipe, not an error
+    """The checkpoint resumed from ended the training (its last step, or early stopping): export it.
+
+    Raised from ``on_train_begin`` -- after the Trainer loaded the checkpoint's weights and state,
+    before its loop: resumed at ``max_steps`` in the middle of an epoch, or after early stopping,
+    the Trainer would run one step (or more) before it checks for the end.
+    """
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"the checkpoint at step {step} ended the training")
+        self.step = step
 
 
 @dataclass
@@ -143,6 +156,8 @@ class TunelineCallback(TrainerCallback):
         self._clock = time.perf_counter() - self.run.elapsed_s
         total = self.total_steps()
         self._progress(self.status(JobState.RUNNING, state.global_step, f"step {state.global_step}/{total}"))
+        if state.global_step > 0 and (state.global_step >= total or self.run.stopped_early):
+            raise TrainingAlreadyEnded(state.global_step)
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self.flush()

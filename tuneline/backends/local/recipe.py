@@ -7,6 +7,8 @@
    state, and ``metrics.jsonl`` cut back to it.
 3. ``train``: ``trainer.train(resume_from_checkpoint=...)``; checkpoints are saved by the
    Trainer and sealed + mirrored by :class:`~tuneline.backends.local.callbacks.CheckpointMirror`.
+   A checkpoint that ended the training (the last step, or early stopping) is loaded and goes
+   straight to ``cleanup``: no step is trained again.
 4. ``cleanup``: export the final adapter (or full weights) and tokenizer as safetensors with
    Tuneline's manifest, merge the adapter when asked, upload.
 
@@ -36,7 +38,12 @@ from peft import PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
 from tuneline.backends.base import JobSpec, JobStatus, MetricsSink, ProgressCallback
-from tuneline.backends.local.callbacks import CheckpointMirror, RunState, TunelineCallback
+from tuneline.backends.local.callbacks import (
+    CheckpointMirror,
+    RunState,
+    TrainingAlreadyEnded,
+    TunelineCallback,
+)
 from tuneline.backends.local.checkpoints import CheckpointStore
 from tuneline.backends.local.data import (
     check_no_typed_special_tokens,
@@ -322,7 +329,10 @@ class TrainingRun:
         if self.ranks.primary:
             shutil.rmtree(self.job.trainer_dir, ignore_errors=True)  # only sealed checkpoints are trusted
         self.ranks.barrier()
-        self.trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        try:
+            self.trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        except TrainingAlreadyEnded as ended:  # every rank resumed from the same checkpoint: all raise
+            _log.info("job %s: %s; exporting it without training again", self.job_id, ended)
         self.callback.flush()
         steps = self.trainer.state.global_step
         if self.run_state.cancelled:
