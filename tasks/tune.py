@@ -188,16 +188,20 @@ class _IntoRunLogger(logging.Handler):
 @contextlib.contextmanager
 def _backend_log_lines(run_logger: Any) -> Iterator[None]:
     """The backend's own lines (re-attaching to a job, resuming from checkpoint step-N, a
-    checkpoint saved) in the task's log: without this they stop at the root logger's WARNING."""
+    checkpoint saved) in the task's log: without this they stop at the root logger's WARNING.
+    They go there only: passed on to the root's console handler as well, each line would be
+    printed twice in the terminal."""
     source = logging.getLogger("tuneline.backends")
-    handler, level = _IntoRunLogger(run_logger), source.level
+    handler, level, propagate = _IntoRunLogger(run_logger), source.level, source.propagate
     source.addHandler(handler)
     source.setLevel(logging.INFO)
+    source.propagate = False
     try:
         yield
     finally:
         source.removeHandler(handler)
         source.setLevel(level)
+        source.propagate = propagate
 
 
 def stop_tuning_job(flow: Any, flow_run: Any, state: Any) -> None:
