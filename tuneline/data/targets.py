@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneline.backends.bedrock.models import BEDROCK_MODELS, BedrockModelSpec
 from tuneline.backends.bedrock.prices import DEFAULT_PRICES, PriceTable
 from tuneline.config import Target
 from tuneline.records import (
@@ -78,6 +79,23 @@ class TargetLimits(BaseModel):
         return self.content_by_kind.get(kind, self.content) if kind is not None else self.content
 
 
+def _aws_limits(model_id: str) -> dict[str, Any]:
+    """A Bedrock target's record limits and default epochs, read from the model table (the one
+    place AWS's numbers are written, which the Bedrock backend and dry run check as well): those
+    of ``model_id``, the model the target's records were specified for."""
+    spec: BedrockModelSpec = BEDROCK_MODELS[model_id]
+    counts = spec.model_dump(include={
+        "max_train_records", "min_validation_records", "max_validation_records", "max_total_records",
+        "max_tokens_per_record",
+    })
+    return {
+        **counts,
+        "min_train_records": spec.min_train_records or 1,
+        "default_epochs": float(spec.hyperparameters["epochCount"].default or 1),
+        "price_model_id": model_id,
+    }
+
+
 _LIMITS: dict[Target, TargetLimits] = {
     Target.BEDROCK_CLAUDE_HAIKU: TargetLimits(
         target=Target.BEDROCK_CLAUDE_HAIKU,
@@ -86,18 +104,11 @@ _LIMITS: dict[Target, TargetLimits] = {
         # Prompts: Bedrock distillation (Claude and Llama students, single-turn).
         kinds=frozenset({RecordKind.SFT, RecordKind.PROMPT}),
         content=frozenset({"text"}),
-        min_train_records=32,
-        max_train_records=10_000,
-        min_validation_records=32,
-        max_validation_records=1_000,
-        max_total_records=10_000,
-        max_tokens_per_record=32_000,
+        **_aws_limits("anthropic.claude-3-haiku-20240307-v1:0:200k"),
         # AWS's own data validator for Claude 3 Haiku estimates 3 characters per token.
         chars_per_token=3.0,
         # Claude's legacy prompt markers: Bedrock refuses training data containing them.
         reserved_strings=("\nHuman:", "\nAssistant:"),
-        default_epochs=2,  # epochCount's default in the Bedrock API
-        price_model_id="anthropic.claude-3-haiku-20240307-v1:0:200k",
         price_note="Claude 3 Haiku model customization, per 1,000 training tokens",
     ),
     Target.BEDROCK_NOVA: TargetLimits(
@@ -110,15 +121,8 @@ _LIMITS: dict[Target, TargetLimits] = {
         # Bedrock's RFT lines are OpenAI-style text messages (the rft-prepare-data page);
         # distillation is text to text (the distillation-prepare-datasets page).
         content_by_kind={RecordKind.RFT: frozenset({"text"}), RecordKind.PROMPT: frozenset({"text"})},
-        min_train_records=8,
-        max_train_records=20_000,
-        min_validation_records=8,
-        max_validation_records=1_000,
-        max_total_records=20_000,
-        max_tokens_per_record=32_000,
+        **_aws_limits("amazon.nova-micro-v1:0:128k"),
         chars_per_token=3.0,
-        default_epochs=2,
-        price_model_id="amazon.nova-micro-v1:0:128k",
         price_note="Amazon Nova Micro model customization, per 1,000 training tokens (Lite and Pro cost more)",
     ),
     Target.BEDROCK_TITAN: TargetLimits(
@@ -128,14 +132,9 @@ _LIMITS: dict[Target, TargetLimits] = {
         # (Titan fine-tuning reads prompt/completion lines, which Tuneline does not write.)
         kinds=frozenset({RecordKind.PRETRAIN}),
         content=frozenset({"text"}),
-        # The service's own refusal of a longer record ("Maximum input token count 4919 exceeds
-        # limit of 4096 for train data", aws-samples/amazon-bedrock-workshop#224, Titan Express
-        # continued pre-training); Titan Text Lite's context is 4K tokens (titan-text-models page).
-        max_tokens_per_record=4_096,
-        chars_per_token=3.0,
-        default_epochs=5,  # epochCount's default (cm-hp-titan-text page)
         # No Titan training price in the price table: an estimate needs one given (--prices).
-        price_model_id="amazon.titan-text-express-v1:0:8k",
+        **_aws_limits("amazon.titan-text-express-v1:0:8k"),
+        chars_per_token=3.0,
         price_note="Amazon Titan Text G1 - Express model customization, per 1,000 training tokens",
     ),
     Target.LOCAL: TargetLimits(

@@ -391,7 +391,14 @@ def _nova(model_id: str, label: str, *, teachers: tuple[str, ...]) -> BedrockMod
         teachers=teachers,
         # Nova custom models trained after 2025-07-16 can be served on demand.
         serving="on-demand-deployment",
-        source=f"{_NOVA_HP_DOC}; {_DISTILLATION_DOC}",
+        # Nova fine-tuning data (the Bedrock user guide's "Prepare your training datasets" pages).
+        min_train_records=8,
+        max_train_records=20_000,
+        min_validation_records=8,
+        max_validation_records=1_000,
+        max_total_records=20_000,
+        max_tokens_per_record=32_000,
+        source=f"{_NOVA_HP_DOC}; {_DISTILLATION_DOC}; {_PREPARE_DOC}",
     )
 
 
