@@ -94,6 +94,16 @@ class AuditProblem:
         return f"{where}: {self.problem}"
 
 
+def _anchor_description(model_name: str) -> str:
+    # Chains of Tuneline's own (names no model can take) show up in MLflow's model list: say so.
+    if model_name.startswith("_"):
+        return (
+            f"Not a model: the MLflow anchor of Tuneline's audit chain {model_name!r} (its tags hold the "
+            "chain's head). Keep it: without it `tuneline audit --verify` cannot vouch for that chain."
+        )
+    return "Managed by Tuneline."
+
+
 class MlflowAnchor:
     """The chain head as a tag on the MLflow registered model (created when missing)."""
 
@@ -127,7 +137,7 @@ class MlflowAnchor:
             if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
                 raise
             try:
-                self.client.create_registered_model(model_name, description="Managed by Tuneline.")
+                self.client.create_registered_model(model_name, description=_anchor_description(model_name))
             except MlflowException as create_exc:  # created meanwhile by a registration
                 if create_exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
