@@ -59,6 +59,9 @@ class Target(StrEnum):
     BEDROCK_CLAUDE_HAIKU = "bedrock-claude-haiku"
     BEDROCK_NOVA = "bedrock-nova"
     BEDROCK_TITAN = "bedrock-titan"  # Amazon Titan Text: continued pre-training ({"input"} lines)
+    # Distillation into a Claude or Llama student: bedrock-conversation-2024, single-turn, text
+    # (Nova students distil from bedrock-nova data: multi-turn).
+    BEDROCK_DISTILLATION = "bedrock-distillation"
 
 
 # ------------------------------------------------------------------------------------------
@@ -387,7 +390,13 @@ class BedrockTuneConfig(_Strict):
             nova = BEDROCK_MODELS[self.base_model].record_format == "nova"
         else:
             nova = ".nova" in self.base_model
-        return Target.BEDROCK_NOVA if nova else Target.BEDROCK_CLAUDE_HAIKU
+        if nova:
+            return Target.BEDROCK_NOVA
+        # Distillation reads bedrock-conversation-2024 for every student (AWS's
+        # distillation-data-prep-option-1 page), never the Claude fine-tuning lines.
+        if self.customization_type == "DISTILLATION":
+            return Target.BEDROCK_DISTILLATION
+        return Target.BEDROCK_CLAUDE_HAIKU
 
 
 TuneConfig = Annotated[LocalTuneConfig | BedrockTuneConfig, Field(discriminator="backend")]

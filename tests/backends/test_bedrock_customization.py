@@ -1048,30 +1048,59 @@ def test_prompts_only_data_prepares_for_distillation_and_is_refused_for_fine_tun
     assert refused.problems[-1] == "... and 130 more record problems"
 
 
-def test_prompts_for_single_turn_students_are_the_same_lines_and_multi_turn_ones_are_refused(
+def test_distillation_into_a_llama_student_is_conversation_2024_lines_single_turn_only(
     tmp_path: Path,
 ) -> None:
-    prompts = _ticket_prompts(40)
-    # Llama students read bedrock-conversation-2024 prompts too (the distillation-prepare pages).
-    train = _prepare(tmp_path, prompts, Target.BEDROCK_CLAUDE_HAIKU, kind="prompt")
+    """Every distillation line is bedrock-conversation-2024, whatever the student (AWS's
+    distillation-data-prep-option-1 page): prompts, and prompts with the answer wanted, both; Claude
+    and Llama students take one user turn. Claude's fine-tuning lines are refused by the dry run."""
+    from tuneline.config import DataConfig
+    from tuneline.data.prepare import build_dataset
+
     llama = _config(
         "meta.llama3-1-8b-instruct-v1:0:128k",
         customization_type="DISTILLATION",
         teacher_model="meta.llama3-1-405b-instruct-v1:0",
     )
-    assert dry_run(llama, train, bucket=BUCKET, region="us-west-2", today=TODAY).problems == []
-    follow_up = {
-        "messages": [
-            {"role": "user", "content": "My order is late."},
-            {"role": "assistant", "content": "Which order?"},
-            {"role": "user", "content": "Order 1234."},
-        ]
-    }
-    multi = _prepare(tmp_path / "multi", [*prompts[:39], follow_up], Target.BEDROCK_CLAUDE_HAIKU, kind="prompt")
-    problems = dry_run(llama, multi, bucket=BUCKET, region="us-west-2", today=TODAY).problems
-    assert problems == [
-        "train.jsonl line 40: this student takes single-turn prompts only (one user turn, optional answer)"
-    ]
+    assert llama.tune.target is Target.BEDROCK_DISTILLATION
+    prompts = _prepare(tmp_path / "prompts", _ticket_prompts(40), Target.BEDROCK_DISTILLATION, kind="prompt")
+    answered_rows = [json.loads(line) for line in TICKETS.read_text().splitlines()[:40]]
+    answered = _prepare(tmp_path / "answered", answered_rows, Target.BEDROCK_DISTILLATION)
+    for train in (prompts, answered):
+        lines = [json.loads(x) for x in train.read_text().splitlines()]
+        assert len(lines) == 40 and all(line["schemaVersion"] == "bedrock-conversation-2024" for line in lines)
+        assert dry_run(llama, train, bucket=BUCKET, region="us-west-2", today=TODAY).problems == []
+    first = json.loads(answered.read_text().splitlines()[0])
+    assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
+    assert first["messages"][1]["content"] == [{"text": answered_rows[0]["messages"][1]["content"]}]
+
+    # A follow-up question is two user turns: prepare refuses it for this target, naming what to do.
+    follow_up = {"messages": [
+        {"role": "user", "content": "My order is late."},
+        {"role": "assistant", "content": "Which order?"},
+        {"role": "user", "content": "Order 1234."},
+    ]}
+    src = tmp_path / "multi.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in [*_ticket_prompts(39), follow_up]))
+    built = build_dataset(DataConfig(source=str(src), kind="prompt"), Target.BEDROCK_DISTILLATION, tmp_path / "w-multi")
+    assert (built.summary.accepted, built.summary.rejected) == (39, 1)
+    assert built.summary.errors == {"too_many_messages": 1}
+    (example,) = built.summary.examples["too_many_messages"]
+    assert example["line"] == 40
+    assert "the record has 3 turns; bedrock-distillation takes single-turn records" in example["message"]
+    assert "distil into a Nova student" in example["message"]
+
+    # Lines written by hand in the wrong shape or turns are caught before a paid job, too.
+    claude_line = {"messages": [{"role": "user", "content": "Where is my order?"}]}
+    multi_line = {"schemaVersion": "bedrock-conversation-2024",
+                  "messages": [{"role": r, "content": [{"text": "t"}]} for r in ("user", "assistant", "user")]}
+    hand = tmp_path / "hand" / "train.jsonl"
+    hand.parent.mkdir()
+    hand.write_text("".join(json.dumps(r) + "\n" for r in [*([claude_line] * 2), multi_line]))
+    problems = dry_run(llama, hand, bucket=BUCKET, region="us-west-2", today=TODAY).problems
+    assert problems[0].startswith("train.jsonl line 1: messages[0].content must be content blocks")
+    assert any(p.startswith('train.jsonl line 1: needs "schemaVersion": "bedrock-conversation-2024"') for p in problems)
+    assert "train.jsonl line 3: this student takes single-turn prompts only (one user turn, optional answer)" in problems
 
 
 def test_botocore_validation_catches_what_the_service_model_refuses() -> None:

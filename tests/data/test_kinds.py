@@ -250,8 +250,11 @@ def test_prompts_alone_are_read_only_when_asked_and_only_where_a_teacher_answers
     s, _, _ = _build(tmp_path, prompts[:1], Target.LOCAL, kind="prompt")
     assert [e["message"] for e in s.examples["unsupported_kind"]] == [
         "unsupported_kind: prompt — local does not train prompt records; targets that do: "
-        "bedrock-claude-haiku, bedrock-nova"
+        "bedrock-nova, bedrock-distillation"
     ]
+    # Nor does Claude's fine-tuning target (prompts serve distillation, which has its own shape).
+    s, _, _ = _build(tmp_path, prompts[:1], Target.BEDROCK_CLAUDE_HAIKU, kind="prompt")
+    assert s.errors == {"unsupported_kind": 1}
 
 
 def test_titan_trains_pretraining_text_only_and_the_advice_for_pretrain_names_it(tmp_path):
@@ -264,7 +267,7 @@ def test_titan_trains_pretraining_text_only_and_the_advice_for_pretrain_names_it
     assert s.errors == {"unsupported_kind": 1, "too_many_tokens": 1}
     assert s.examples["unsupported_kind"][0]["message"] == (
         "unsupported_kind: sft — bedrock-titan does not train sft records; targets that do: "
-        "bedrock-claude-haiku, bedrock-nova, local")
+        "bedrock-claude-haiku, bedrock-nova, bedrock-distillation, local")
     assert "bedrock-titan allows at most 4096" in s.examples["too_many_tokens"][0]["message"]
     s, _, _ = _build(tmp_path, rows[:2], Target.BEDROCK_CLAUDE_HAIKU)
     assert all(e["message"].endswith("targets that do: bedrock-titan, local") for e in s.examples["unsupported_kind"])

@@ -232,6 +232,8 @@ def build_dataset(
             FROM conversations WHERE payload IS NULL AND len(messages) > {config.max_messages_per_record}
             """
         )
+        if limits.max_messages_per_record is not None and limits.max_messages_per_record < config.max_messages_per_record:
+            _refuse_long_conversations(con, target, limits.max_messages_per_record)
         if RecordKind.SFT not in limits.kinds:
             # Chat records skip the per-record conversion (the SQL rules read them directly), so a
             # target that trains no chats refuses them here.
@@ -564,6 +566,22 @@ def _write_rejected(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     """
     con.execute(f"COPY ({rejected}) TO '{out / 'rejected.jsonl'}' (FORMAT JSON)")
     con.execute(f"COPY ({rejected}) TO '{out / 'rejected.parquet'}' (FORMAT PARQUET)")
+
+
+def _refuse_long_conversations(con: duckdb.DuckDBPyConnection, target: Target, most: int) -> None:
+    """Records with more turns than ``target`` takes (a prompt record's turns end with the user's)."""
+    turns = "json_array_length(payload, '$.messages')"
+    con.execute(
+        f"""
+        INSERT INTO errs
+        SELECT rid, '{ErrorCode.TOO_MANY_MESSAGES}', 'messages',
+               format('the record has {{}} turns; {target.value} takes single-turn records (one user turn and '
+                      || 'its answer): distil into a Nova student (bedrock-nova takes whole conversations), '
+                      || 'or fine-tune instead of distilling', n)
+        FROM (SELECT rid, CASE WHEN payload IS NULL THEN len(messages) ELSE {turns} END AS n FROM conversations)
+        WHERE n > {most}
+        """
+    )
 
 
 def _write_splits(con: duckdb.DuckDBPyConnection, limits: TargetLimits, out: Path) -> str:

@@ -66,6 +66,9 @@ class TargetLimits(BaseModel):
     max_validation_records: int | None = None
     max_total_records: int | None = Field(default=None, description="train + validation together")
     max_tokens_per_record: int | None = None
+    max_messages_per_record: int | None = Field(
+        default=None, description="Turns a record may have (below data.max_messages_per_record); None: no limit."
+    )
     chars_per_token: float = Field(default=3.0, description="Token estimate where no tokenizer is local.")
     reserved_strings: tuple[str, ...] = ()
     default_epochs: float = 1.0
@@ -100,9 +103,8 @@ _LIMITS: dict[Target, TargetLimits] = {
     Target.BEDROCK_CLAUDE_HAIKU: TargetLimits(
         target=Target.BEDROCK_CLAUDE_HAIKU,
         output_format=RecordFormat.BEDROCK,
-        # Bedrock's Claude 3 Haiku customization: text-only conversations.
-        # Prompts: Bedrock distillation (Claude and Llama students, single-turn).
-        kinds=frozenset({RecordKind.SFT, RecordKind.PROMPT}),
+        # Bedrock's Claude 3 Haiku (and Llama) fine-tuning: text-only conversations.
+        kinds=frozenset({RecordKind.SFT}),
         content=frozenset({"text"}),
         **_aws_limits("anthropic.claude-3-haiku-20240307-v1:0:200k"),
         # AWS's own data validator for Claude 3 Haiku estimates 3 characters per token.
@@ -124,6 +126,21 @@ _LIMITS: dict[Target, TargetLimits] = {
         **_aws_limits("amazon.nova-micro-v1:0:128k"),
         chars_per_token=3.0,
         price_note="Amazon Nova Micro model customization, per 1,000 training tokens (Lite and Pro cost more)",
+    ),
+    Target.BEDROCK_DISTILLATION: TargetLimits(
+        target=Target.BEDROCK_DISTILLATION,
+        output_format=RecordFormat.NOVA,
+        # Distillation into a Claude or Llama student (AWS's distillation-data-prep-option-1 page):
+        # every line bedrock-conversation-2024 -- a prompt, or a prompt and the answer wanted --
+        # text only, and single-turn: one user turn (and its answer). The record counts are the
+        # student's, checked by the Bedrock backend and dry run.
+        kinds=frozenset({RecordKind.SFT, RecordKind.PROMPT}),
+        content=frozenset({"text"}),
+        max_messages_per_record=2,
+        chars_per_token=3.0,
+        # Claude's legacy prompt markers: refused in Claude's training data.
+        reserved_strings=("\nHuman:", "\nAssistant:"),
+        price_note="distillation bills the teacher's inference and the student's training; no estimate here",
     ),
     Target.BEDROCK_TITAN: TargetLimits(
         target=Target.BEDROCK_TITAN,

@@ -36,6 +36,7 @@ from tuneline.backends.bedrock.models import (
 from tuneline.backends.bedrock.prices import PriceTable, estimate_training_cost, load_price_table
 from tuneline.config import BedrockTuneConfig, RunConfig
 from tuneline.errors import ConfigError, ValidationFailedError
+from tuneline.records import NOVA_SCHEMA_VERSION
 
 __all__ = ["DryRun", "check_records", "dry_run", "validate_against_service_model"]
 
@@ -114,11 +115,12 @@ def check_records(record: Any, *, kind: str, record_format: str, single_turn: bo
             problems.append(f"messages[{i}].content is neither text nor content blocks")
             continue
         if (
-            record_format == "nova"
+            (record_format == "nova" or kind == "DISTILLATION")
             and kind != "REINFORCEMENT_FINE_TUNING"
             and isinstance(message["content"], str)
         ):
-            problems.append(f"messages[{i}].content must be content blocks [{{'text': ...}}] for Nova")
+            shape = "distillation data" if kind == "DISTILLATION" else "Nova"
+            problems.append(f"messages[{i}].content must be content blocks [{{'text': ...}}] for {shape}")
         chars += sum(len(t) for t in texts)
         roles.append(str(message["role"]))
     system = record.get("system")
@@ -132,6 +134,11 @@ def check_records(record: Any, *, kind: str, record_format: str, single_turn: bo
         if "reference_answer" not in record:
             problems.append('needs "reference_answer" (what the grader compares against)')
         return problems, chars
+    if kind == "DISTILLATION" and record.get("schemaVersion") != NOVA_SCHEMA_VERSION:
+        problems.append(
+            f'needs "schemaVersion": "{NOVA_SCHEMA_VERSION}": distillation reads that shape for every student '
+            "(prepare writes it for the bedrock-distillation and bedrock-nova targets)"
+        )
     if roles and roles[0] != "user":
         problems.append("the first message must be the user's")
     if any(a == b for a, b in zip(roles, roles[1:], strict=False)):
