@@ -831,15 +831,9 @@ def evaluate(
         _fail(exc)
     end_run(ctx)
     if as_json:
-        by_suite: dict[str, dict[str, Any]] = {}
-        for c in outcome.report.comparisons:
-            by_suite.setdefault(c.suite, {})[c.metric] = {
-                "values": c.values, "baseline": c.baseline, "delta": c.delta,
-                "ci": [c.ci_low, c.ci_high], "n": c.n, "called": c.called,
-            }
         # What the run's PII policy did to each suite file, as the markdown report says it.
         pii = {name: screened.model_dump(mode="json") for name, screened in outcome.suite_pii.items()}
-        _emit_json({"suites": by_suite, "pii": pii, "chart_uri": outcome.chart_uri})
+        _emit_json({"suites": outcome.by_suite, "pii": pii, "chart_uri": outcome.chart_uri})
     else:
         typer.echo(outcome.report_markdown)
 

@@ -61,7 +61,7 @@ def test_evaluate_json_gives_each_suites_metrics_and_what_the_pii_policy_did(
     assert general_match["n"] == 9  # 10 lines, one rejected
     # the candidate is the base's own weights: the same greedy answers, no difference
     assert general_match["values"]["candidate"] == general_match["values"]["base"]
-    assert general_match["delta"] == 0
+    assert general_match["delta"] == 0 and general_match["higher_is_better"] is True
     assert out["suites"]["task"]["exact_match"]["n"] == version["splits"]["test"]
     assert out["pii"]["general"]["screened"] is True
     assert (out["pii"]["general"]["redacted"], out["pii"]["general"]["rejected"]) == (1, 1)

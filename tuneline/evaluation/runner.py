@@ -115,7 +115,9 @@ class EvaluationResult:
         return next((c for c in self.comparisons if c.suite == suite and c.metric == metric), None)
 
     def summary(self) -> dict[str, Any]:
-        """Per suite and metric: each model's value, the delta, its interval and n (for ``--json``)."""
+        """Per suite and metric: each model's value, the delta, its interval (None when not
+        computed), n, which way is better and whether a difference is called
+        (``tuneline evaluate --json``'s ``suites``)."""
         out: dict[str, Any] = {}
         for c in self.comparisons:
             out.setdefault(c.suite, {})[c.metric] = {

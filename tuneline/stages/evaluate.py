@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlflow.entities import Metric
 
@@ -52,6 +53,8 @@ class EvaluateOutcome:
     """``s3://`` URI of the comparison chart (PNG), next to the per-example results."""
     suite_pii: dict[str, SuitePii] = field(default_factory=dict)
     """Suite -> what the PII policy did to its records (the report says it too)."""
+    by_suite: dict[str, Any] = field(default_factory=dict)
+    """Suite -> metric -> values, delta, interval, n, direction, called (``EvaluationResult.summary``)."""
 
 
 def load_suites(ctx: StageContext, config: RunConfig, dataset: DatasetVersion) -> list[LoadedSuite]:
@@ -168,6 +171,7 @@ def run_evaluate(
         summary=summary,
         chart_uri=chart_uri,
         suite_pii={s.name: s.pii for s in suites if s.pii is not None},
+        by_suite=result.summary(),
     )
 
 
