@@ -182,7 +182,8 @@ class _IntoRunLogger(logging.Handler):
         self.run_logger = run_logger
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.run_logger.log(record.levelno, record.getMessage())
+        # The run logger is the line's only way out (no propagation meanwhile): its traceback too.
+        self.run_logger.log(record.levelno, record.getMessage(), exc_info=record.exc_info)
 
 
 @contextlib.contextmanager

@@ -13,9 +13,11 @@ class _Lines(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.tracebacks: list[object] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
+        self.tracebacks.append(record.exc_info)
 
 
 @pytest.fixture
@@ -42,6 +44,13 @@ def test_a_backend_line_reaches_the_run_log_once_and_the_console_not_twice(root_
         assert run_lines.lines == ["checkpoint step-100 saved to s3://bucket/step-100/"]
         assert root_console.lines == []  # only through the run logger (which prints it itself)
         assert (source.level, source.propagate) == before
+        with _backend_log_lines(run_logger):
+            try:
+                raise OSError("upload failed")
+            except OSError:
+                backend.warning("could not mirror checkpoint step-4", exc_info=True)
+        assert run_lines.lines[-1] == "could not mirror checkpoint step-4"
+        assert isinstance(run_lines.tracebacks[-1][1], OSError)  # the traceback travels with it
         backend.warning("after the task: as before")
         assert root_console.lines == ["after the task: as before"]
     finally:
