@@ -936,6 +936,22 @@ def test_dry_run_of_rft_on_the_example_and_a_price_override(tmp_path: Path) -> N
     assert priced.prices_as_of == date(2026, 11, 1)
 
 
+def test_dry_run_counts_train_and_validation_together_against_the_models_total(tmp_path: Path) -> None:
+    """Nova takes 20,000 records in all: 19,500 + 600 passes each split's own limit, not the total."""
+    line = _nova_file(tmp_path, n=1).read_text()
+    data = tmp_path / "version"
+    data.mkdir()
+    (data / "train.jsonl").write_text(line * 19_500)
+    (data / "validation.jsonl").write_text(line * 600)
+    config = _config("amazon.nova-micro-v1:0:128k")
+    problems = dry_run(config, data, bucket=BUCKET, region="us-east-1", today=TODAY).problems
+    assert problems == [
+        "train + validation = 20100 records; amazon.nova-micro-v1:0:128k allows at most 20000 together"
+    ]
+    (data / "validation.jsonl").write_text(line * 500)
+    assert dry_run(config, data, bucket=BUCKET, region="us-east-1", today=TODAY).problems == []
+
+
 def test_dry_run_lists_record_problems_by_line_and_the_eol_refusal(tmp_path: Path) -> None:
     rft_data = _rft_file(tmp_path, n=50)
     config = _config(

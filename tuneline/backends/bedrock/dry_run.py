@@ -279,6 +279,15 @@ def dry_run(
         if high is not None and count > high:
             problems.append(f"split {label} has {count} records; {model.model_id} allows at most {high}")
     if (
+        tune.invocation_logs_s3_uri is None
+        and model.max_total_records is not None
+        and train + validation > model.max_total_records
+    ):
+        problems.append(
+            f"train + validation = {train + validation} records; {model.model_id} allows at most "
+            f"{model.max_total_records} together"
+        )
+    if (
         kind == "REINFORCEMENT_FINE_TUNING"
         and tune.invocation_logs_s3_uri is None
         and train < RFT_MIN_RECORDS
