@@ -116,8 +116,13 @@ def test_each_enrolment_is_an_audit_record_without_the_token_or_its_hash(registr
     assert log.verify([registry.chain]) == [] and registry.problems() == []
     registry.verify("cy", second)
     # the chain's anchor is listed among MLflow's models: it says it is none
-    anchor = log.anchor.client.get_registered_model(registry.chain)
-    assert anchor.description.startswith("Not a model: the MLflow anchor of Tuneline's audit chain")
+    client = log.anchor.client
+    assert client.get_registered_model(registry.chain).description.startswith(
+        "Not a model: the MLflow anchor of Tuneline's audit chain")
+    # an anchor made by an earlier release ("Managed by Tuneline.") says so from its next record on
+    client.update_registered_model(registry.chain, description="Managed by Tuneline.")
+    registry.enroll("dee", enrolled_by="admin")
+    assert client.get_registered_model(registry.chain).description.startswith("Not a model")
 
 
 def test_the_attack_a_credential_written_with_the_audit_writers_key_alone_is_refused_and_named(

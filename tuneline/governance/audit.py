@@ -132,7 +132,10 @@ class MlflowAnchor:
 
     def _ensure_model(self, model_name: str) -> None:
         try:
-            self.client.get_registered_model(model_name)
+            model = self.client.get_registered_model(model_name)
+            wanted = _anchor_description(model_name)
+            if model_name.startswith("_") and model.description != wanted:  # an anchor made before it said so
+                self.client.update_registered_model(model_name, description=wanted)
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
                 raise
