@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from tuneline.backends.base import JobSpec
 from tuneline.backends.local.backend import LocalBackend
@@ -139,6 +140,14 @@ def test_a_crash_after_the_last_checkpoint_exports_it_without_another_step(
         assert "stopped early at step 6" in status.message
     model = backend.fetch_model(spec, job_id)
     assert model.steps == last
+    # and what it exported are the sealed checkpoint's weights, not the base model's
+    from safetensors.torch import load
+
+    weights = "adapter_model.safetensors" if adapter == "lora" else "model.safetensors"
+    exported = load(object_store.get_bytes(model.model_uri + weights))
+    sealed = load(object_store.get_bytes(f"{spec.output_uri}checkpoints/step-{last}/{weights}"))
+    assert exported.keys() == sealed.keys()
+    assert all(torch.equal(exported[name], sealed[name]) for name in sealed)
 
 
 def test_resume_on_a_new_machine_uses_the_s3_checkpoints(
