@@ -537,6 +537,13 @@ REFUSALS = [
         train=99,
     ),
     _refusal(
+        "rft-too-many-prompts",
+        "openai.gpt-oss-20b-1:0",
+        {"customization_type": RFT, "grader": {"lambda_arn": GRADER_ARN}},
+        "train + validation = 20001 records; openai.gpt-oss-20b-1:0 allows at most 20000 together",
+        train=20_001,
+    ),
+    _refusal(
         "rft-batch-below-16",
         "amazon.nova-2-lite-v1:0:256k",
         {"customization_type": RFT, "grader": {"lambda_arn": GRADER_ARN}, "hyperparameters": {"batchSize": 8}},
