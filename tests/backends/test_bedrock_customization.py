@@ -540,7 +540,7 @@ REFUSALS = [
         "rft-too-many-prompts",
         "openai.gpt-oss-20b-1:0",
         {"customization_type": RFT, "grader": {"lambda_arn": GRADER_ARN}},
-        "train + validation = 20001 records; openai.gpt-oss-20b-1:0 allows at most 20000 together",
+        "train + validation = 20001 RFT prompts; Bedrock RFT takes at most 20,000",
         train=20_001,
     ),
     _refusal(
@@ -1112,6 +1112,14 @@ def test_distillation_into_a_llama_student_is_conversation_2024_lines_single_tur
     assert example["line"] == 40
     assert "the record has 3 turns; bedrock-distillation takes single-turn records" in example["message"]
     assert "distil into a Nova student" in example["message"]
+    # Over data.max_messages_per_record as well: one error, that rule's, not two.
+    long_chat = {"messages": [{"role": r, "content": "t"} for r in ("user", "assistant") * 2]}
+    src.write_text(json.dumps(long_chat) + "\n")
+    built = build_dataset(DataConfig(source=str(src), max_messages_per_record=3), Target.BEDROCK_DISTILLATION,
+                          tmp_path / "w-long")
+    assert [e["message"] for e in built.summary.examples["too_many_messages"]] == [
+        "the record has 4 turns; data.max_messages_per_record allows 3: split the conversation"
+    ]
 
     # Lines written by hand in the wrong shape or turns are caught before a paid job, too.
     claude_line = {"messages": [{"role": "user", "content": "Where is my order?"}]}

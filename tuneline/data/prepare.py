@@ -52,7 +52,8 @@ __all__ = [
 # Bump when a rule changes what gets written, so old versions are not mistaken for new output.
 # 2: duplicate keys rejected, ragged CSV rows rejected per row; 3: every format detected per record;
 # 4: every kind and content a target trains is written (preference, KTO, RFT, pretrain, tools, media)
-PIPELINE_REVISION = "4"
+# 5: prompts prepare for bedrock-distillation and bedrock-nova only (not bedrock-claude-haiku)
+PIPELINE_REVISION = "5"
 _MEMORY_LIMIT = os.environ.get("TUNELINE_DUCKDB_MEMORY_LIMIT", "3GB")
 _TOKEN_BATCH = 4096
 _WRITE_BATCH = 65_536
@@ -578,8 +579,9 @@ def _refuse_long_conversations(con: duckdb.DuckDBPyConnection, target: Target, m
                format('the record has {{}} turns; {target.value} takes single-turn records (one user turn and '
                       || 'its answer): distil into a Nova student (bedrock-nova takes whole conversations), '
                       || 'or fine-tune instead of distilling', n)
-        FROM (SELECT rid, CASE WHEN payload IS NULL THEN len(messages) ELSE {turns} END AS n FROM conversations)
-        WHERE n > {most}
+        FROM (SELECT rid, CASE WHEN payload IS NULL THEN len(messages) ELSE {turns} END AS n FROM conversations) c
+        WHERE n > {most}  -- one error a record: not again where data.max_messages_per_record refused it
+          AND NOT EXISTS (SELECT 1 FROM errs e WHERE e.rid = c.rid AND e.code = '{ErrorCode.TOO_MANY_MESSAGES}')
         """
     )
 

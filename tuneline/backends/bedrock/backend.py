@@ -48,6 +48,7 @@ from tuneline.settings import Settings
 from tuneline.storage.s3 import ObjectStore, S3Uri
 
 __all__ = [
+    "RFT_MAX_RECORDS",
     "RFT_MIN_RECORDS",
     "BedrockBackend",
     "bedrock_job_name",
@@ -59,6 +60,8 @@ __all__ = [
 
 RFT_MIN_RECORDS = 100
 """AWS's RFT data page: at least 100 prompts."""
+RFT_MAX_RECORDS = 20_000
+"""AWS's rft-prepare-data page: "a maximum of 20K prompts" for reinforcement fine-tuning."""
 
 
 def utc_today() -> date:
@@ -185,6 +188,11 @@ class BedrockBackend(TuningBackend):
         if tune.customization_type == "REINFORCEMENT_FINE_TUNING" and train < RFT_MIN_RECORDS:
             problems.append(
                 f"dataset split train has {train} RFT records; Bedrock RFT needs at least {RFT_MIN_RECORDS}"
+            )
+        if tune.customization_type == "REINFORCEMENT_FINE_TUNING" and train + validation > RFT_MAX_RECORDS:
+            problems.append(
+                f"train + validation = {train + validation} RFT prompts; Bedrock RFT takes at most "
+                f"{RFT_MAX_RECORDS:,}"
             )
         if model.max_total_records is not None and train + validation > model.max_total_records:
             problems.append(

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneline.backends.bedrock.backend import (
+    RFT_MAX_RECORDS,
     RFT_MIN_RECORDS,
     bedrock_job_name,
     client_request_token,
@@ -134,7 +135,7 @@ def check_records(record: Any, *, kind: str, record_format: str, single_turn: bo
         if "reference_answer" not in record:
             problems.append('needs "reference_answer" (what the grader compares against)')
         return problems, chars
-    if kind == "DISTILLATION" and record.get("schemaVersion") != NOVA_SCHEMA_VERSION:
+    if kind == "DISTILLATION" and record_format == "bedrock" and record.get("schemaVersion") != NOVA_SCHEMA_VERSION:
         problems.append(
             f'needs "schemaVersion": "{NOVA_SCHEMA_VERSION}": distillation reads that shape for every student '
             "(prepare writes it for the bedrock-distillation and bedrock-nova targets)"
@@ -293,6 +294,10 @@ def dry_run(
         and train < RFT_MIN_RECORDS
     ):
         problems.append(f"split train has {train} RFT records; Bedrock RFT needs at least {RFT_MIN_RECORDS}")
+    if kind == "REINFORCEMENT_FINE_TUNING" and train + validation > RFT_MAX_RECORDS:
+        problems.append(
+            f"train + validation = {train + validation} RFT prompts; Bedrock RFT takes at most {RFT_MAX_RECORDS:,}"
+        )
 
     identity = digest.hexdigest()[:16]
     name = bedrock_job_name(config.name, identity)

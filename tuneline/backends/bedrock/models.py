@@ -418,11 +418,6 @@ def _llama(
     )
 
 
-# "You can provide a maximum of 20K prompts to Amazon Bedrock for reinforcement fine-tuning"
-# (the rft-prepare-data page).
-_RFT_MAX_PROMPTS = 20_000
-
-
 def _rft_only(model_id: str, label: str, record_format: Literal["bedrock", "nova"]) -> BedrockModelSpec:
     return BedrockModelSpec(
         model_id=model_id,
@@ -433,7 +428,6 @@ def _rft_only(model_id: str, label: str, record_format: Literal["bedrock", "nova
         rft_hyperparameters=_RFT_HYPERPARAMETERS,
         customization_types=("REINFORCEMENT_FINE_TUNING",),
         min_train_records=100,
-        max_total_records=_RFT_MAX_PROMPTS,
         source=_RFT_DOC,
     )
 
@@ -486,7 +480,6 @@ BEDROCK_MODELS: dict[str, BedrockModelSpec] = {
             rft_hyperparameters=_RFT_HYPERPARAMETERS,
             customization_types=("FINE_TUNING", "REINFORCEMENT_FINE_TUNING"),
             serving="on-demand-deployment",
-            max_total_records=_RFT_MAX_PROMPTS,
             source=f"{_NOVA_HP_DOC}; {_RFT_DOC}",
         ),
         _llama(
